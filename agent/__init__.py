@@ -1,0 +1,1 @@
+"""kagent: the Coder/Judge loop and the command line."""

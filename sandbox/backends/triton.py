@@ -1,0 +1,88 @@
+"""Triton candidates: `@triton.jit` kernels launched as `kernel[grid](...)`.
+
+On a GPU they compile and run for real. On a CPU they run under the Triton interpreter
+(TRITON_INTERPRET=1, set by the executor before triton is imported), which checks
+correctness only: interpreter timings mean nothing, bf16 arithmetic is silently upcast and
+libdevice calls fail, so the verdict says so instead of reporting a bogus mismatch. Where there
+is no GPU, every launched kernel is also compiled ahead of time for sm_90 and ptxas reports its
+registers, shared memory and spills.
+
+This module must not import triton at import time: the parent process never needs it, and the
+worker must set the interpreter flag first.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sandbox import launches
+from sandbox.backends import Backend, StaticReport
+from sandbox.models import KernelResourceUse
+
+
+class TritonBackend(Backend):
+    name = "triton"
+    markers = ("triton.jit", "import triton")
+
+    def __init__(self):
+        self.first_launches: dict[str, tuple] = {}  # kernel name -> (fn, args, kwargs)
+
+    def prepare(self, device: str) -> list[str]:
+        if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError("Triton on CPU needs TRITON_INTERPRET=1 before triton is imported")
+        import triton.runtime.autotuner as autotuner
+        import triton.runtime.jit as jit
+
+        classes = [jit.JITFunction, autotuner.Autotuner, autotuner.Heuristics]
+        if device == "cpu":
+            from triton.runtime.interpreter import InterpretedFunction
+
+            classes.append(InterpretedFunction)
+        for cls in classes:
+            cls.run = self._counted(cls.run, opaque=device == "cpu")
+        if device == "cpu":
+            return [
+                "Triton interpreter on CPU: checked for correctness only; times are not a performance measurement",
+            ]
+        return []
+
+    def _counted(self, run, opaque: bool):
+        first = self.first_launches
+
+        def counted_run(fn, *args, **kwargs):
+            name = getattr(fn, "__name__", None) or getattr(getattr(fn, "fn", None), "__name__", "kernel")
+            if not launches.in_opaque_launch() and name not in first:
+                first[name] = (fn, args, dict(kwargs))
+            with launches.launching(name, opaque=opaque):
+                return run(fn, *args, **kwargs)
+
+        counted_run.__wrapped__ = run
+        return counted_run
+
+    def timing_meaningful(self, device: str) -> bool:
+        return device == "cuda"
+
+    def classify(self, err: BaseException, device: str) -> tuple[str, str] | None:
+        text = f"{type(err).__name__}: {err}"
+        if type(err).__name__ == "CompilationError":
+            return "compile_error", "compile_failed"
+        if device == "cpu" and "libdevice" in text:
+            return "not_run", "interpreter_unsupported"
+        if "illegal memory access" in text or "CUDA error" in text:
+            return "runtime_error", "cuda_fault"
+        return None
+
+    def static_report(self, device: str) -> StaticReport | None:
+        if device == "cuda" or not self.first_launches:
+            return None
+        from sandbox.backends.triton_static import compile_for_gpu, describe_launch
+
+        resources = []
+        for name, (fn, args, kwargs) in self.first_launches.items():
+            try:
+                signature, constexprs, num_warps, num_stages = describe_launch(fn, args, kwargs)
+                use = compile_for_gpu(fn, signature, constexprs, num_warps=num_warps, num_stages=num_stages)
+                resources.append(KernelResourceUse(**use.model_dump(include=set(KernelResourceUse.model_fields))))
+            except Exception as err:  # static feedback is best effort; never fails a verdict
+                resources.append(KernelResourceUse(kernel=name, target="sm_90", error=f"{type(err).__name__}: {err}"))
+        return StaticReport(ok=True, message="compiled ahead of time for sm_90", resources=resources)

@@ -1,0 +1,34 @@
+"""One error hierarchy for kagent. Each error knows its CLI exit code; the sandbox maps the
+ones raised inside a candidate evaluation to verdict statuses."""
+
+
+class KagentError(Exception):
+    """Base of every error kagent raises on purpose. `str(err)` is one line for the user."""
+
+    exit_code = 1
+
+
+class UsageError(KagentError):
+    """The user asked for something that cannot work (bad flag value, unknown backend)."""
+
+    exit_code = 2
+
+
+class TaskError(UsageError):
+    """A task file is missing or malformed. The message names the file."""
+
+
+class CandidateError(UsageError):
+    """A candidate file is missing or unreadable (not: wrong, slow or cheating)."""
+
+
+class CompileError(KagentError):
+    """A candidate's kernel source failed to compile. Carries the compiler output."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+class SandboxError(KagentError):
+    """The sandbox itself failed (could not start a worker), not the candidate."""

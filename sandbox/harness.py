@@ -1,0 +1,355 @@
+"""One evaluation, inside the worker process: load the task and the candidate, check the
+candidate on every input set with the anti-cheat checks, time it against the reference.
+
+Order matters for honesty:
+- input sets are drawn from seeds the candidate cannot predict, before its code is imported;
+- on every input set the candidate runs *before* the reference, on memory poisoned with NaNs,
+  so it cannot return stale memory holding the reference's answer; it then runs again after
+  the reference's output was freed (a honeypot): right only then means it read stale memory;
+- everything the candidate returns is checked for being a plain, freshly allocated tensor that
+  aliases nothing it was given.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from sandbox import compare as cmp
+from sandbox import launches
+from sandbox import guard as guards
+from sandbox.backends import get_backend
+from sandbox.compare import flatten
+from sandbox.errors import CandidateError, CompileError
+from sandbox.models import Artifacts, EvalRequest, Verdict
+from sandbox.task import build_model, check_reference, init_inputs, input_sets, load_module, load_task
+from sandbox.timing import time_interleaved
+from sandbox.trace import ForwardTrace, traced_call
+
+REJECTED_REASONS = {
+    "torch_op_in_forward", "fallback_to_reference", "kernel_not_launched", "output_aliases_input",
+    "mutates_input", "cached_output", "stale_memory", "not_a_plain_tensor", "background_work",
+    "patched_harness", "introspection", "forbidden_import", "forbidden_call",
+}
+IMPLAUSIBLE_SPEEDUP = 10.0
+
+
+class Outcome(Exception):
+    """Ends an evaluation early with a verdict's status, reason and message."""
+
+    def __init__(self, status: str, reason: str, message: str, **fields):
+        super().__init__(message)
+        self.status, self.reason, self.message, self.fields = status, reason, message, fields
+
+
+def _reject(reason: str, message: str, **fields) -> Outcome:
+    return Outcome("rejected", reason, message, **fields)
+
+
+def _clone(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [x.clone() for x in inputs]
+
+
+def _storage_span(t: torch.Tensor) -> tuple[int, int]:
+    storage = t.untyped_storage()
+    return storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+
+
+def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    (a0, a1), (b0, b1) = _storage_span(a), _storage_span(b)
+    return a0 < b1 and b0 < a1 and a1 > a0 and b1 > b0
+
+
+def _module_tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Parameters, buffers and any tensor attribute: where a precomputed result would live."""
+    found = list(model.parameters()) + list(model.buffers())
+    for module in model.modules():
+        found += [v for v in vars(module).values() if isinstance(v, torch.Tensor)]
+    return found
+
+
+def _poison(outputs_like: list[torch.Tensor]) -> None:
+    """Fill soon-to-be-reused free memory with NaN (or a pattern), so a candidate that returns
+    uninitialised memory shows garbage instead of a previous result."""
+    for t in outputs_like:
+        for _ in range(2):
+            junk = torch.empty_like(t)
+            junk.fill_(float("nan") if t.is_floating_point() else -7)
+            del junk
+
+
+class Evaluation:
+    def __init__(self, request: EvalRequest):
+        self.request = request
+        self.device = torch.device(request.device)
+        self.backend = get_backend(request.backend)
+        self.artifacts = Artifacts()
+        self.input_set_names: list[str] = []
+        self.guard: guards.Guard | None = None
+
+    # -- running candidate code -------------------------------------------------------------
+
+    def _guarded(self, what: str, fn, *args):
+        """Run candidate code under the audit hook; map its failures to outcomes."""
+        try:
+            with self.guard.watching():
+                result = fn(*args)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+        except Outcome:
+            raise
+        except BaseException as err:  # the candidate may raise anything, SystemExit included
+            self._check_guard()
+            raise self._failure(what, err) from None
+        self._check_guard()
+        return result
+
+    def _failure(self, what: str, err: BaseException) -> Outcome:
+        self.artifacts.traceback = "".join(traceback.format_exception(err))[-4000:]
+        text = f"{what}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
+        classified = self.backend.classify(err, self.request.device)
+        if classified:
+            status, reason = classified
+            if status == "not_run":
+                return self._not_run(text)
+            return Outcome(status, reason, text)
+        if isinstance(err, CompileError):
+            self.artifacts.compile_log = err.log
+            return Outcome("compile_error", "compile_failed", f"{what}: {err}")
+        if isinstance(err, SyntaxError):
+            return Outcome("compile_error", "syntax_error", f"{what}: syntax error at line {err.lineno}: {err.msg}")
+        if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)):
+            return Outcome("runtime_error", "out_of_memory", text)
+        if isinstance(err, (SystemExit, KeyboardInterrupt)):
+            return Outcome("runtime_error", "exited_early", f"{what}: the candidate tried to exit")
+        return Outcome("runtime_error", "exception", text)
+
+    def _not_run(self, why: str) -> Outcome:
+        report = self.backend.static_report(self.request.device)
+        if report is not None:
+            self.artifacts.resources = report.resources
+            self.artifacts.compile_log = report.log or None
+            if not report.ok:
+                return Outcome("compile_error", "compile_failed", report.message)
+            why = f"{why}; {report.message}"
+        return Outcome("not_run", "no_gpu" if self.backend.name == "cuda" else "interpreter_unsupported", why)
+
+    def _check_guard(self) -> None:
+        if self.guard.violations:
+            reason, detail = self.guard.violations[0]
+            raise _reject(reason, f"the candidate used {detail}")
+        changed = guards.integrity_changes(self.integrity, self.integrity_modules)
+        if changed:
+            raise _reject("patched_harness", f"the candidate replaced {', '.join(changed[:3])}")
+
+    # -- the checks -------------------------------------------------------------------------
+
+    def _inspect_call(self, out, inputs: list[torch.Tensor], trace: ForwardTrace, model) -> None:
+        if trace.launch_failures:
+            raise _reject("fallback_to_reference", f"a kernel launch failed and the forward still returned: {trace.launch_failures[0]}")
+        if trace.compute_ops:
+            self.artifacts.torch_ops = trace.compute_ops
+            raise _reject("torch_op_in_forward", f"the forward ran PyTorch compute ops: {', '.join(trace.compute_ops[:6])}")
+        if not trace.launches:
+            raise _reject("kernel_not_launched", "no custom kernel was launched for the test inputs")
+        self.artifacts.launches = trace.launches
+        owned = _module_tensors(model)
+        for t in flatten(out):
+            if not isinstance(t, torch.Tensor):
+                continue
+            if type(t) is not torch.Tensor or t.device.type != self.device.type:
+                raise _reject("not_a_plain_tensor", f"returned a {type(t).__name__} on {t.device}, not a plain tensor")
+            try:
+                span = _storage_span(t)
+            except Exception:
+                raise _reject("not_a_plain_tensor", "returned a tensor without real storage") from None
+            if t.device.type == "meta" or (t.numel() and span[0] == 0):
+                raise _reject("not_a_plain_tensor", "returned a tensor without real storage")
+            if any(_overlaps(t, x) for x in inputs):
+                raise _reject("output_aliases_input", "the output shares memory with an input")
+            if any(_overlaps(t, p) for p in owned) or span[0] not in trace.allocated:
+                raise _reject("cached_output", "the output was not freshly allocated in this call (cached or precomputed)")
+
+    def _check_set(self, name: str, inputs, reference, candidate, seen_outputs: list) -> cmp.Comparison:
+        request = self.request
+        cand_inputs, pristine = _clone(inputs), _clone(inputs)
+        _poison(flatten(self.ref_sample))
+        threads_before = threading.active_count()
+        out, trace = self._guarded(f"forward on {name}", traced_call, candidate, *cand_inputs)
+        self._inspect_call(out, cand_inputs, trace, candidate)
+        snapshot = [t.clone() if isinstance(t, torch.Tensor) else t for t in flatten(out)]
+        if not cmp.same_values(cand_inputs, pristine):
+            raise _reject("mutates_input", f"the forward modified its inputs on {name}")
+
+        with torch.no_grad():
+            ref_out = reference(*_clone(inputs))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        expected = [t.clone() if isinstance(t, torch.Tensor) else t for t in flatten(ref_out)]
+        del ref_out  # honeypot: the freed memory now holds the right answer
+        again = self._guarded(f"second forward on {name}", candidate, *_clone(inputs))
+
+        if threading.active_count() > threads_before or not cmp.same_values(flatten(out), snapshot):
+            raise _reject("background_work", "the output changed after the forward returned (work left running)")
+        result = cmp.compare(flatten(out), expected, self.tolerance_dtype, request.allow_tf32)
+        if not result.ok:
+            if cmp.compare(flatten(again), expected, self.tolerance_dtype, request.allow_tf32).ok:
+                raise _reject("stale_memory", f"wrong on fresh memory but right after the reference ran ({name}): it returns stale memory", failed_input_set=name)
+            if any(cmp.same_values(flatten(out), previous) for previous in seen_outputs):
+                raise _reject("cached_output", f"returned the same values as for an earlier input set ({name})", failed_input_set=name)
+            raise self._mismatch(name, result)
+        seen_outputs.append(snapshot)
+        return result
+
+    def _mismatch(self, name: str, result: cmp.Comparison) -> Outcome:
+        reason = result.reason
+        if reason == "mismatch" and name.startswith("extra:") and self.primary_ok:
+            reason = "shape_specialized" if self._shapes_differ(name) else "input_specialized"
+        elif reason == "mismatch" and name.startswith("dist:") and self.primary_ok:
+            reason = "distribution_specialized"
+        return Outcome(
+            "incorrect", reason, f"wrong result on input set {name}: {result.detail}",
+            failed_input_set=name, max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error,
+        )
+
+    def _shapes_differ(self, name: str) -> bool:
+        shapes = lambda inputs: [tuple(x.shape) for x in inputs]  # noqa: E731
+        return shapes(self.sets[name]) != shapes(next(iter(self.sets.values())))
+
+    # -- the whole evaluation -----------------------------------------------------------------
+
+    def run(self) -> Verdict:
+        started = time.perf_counter()
+        try:
+            fields = self._run()
+            status, reason, message = "correct", "ok", fields.pop("message")
+        except Outcome as outcome:
+            status, reason, message, fields = outcome.status, outcome.reason, outcome.message, outcome.fields
+        return Verdict(
+            status=status, reason=reason, message=message, backend=self.backend.name,
+            device=self.request.device, input_sets=self.input_set_names,
+            elapsed_s=round(time.perf_counter() - started, 3), artifacts=self.artifacts, **fields,
+        )
+
+    def _run(self) -> dict:
+        request, device = self.request, self.device
+        torch.backends.cuda.matmul.allow_tf32 = request.allow_tf32
+        torch.backends.cudnn.allow_tf32 = request.allow_tf32
+        task = load_task(request.task_path)  # TaskError propagates: a user error, not a verdict
+        init = init_inputs(task)
+        model_seed = request.seeds[0]
+        reference = build_model(task, task.Model, init, model_seed, device)
+        self.sets = input_sets(task, request.seeds, device)
+        self.ref_sample = check_reference(task, reference, _clone(next(iter(self.sets.values()))))
+        self.tolerance_dtype = None
+        if not self.backend.timing_meaningful(request.device) and request.device == "cpu":
+            self._upcast_bf16(reference)
+
+        path = Path(request.candidate_path)
+        try:
+            source = path.read_text()
+        except OSError as err:
+            raise CandidateError(f"{path}: cannot read candidate: {err.strerror}") from None
+        try:
+            found = guards.scan_source(source, str(path))
+        except SyntaxError as err:
+            raise Outcome("compile_error", "syntax_error", f"{path.name}: syntax error at line {err.lineno}: {err.msg}") from None
+        if found:
+            raise _reject(found[0], f"{path.name} {found[1]}")
+
+        self.artifacts.notes += self.backend.prepare(request.device)
+        self.guard = guards.Guard(str(path.resolve()), guards.protected_files(task.path))
+        self.guard.install()
+        traced_call(torch.empty, 1)  # settle torch's lazy rewrapping before the snapshot
+        self.integrity_modules = [task.module, task.Model, time, threading]
+        self.integrity = guards.integrity_snapshot(self.integrity_modules)
+
+        module = self._guarded("import", load_module, path.resolve(), "kagent_candidate")
+        if not self.backend.runs_on(request.device):
+            raise self._not_run(f"no GPU to run the {self.backend.name} kernel on")
+        if not hasattr(module, "ModelNew"):
+            raise Outcome("compile_error", "missing_model_new", f"{path.name} defines no ModelNew class")
+        candidate = self._guarded("constructor", build_model, task, module.ModelNew, init, model_seed, device)
+        candidate.load_state_dict(
+            {k: v for k, v in reference.state_dict().items() if k in candidate.state_dict()
+             and candidate.state_dict()[k].shape == v.shape},
+            strict=False,
+        )
+
+        seen_outputs: list = []
+        worst_abs = worst_rel = 0.0
+        self.primary_ok = False
+        for name, inputs in self.sets.items():
+            self.input_set_names.append(name)
+            result = self._check_set(name, inputs, reference, candidate, seen_outputs)
+            worst_abs = max(worst_abs, result.max_abs_error or 0.0)
+            worst_rel = max(worst_rel, result.max_rel_error or 0.0)
+            self.primary_ok = self.primary_ok or name.startswith("seed:")
+
+        timing = self._time(reference, candidate)
+        report = self.backend.static_report(request.device) if request.static_analysis else None
+        if report:
+            self.artifacts.resources = report.resources
+        return {"max_abs_error": worst_abs, "max_rel_error": worst_rel, **timing}
+
+    def _upcast_bf16(self, reference: torch.nn.Module) -> None:
+        """The Triton interpreter computes bf16 in fp32 after loading: check such a task in
+        fp32 (at bf16 tolerance) so an honest kernel is not failed for the interpreter's sake."""
+        has_bf16 = any(x.dtype == torch.bfloat16 for xs in self.sets.values() for x in xs) or any(
+            p.dtype == torch.bfloat16 for p in reference.parameters())
+        if not has_bf16:
+            return
+        self.sets = {n: [x.float() if x.dtype == torch.bfloat16 else x for x in xs] for n, xs in self.sets.items()}
+        reference.float()
+        self.tolerance_dtype = torch.bfloat16
+        self.artifacts.notes.append("bf16 task checked in fp32 at bf16 tolerance: the Triton interpreter cannot compute bf16 exactly")
+
+    def _time(self, reference, candidate) -> dict:
+        request = self.request
+        meaningful = self.backend.timing_meaningful(request.device)
+        inputs = next(iter(self.sets.values()))
+        ref_inputs, cand_inputs = _clone(inputs), _clone(inputs)
+        outputs: list = []
+
+        def run_reference():
+            with torch.no_grad():
+                reference(*ref_inputs)
+
+        def run_candidate():
+            outputs[:] = [candidate(*cand_inputs)]
+
+        runs = (request.min_runs, request.max_runs) if meaningful else (3, 3)
+        launches.reset()
+        ref_stats, cand_stats = self._guarded(
+            "timed forward", time_interleaved, run_reference, run_candidate, self.device,
+            request.warmup if meaningful else 1, runs[0], runs[1], request.timing_budget_s,
+        )
+        if sum(launches.snapshot()[0].values()) < cand_stats.runs:
+            raise _reject("kernel_not_launched", "the kernel was not launched on every timed call")
+        with torch.no_grad():
+            expected = reference(*_clone(inputs))
+        if not cmp.compare(flatten(outputs[0]), flatten(expected), self.tolerance_dtype, request.allow_tf32).ok:
+            raise Outcome("incorrect", "inconsistent_under_timing", "the result computed while being timed is wrong")
+
+        fields = {"ref_timing": ref_stats, "candidate_timing": cand_stats,
+                  "ref_time_ms": ref_stats.median_ms, "candidate_time_ms": cand_stats.median_ms,
+                  "timing_meaningful": meaningful}
+        n = len(self.input_set_names)
+        if not meaningful:
+            fields["message"] = f"correct on {n} input sets; not timed for performance ({self.artifacts.notes[0] if self.artifacts.notes else 'no meaningful timer'})"
+            return fields
+        speedup = ref_stats.median_ms / cand_stats.median_ms
+        fields["speedup"] = speedup
+        fields["message"] = f"correct on {n} input sets; {speedup:.2f}x vs eager PyTorch ({cand_stats.median_ms:.3f} ms vs {ref_stats.median_ms:.3f} ms)"
+        if speedup > IMPLAUSIBLE_SPEEDUP:
+            fields["implausible_speedup"] = True
+            fields["message"] += f" — implausible (>{IMPLAUSIBLE_SPEEDUP:.0f}x): check the task for redundancy before trusting it"
+        return fields
+
+
+def evaluate(request: EvalRequest) -> Verdict:
+    return Evaluation(request).run()

@@ -1,0 +1,88 @@
+"""Everything that crosses the sandbox's process boundary: the request sent to a worker and
+the verdict that comes back."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal[
+    "correct", "incorrect", "compile_error", "runtime_error", "timeout", "rejected", "not_run"
+]
+BackendName = Literal["triton", "cuda", "cpp"]
+DeviceName = Literal["cpu", "cuda"]
+
+
+class EvalRequest(BaseModel):
+    """What one worker evaluates. Paths are absolute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_path: str
+    candidate_path: str
+    backend: BackendName
+    device: DeviceName
+    seeds: list[int] = [0, 1, 2]
+    # Timing: warm-up calls, then adaptive repetitions bounded by a time budget per side.
+    warmup: int = 5
+    min_runs: int = 10
+    max_runs: int = 200
+    timing_budget_s: float = 0.4
+    allow_tf32: bool = False
+    static_analysis: bool = True  # ahead-of-time GPU compile for resource use where no GPU
+
+
+class TimingStats(BaseModel):
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    p20_ms: float
+    p80_ms: float
+    runs: int
+
+
+class KernelResourceUse(BaseModel):
+    """Static resource use of one kernel compiled for a GPU target (ptxas -v)."""
+
+    kernel: str
+    target: str
+    registers: int | None = None
+    shared_memory_bytes: int | None = None
+    spill_stores_bytes: int | None = None
+    spill_loads_bytes: int | None = None
+    error: str | None = None
+
+
+class Artifacts(BaseModel):
+    """Evidence that feeds the next Coder and Judge prompts."""
+
+    compile_log: str | None = None
+    traceback: str | None = None
+    stderr_tail: str | None = None
+    torch_ops: list[str] = []  # ATen compute ops seen in the candidate's forward
+    launches: dict[str, int] = {}  # custom kernel launches per forward call
+    resources: list[KernelResourceUse] = []
+    notes: list[str] = []  # caveats: interpreter timing, bf16 upcast, not run, ...
+
+
+class Verdict(BaseModel):
+    status: Status
+    reason: str  # machine-readable: "ok", "mismatch", "torch_op_in_forward", ...
+    message: str  # one human line
+    backend: str
+    device: str
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    failed_input_set: str | None = None
+    input_sets: list[str] = []  # every input set the candidate was checked on
+    ref_time_ms: float | None = None
+    candidate_time_ms: float | None = None
+    speedup: float | None = None
+    timing_meaningful: bool = False
+    ref_timing: TimingStats | None = None
+    candidate_timing: TimingStats | None = None
+    implausible_speedup: bool = False
+    elapsed_s: float | None = None
+    artifacts: Artifacts = Field(default_factory=Artifacts)

@@ -1,0 +1,73 @@
+"""Run-time trace of what a candidate's forward did: the ATen ops it called, the storages it
+allocated, and the custom kernels it launched.
+
+A regex over the source cannot tell `torch.matmul` in a dead branch from one that does the
+work, nor see ops called from a C++ extension; a TorchDispatchMode sees every ATen op that
+actually executes, from Python or C++.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from sandbox import launches
+
+# Ops that allocate, reshape, view or move memory without computing anything from it. A
+# candidate may call these; any other ATen op in its forward is PyTorch doing the work.
+ALLOWED_OPS = frozenset(
+    """
+    empty empty_like empty_strided new_empty new_empty_strided zeros zeros_like new_zeros
+    ones ones_like new_ones full full_like new_full fill fill_ zero_ scalar_tensor
+    view _unsafe_view _reshape_alias reshape as_strided t transpose permute unsqueeze squeeze
+    expand expand_as select slice narrow split split_with_sizes unbind chunk detach alias
+    lift_fresh contiguous clone copy_ _to_copy to _local_scalar_dense resize_ view_as
+    unflatten flatten movedim sym_size sym_stride sym_numel sym_storage_offset is_same_size
+    _has_compatible_shallow_copy_type
+    """.split()
+)
+
+
+def op_name(func) -> str:
+    return func._overloadpacket.__name__
+
+
+@dataclass
+class ForwardTrace:
+    compute_ops: list[str] = field(default_factory=list)
+    allocated: set[int] = field(default_factory=set)  # data_ptr of storages created in the call
+    launches: dict[str, int] = field(default_factory=dict)
+    launch_failures: list[str] = field(default_factory=list)
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, trace: ForwardTrace):
+        super().__init__()
+        self.trace = trace
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if launches.in_opaque_launch():
+            return out  # a backend's own plumbing inside a launch (e.g. the Triton interpreter)
+        name = op_name(func)
+        if name not in ALLOWED_OPS and name not in self.trace.compute_ops:
+            self.trace.compute_ops.append(name)
+        if not any(ret.alias_info for ret in func._schema.returns):  # views and in-place ops alias
+            for value in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(value, torch.Tensor) and value.device.type != "meta":
+                    self.trace.allocated.add(value.untyped_storage().data_ptr())
+        return out
+
+
+def traced_call(fn, *args) -> tuple[object, ForwardTrace]:
+    """Call fn(*args) recording ops, allocations and kernel launches."""
+    trace = ForwardTrace()
+    launches.reset()
+    try:
+        with _Recorder(trace):
+            out = fn(*args)
+    finally:
+        trace.launches, trace.launch_failures = launches.snapshot()
+    return out, trace

@@ -1,0 +1,131 @@
+"""The worker side of the sandbox: a fork server.
+
+Importing torch costs ~1.5 s; an evaluation of a cached kernel should cost less than that. So
+one warm process imports torch (never initialising CUDA or OpenMP, which do not survive a
+fork) and forks a fresh child per evaluation. Each child becomes its own session (so the
+parent can kill its whole process group), gets a private working directory as HOME and
+TMPDIR, a memory limit, and writes its verdict to a file signed with a per-evaluation key: a
+candidate printing or writing a fake verdict cannot produce a valid signature.
+
+Protocol on stdin/stdout, one JSON object per line:
+  <- {"ready": true}
+  -> {"id": ID, "request": {...EvalRequest}, "workdir": DIR, "key": HEX, "memory_mb": N}
+  <- {"id": ID, "pid": PID}
+  <- {"id": ID, "exit_code": CODE | null, "signal": SIG | null}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import resource
+import select
+import sys
+import traceback
+
+RESULT_FILE = "result.json"
+LOG_FILE = "worker.log"
+
+
+def sign(key: bytes, body: str) -> str:
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def _send(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _child(job: dict) -> None:
+    """Runs in the forked child; never returns."""
+    os.setsid()
+    workdir = job["workdir"]
+    log = os.open(os.path.join(workdir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.chdir(workdir)
+    for var, sub in (("HOME", "home"), ("TMPDIR", "tmp"), ("TRITON_CACHE_DIR", "triton"),
+                     ("TORCH_EXTENSIONS_DIR", "torch_extensions")):
+        os.makedirs(os.path.join(workdir, sub), exist_ok=True)
+        os.environ[var] = os.path.join(workdir, sub)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    request = job["request"]
+    if request["device"] == "cpu":  # CUDA reserves huge virtual ranges: there, the parent watches RSS
+        limit = job["memory_mb"] * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    key = bytes.fromhex(job.pop("key"))
+    try:
+        from sandbox.errors import KagentError
+        from sandbox.harness import evaluate
+        from sandbox.models import EvalRequest
+
+        try:
+            payload = {"verdict": evaluate(EvalRequest(**request)).model_dump(mode="json")}
+        except KagentError as err:
+            payload = {"error": type(err).__name__, "message": str(err)}
+    except BaseException:
+        payload = {"error": "SandboxError", "message": traceback.format_exc()[-2000:]}
+    body = json.dumps(payload)
+    tmp = os.path.join(workdir, RESULT_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"body": body, "mac": sign(key, body)}, f)
+    os.replace(tmp, os.path.join(workdir, RESULT_FILE))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skip atexit handlers a candidate may have registered
+
+
+def main() -> None:
+    import torch  # noqa: F401  (the point of the zygote: import once)
+
+    if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("KAGENT_PRELOAD_TRITON") == "1":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            pass
+    import sandbox.harness  # noqa: F401
+    from sandbox.trace import traced_call
+
+    # The first dispatch-mode entry imports torch._dynamo, which rewraps torch functions:
+    # do it here, once, so it is neither paid per evaluation nor mistaken for a candidate's patch.
+    traced_call(torch.empty, 1)
+
+    jobs: dict[int, str] = {}  # pid -> job id
+    _send({"ready": True})
+    stdin_open = True
+    while stdin_open or jobs:
+        readable, _, _ = select.select([sys.stdin] if stdin_open else [], [], [], 0.02)
+        if readable:
+            line = sys.stdin.readline()
+            if not line:
+                stdin_open = False  # the parent is gone: finish nothing new, kill what runs
+                for pid in jobs:
+                    try:
+                        os.killpg(pid, 9)
+                    except ProcessLookupError:
+                        pass
+                continue
+            job = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                _child(job)
+            jobs[pid] = job["id"]
+            _send({"id": job["id"], "pid": pid})
+        while jobs:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            job_id = jobs.pop(pid, None)
+            if job_id is not None:
+                _send({
+                    "id": job_id,
+                    "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                    "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                })
+
+
+if __name__ == "__main__":
+    main()

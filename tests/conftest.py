@@ -1,0 +1,54 @@
+"""Shared fixtures: one warm CPU sandbox for the whole test session (real worker processes,
+real verdicts: nothing about a sandbox result is faked)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sandbox.backends import detect_backend
+from sandbox.executor import Sandbox
+from sandbox.models import EvalRequest, Verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ROOT / "tasks"
+CANDIDATES = Path(__file__).resolve().parent / "candidates"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    # A private build cache per test session: no test depends on a build left by another run.
+    os.environ["KAGENT_CACHE_DIR"] = str(tmp_path_factory.mktemp("kagent-cache"))
+
+
+@pytest.fixture(scope="session")
+def cpu_sandbox(_cache_dir, tmp_path_factory):
+    with Sandbox("cpu", root=tmp_path_factory.mktemp("sandbox")) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="session")
+def evaluate(cpu_sandbox):
+    """evaluate(task, candidate_path_or_source, backend=None, timeout=60) -> Verdict.
+    `task` is a file under tasks/ (by name) or a path; a candidate given as source text is
+    written to a temporary file first."""
+    counter = iter(range(10**6))
+
+    def run(task, candidate, backend: str | None = None, timeout: float = 60, tmp_dir: Path | None = None,
+            **request_fields) -> Verdict:
+        task_path = TASKS / task if isinstance(task, str) and not os.path.isabs(task) else Path(task)
+        if isinstance(candidate, str) and "\n" in candidate:
+            directory = tmp_dir or cpu_sandbox.root
+            path = Path(directory) / f"candidate_{next(counter)}.py"
+            path.write_text(candidate)
+            candidate = path
+        candidate = Path(candidate)
+        request = EvalRequest(
+            task_path=str(task_path), candidate_path=str(candidate.resolve()),
+            backend=backend or detect_backend(candidate.read_text()), device="cpu", **request_fields,
+        )
+        return cpu_sandbox.evaluate(request, timeout_s=timeout)
+
+    return run
