@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_PTXAS = Path(sys.prefix) / "lib/python3.11/site-packages/triton/backends/nvidia/bin/ptxas"
+TRITON = importlib.util.find_spec("triton")  # found without importing it here
+BUNDLED_PTXAS = TRITON and Path(TRITON.origin).parent / "backends/nvidia/bin/ptxas"
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("triton") is None or not (VENV_PTXAS.exists() or shutil.which("ptxas")),
-    reason="needs triton and ptxas",
+    TRITON is None or not (BUNDLED_PTXAS.exists() or shutil.which("ptxas")), reason="needs triton and ptxas"
 )
 
 KERNELS = '''
@@ -66,6 +66,13 @@ def bad_dot_kernel(a_ptr, c_ptr, BM: tl.constexpr, BK: tl.constexpr):
     a = tl.load(a_ptr + r[:, None] * BK + k[None, :])
     c = tl.dot(a, a)  # (BM, BK) @ (BM, BK): inner dimensions differ
     tl.store(c_ptr + r[:, None] * BM + r[None, :], c)
+
+
+@triton.jit
+def bad_asm_kernel(x_ptr):
+    x = tl.load(x_ptr)
+    y = tl.inline_asm_elementwise("no.such.instruction $0, $1;", "=r,r", [x], dtype=tl.int32, is_pure=True, pack=1)
+    tl.store(x_ptr, y)
 
 
 @triton.jit
@@ -135,10 +142,13 @@ kw = {"BM": 32, "BN": 32, "BK": 32, "num_warps": 4, "num_stages": 3}
 K.matmul_kernel[(2, 2)](*args, **kw)
 assert torch.allclose(c.float(), a.float() @ b.float(), atol=0.1, rtol=0.01)
 static("matmul", K.matmul_kernel, args, kw)
-static("matmul_divisible", K.matmul_kernel, args, kw, divisible_by_16=ts.divisible_params(K.matmul_kernel, args, kw))
+# what triton would really specialise on: also the int args that are multiples of 16 (M, N, K, strides)
+static("matmul_divisible", K.matmul_kernel, args, kw,
+       divisible_by_16=ts.divisible_params(K.matmul_kernel, args, kw))
 
 res = ts.compile_for_gpu(K.bad_dot_kernel, {"a_ptr": "*fp16", "c_ptr": "*fp32"}, {"BM": 32, "BK": 16})
 out["bad_dot"] = dict(result=res.model_dump())
+out["bad_asm"] = ts.compile_for_gpu(K.bad_asm_kernel, {"x_ptr": "*i32"}, {}).model_dump()
 
 xb = torch.randn(16).to(torch.bfloat16)
 args, kw = (xb, 0.5, 2**40, 1, 16), {"BLOCK": 16, "ACC": K.tl.float32}
@@ -216,6 +226,9 @@ def test_compile_error_is_one_line(report):
     res = report["bad_dot"]["result"]
     assert res["error"] and "\n" not in res["error"] and "bad_dot_kernel" in res["error"]
     assert res["registers"] is None and res["shared_memory_bytes"] is None and res["spill_stores_bytes"] is None
+    # PTX that only ptxas rejects: still one line, and it names the ptxas complaint
+    res = report["bad_asm"]
+    assert res["registers"] is None and "\n" not in res["error"] and "known instruction: 'no'" in res["error"]
 
 
 def test_describe_launch_types(report):

@@ -191,8 +191,7 @@ def compile_for_gpu(fn, signature: dict[str, str], constexprs: dict, num_warps: 
             return failed(f"ptxas could not run: {e}")
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        errs = [ln for ln in log.splitlines() if "error" in ln.lower()] or log.splitlines() or ["?"]
-        return failed(f"ptxas failed: {errs[0]}")
+        return failed(f"ptxas failed: {_ptxas_errors(log) or log.strip()[-300:]}")
     try:
         regs, smem, spill_st, spill_ld = _parse_ptxas(log, result["name"])
     except RuntimeError as e:
@@ -247,8 +246,16 @@ def _one_line_error(e: BaseException) -> str:
             f" (line {e.node.lineno}, counting its def line as 1)" if hasattr(e.node, "lineno") else "")
         msg = (e.error_message or repr(e.__cause__ or "")).strip().splitlines() or [""]
         return f"{type(e).__name__}{where}: {msg[-1]}"
+    if errors := _ptxas_errors(str(e)):   # triton's PTXASError carries the whole ptxas log
+        return f"{type(e).__name__}: ptxas rejected the PTX: {errors}"
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
     return f"{type(e).__name__}: {lines[-1] if lines else ''}"
+
+
+def _ptxas_errors(log: str) -> str:
+    """'ptxas file.ptx, line 35; error   : Unknown modifier' lines -> their messages, deduplicated."""
+    found = re.findall(r"^ptxas\b.*?\b(?:error|fatal)\s*:\s*(.*)$", log, re.M)
+    return "; ".join(dict.fromkeys(m.strip() for m in found))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+# Honest C++ candidate: one row per iteration; vectorised sum of squares, then scale by
+# 1/sqrt(mean + eps) and the weight in one pass.
+import torch
+from sandbox.backends.cpp import load_cpp
+
+lib = load_cpp(r'''
+#include <cmath>
+#include <cstdint>
+
+// y[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * w   for r < rows
+extern "C" void rmsnorm_fwd(const float* x, const float* w, float* y,
+                            int64_t rows, int64_t dim, double eps) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * dim;
+        float* yr = y + r * dim;
+        float ss = 0.f;
+        #pragma omp simd reduction(+ : ss)
+        for (int64_t i = 0; i < dim; ++i) ss += xr[i] * xr[i];
+        const float inv = 1.f / std::sqrt(ss / (float)dim + (float)eps);
+        #pragma omp simd
+        for (int64_t i = 0; i < dim; ++i) yr[i] = xr[i] * inv * w[i];
+    }
+}
+''')
+
+
+class ModelNew(torch.nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = torch.nn.Parameter(torch.empty(dim))
+
+    def forward(self, x):
+        x = x.contiguous()
+        dim = x.shape[-1]
+        y = torch.empty_like(x)
+        lib.rmsnorm_fwd(x, self.weight.contiguous(), y, x.numel() // dim, dim, float(self.eps))
+        return y
