@@ -32,3 +32,11 @@ class CompileError(KagentError):
 
 class SandboxError(KagentError):
     """The sandbox itself failed (could not start a worker), not the candidate."""
+
+
+class ConfigError(UsageError):
+    """A bad option or config value: unknown provider, malformed model spec, missing API key."""
+
+
+class ProviderError(KagentError):
+    """An LLM provider failed after its retries (HTTP error, timeout, command exited non-zero)."""

@@ -14,12 +14,11 @@ lib = load_cpp(r'''
 #include <vector>
 
 typedef float vf __attribute__((vector_size(64), aligned(4)));  // 16 floats
+typedef int32_t vi __attribute__((vector_size(64), aligned(4)));
 constexpr int64_t VW = 16;
 constexpr int64_t TQ = 8;        // query rows per tile
 constexpr int64_t TV = 2;        // vectors per accumulator row
 constexpr int64_t TN = TV * VW;  // columns per accumulator tile
-
-typedef int32_t vi __attribute__((vector_size(64), aligned(4)));
 
 // exp(x) for x <= 0 (inputs here are s - max): 2^n * e^r, n = round(x / ln2), |r| <= ln2/2,
 // degree-6 Taylor for e^r. Written on vectors: GCC does not vectorise a scalar exp loop
