@@ -114,6 +114,105 @@ def eval_command(
     raise typer.Exit(0 if verdict.status == "correct" else 1)
 
 
+def _progress_table(run) -> Table:
+    totals = run.archive.totals()
+    counts: dict[str, int] = {}
+    for record in run.archive.candidates():
+        key = record.verdict_status or record.status
+        counts[key] = counts.get(key, 0) + 1
+    table = Table(title=f"kagent optimize {run.task_path.name}", show_header=False, box=None)
+    table.add_row("candidates", f"{totals.candidates} / {run.config.max_iters}")
+    table.add_row("verdicts", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-")
+    best = f"{totals.best_speedup:.2f}x (#{totals.best_candidate_id})" if totals.best_speedup else (
+        f"#{totals.best_candidate_id} (not timed)" if totals.best_candidate_id else "-")
+    table.add_row("best speedup", best)
+    table.add_row("tokens / cost", f"{totals.tokens_in + totals.tokens_out} / ${totals.cost_usd:.4f}")
+    return table
+
+
+@app.command("optimize")
+def optimize_command(
+    task: Optional[Path] = typer.Argument(None, help="KernelBench task file (omit with --resume)."),
+    model: Optional[str] = typer.Option(None, help="Coder model as PROVIDER:MODEL (openai:, anthropic:, cmd:, replay:)."),
+    judge_model: Optional[str] = typer.Option(None, help="Judge model as PROVIDER:MODEL (default: --model)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: models (vLLM, SGLang, Ollama)."),
+    backend: Optional[str] = typer.Option(None, help="triton, cuda or cpp (default: triton on a GPU, cpp on a CPU)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if there is one)."),
+    max_iters: Optional[int] = typer.Option(None, help="Stop after this many candidates (default 10)."),
+    max_cost: Optional[float] = typer.Option(None, help="Stop once this many USD were spent on LLM calls."),
+    time_limit: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+    concurrency: Optional[int] = typer.Option(None, help="Candidates in flight at once (default 2)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where runs are written."),
+    prices: Optional[Path] = typer.Option(None, help='JSON file {"provider:model": [usd_per_M_in, usd_per_M_out]}.'),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON summary on stdout at the end."),
+) -> None:
+    """Search for the fastest correct kernel for a task with a Coder and a Judge LLM."""
+    from rich.live import Live
+
+    from agent import loop
+    from agent.config import RunConfig
+    from agent.providers import parse_model_spec
+    from sandbox.backends import BACKENDS
+    from sandbox.executor import gpu_available
+
+    budgets = {k: v for k, v in (("max_iters", max_iters), ("max_cost", max_cost), ("time_limit_s", time_limit),
+                                  ("concurrency", concurrency)) if v is not None}
+    try:
+        price_table = {}
+        if prices is not None:
+            try:
+                price_table = json.loads(prices.read_text())
+            except (OSError, ValueError) as err:
+                raise UsageError(f"{prices}: cannot read prices: {err}") from None
+        if resume is not None:
+            if not (resume / "archive.db").is_file():
+                raise UsageError(f"{resume}: not a run directory (no archive.db)")
+            run = loop.reopen(resume, budgets)
+        else:
+            if task is None or model is None:
+                raise UsageError("give a TASK and --model PROVIDER:MODEL (or --resume RUN_DIR)")
+            for spec in (model, judge_model or model):
+                parse_model_spec(spec)
+            backend = backend or ("triton" if gpu_available() else "cpp")
+            if backend not in BACKENDS:
+                raise UsageError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+            device = device or BACKENDS[backend].default_device(gpu_available())
+            config = RunConfig(
+                task_path=str(task.resolve()) if task.exists() else str(task), model=model, judge_model=judge_model,
+                base_url=base_url, backend=backend, device=device, runs_dir=str(runs_dir), prices=price_table, **budgets,
+            )
+            run = loop.start(config)
+    except KagentError as err:
+        fail(err)
+    except ValueError as err:  # pydantic validation of the config
+        fail(UsageError(f"invalid option: {str(err).splitlines()[-1].strip()}"))
+    try:
+        with Live(_progress_table(run), console=err_console, refresh_per_second=4, transient=as_json) as live:
+            run.on_update = lambda r: live.update(_progress_table(r))
+            if resume is not None:
+                run.resume_pending()
+            stop_reason = run.run()
+    except KeyboardInterrupt:
+        err_console.print(f"stopped: resume with kagent optimize --resume {run.run_dir}")
+        raise typer.Exit(130)
+    except KagentError as err:
+        run.archive.set_state("crashed", str(err))
+        fail(err)
+    finally:
+        run.close()
+    summary = loop.summarize(run, stop_reason)
+    if as_json:
+        sys.stdout.write(json.dumps(summary.as_json()) + "\n")
+    else:
+        best = f"{summary.best_speedup:.2f}x" if summary.best_speedup else "n/a"
+        console.print(f"stopped by {summary.stop_reason}: {summary.correct}/{summary.candidates} correct, "
+                      f"best {best}, {summary.tokens} tokens, ${summary.cost_usd:.4f}")
+        if summary.best_path:
+            console.print(f"best kernel: {summary.best_path}")
+    raise typer.Exit(0)
+
+
 def main() -> None:
     app()
 

@@ -144,3 +144,13 @@ def check_reference(task: Task, model: torch.nn.Module, inputs: list[torch.Tenso
     """Run the reference once; a task whose forward raises is a task error."""
     with torch.no_grad():
         return _call(task, "Model.forward", model, *inputs)
+
+
+def validate_task(path: str | Path) -> Task:
+    """Everything `kagent optimize` must know before it spends money: the task loads, builds,
+    draws inputs and runs its reference. Runs the (trusted) task in this process."""
+    task = load_task(path)
+    model = build_model(task, task.Model, init_inputs(task), 0, torch.device("cpu"))
+    sets = input_sets(task, [0], torch.device("cpu"))
+    check_reference(task, model, next(iter(sets.values())))
+    return task

@@ -75,14 +75,15 @@ class TritonBackend(Backend):
     def static_report(self, device: str) -> StaticReport | None:
         if device == "cuda" or not self.first_launches:
             return None
-        from sandbox.backends.triton_static import compile_for_gpu, describe_launch
+        from sandbox.backends.triton_static import compile_for_gpu, describe_launch, divisible_params
 
         resources = []
         for name, (fn, args, kwargs) in self.first_launches.items():
             try:
                 signature, constexprs, num_warps, num_stages = describe_launch(fn, args, kwargs)
-                use = compile_for_gpu(fn, signature, constexprs, num_warps=num_warps, num_stages=num_stages)
+                use = compile_for_gpu(fn, signature, constexprs, num_warps=num_warps, num_stages=num_stages,
+                                      divisible_by_16=divisible_params(fn, args, kwargs))
                 resources.append(KernelResourceUse(**use.model_dump(include=set(KernelResourceUse.model_fields))))
             except Exception as err:  # static feedback is best effort; never fails a verdict
-                resources.append(KernelResourceUse(kernel=name, target="sm_90", error=f"{type(err).__name__}: {err}"))
-        return StaticReport(ok=True, message="compiled ahead of time for sm_90", resources=resources)
+                resources.append(KernelResourceUse(kernel=name, target="sm_90a", error=f"{type(err).__name__}: {err}"))
+        return StaticReport(ok=True, message="compiled ahead of time for sm_90a", resources=resources)

@@ -1,4 +1,5 @@
-# Honest C++ candidate: register-tiled GEMM (x @ W^T) with bias, scale and residual fused in the epilogue.
+# Honest C++ candidate: register-tiled GEMM (x @ W^T) with the bias, scale and residual add
+# fused into the epilogue.
 import torch
 from sandbox.backends.cpp import load_cpp
 

@@ -1,0 +1,47 @@
+"""The run configuration: one typed tree, saved into every run's archive, unknown keys rejected.
+Environment variables are only read for secrets (API keys, by the providers)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox.models import BackendName, DeviceName
+
+# USD per million tokens (input, output), by "provider:model". Override per run with --prices.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "openai:gpt-5": (1.25, 10.0),
+    "openai:gpt-5-mini": (0.25, 2.0),
+    "openai:gpt-4.1": (2.0, 8.0),
+    "openai:o3": (2.0, 8.0),
+    "anthropic:claude-opus-4-1": (15.0, 75.0),
+    "anthropic:claude-sonnet-4-5": (3.0, 15.0),
+    "anthropic:claude-haiku-4-5": (1.0, 5.0),
+}
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_path: str
+    model: str  # PROVIDER:MODEL for the Coder
+    judge_model: str | None = None  # PROVIDER:MODEL for the Judge; default: the Coder's
+    base_url: str | None = None  # OpenAI-compatible server for openai: models
+    backend: BackendName
+    device: DeviceName
+    max_iters: int = Field(default=10, ge=1)
+    max_cost: float | None = Field(default=None, gt=0)  # USD
+    time_limit_s: float | None = Field(default=None, gt=0)
+    concurrency: int = Field(default=2, ge=1)  # candidates in flight (LLM calls overlap)
+    eval_workers: int = Field(default=1, ge=1)  # evaluations at once (timing wants a quiet machine)
+    eval_timeout_s: float = Field(default=120.0, gt=0)
+    islands: int = Field(default=2, ge=1)
+    seed: int = 0
+    runs_dir: str = "runs"
+    prices: dict[str, tuple[float, float]] = {}
+
+    @property
+    def judge(self) -> str:
+        return self.judge_model or self.model
+
+    def price(self, spec: str) -> tuple[float, float] | None:
+        return {**DEFAULT_PRICES, **self.prices}.get(spec)

@@ -1,0 +1,118 @@
+"""The provider interface: messages in, one Completion out. Kept apart from the registry in
+`agent.providers` so that each adapter file can import it without a cycle."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel
+
+from sandbox.errors import ConfigError, ProviderError
+
+Role = Literal["coder", "judge"]
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Completion(BaseModel):
+    text: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    tokens_estimated: bool  # True where the counts are estimates (cmd:, replay:)
+    latency_s: float
+
+
+class Provider:
+    """One LLM behind `complete`. Constructing a provider validates its configuration (API key,
+    archive path...) and raises ConfigError; `complete` raises ProviderError once its retries
+    are spent. Neither ever lets an SDK exception or traceback through."""
+
+    name: ClassVar[str]  # registry key: the part of --model before the first colon
+    form: ClassVar[str]  # for help text: how its --model is written, e.g. "openai:MODEL"
+    summary: ClassVar[str]  # for help text: what it is and what it needs, in one line
+    takes_base_url: ClassVar[bool] = False
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 600, max_retries: int = 4):
+        if base_url is not None and not self.takes_base_url:
+            raise ConfigError(f"--base-url does not apply to --model {self.name}:{model}")
+        self.model = model
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}:{self.model}"
+
+    def complete(self, role: Role, messages: list[Message]) -> Completion:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec}>"
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: good enough for budgets where no real count exists."""
+    return (len(text) + 3) // 4
+
+
+def require_env(var: str, spec: str) -> str:
+    value = os.environ.get(var, "").strip()
+    if not value:
+        raise ConfigError(f"{var} is not set (needed by --model {spec})")
+    return value
+
+
+def one_line(text: Any, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def attempts(request: Any) -> int:
+    """How many times the SDK sent a request, read from the retry counter both SDKs add to it."""
+    try:
+        return int(request.headers.get("x-stainless-retry-count", "0")) + 1
+    except (AttributeError, ValueError):
+        return 1
+
+
+def after(tries: int) -> str:
+    return f" after {tries} attempts" if tries > 1 else ""
+
+
+def status_message(provider: str, status: int, detail: str, tries: int) -> str:
+    """The one line a ProviderError carries for an HTTP error that survived the SDK's retries."""
+    what = {401: "authentication failed (401)", 429: "rate limited (429)"}.get(status, f"HTTP {status}")
+    what += after(tries)
+    return f"{provider}: {what}: {one_line(detail) or 'no message'}"
+
+
+def error_detail(body: Any, fallback: str) -> str:
+    """The human message in an error body: {"message": ...} or {"error": {"message": ...}}."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return inner["message"]
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return fallback
+
+
+def sdk_failure(provider: str, sdk: Any, err: Exception, timeout_s: float, base_url: Any) -> ProviderError:
+    """Turn whatever the openai/anthropic SDK raised after its own retries into one ProviderError
+    line: status code and server message, a timeout, or a connection failure."""
+    if isinstance(err, sdk.APIStatusError):
+        detail = error_detail(err.body, err.message)
+        return ProviderError(status_message(provider, err.status_code, detail, attempts(err.request)))
+    if isinstance(err, sdk.APITimeoutError):
+        return ProviderError(f"{provider}: no reply within {timeout_s:g}s{after(attempts(err.request))}")
+    if isinstance(err, sdk.APIConnectionError):
+        cause = one_line(err.__cause__ or err, 200)
+        return ProviderError(f"{provider}: cannot reach {base_url}{after(attempts(err.request))}: {cause}")
+    return ProviderError(f"{provider}: {one_line(err) or type(err).__name__}")

@@ -1,0 +1,54 @@
+"""`cmd:COMMAND`: any program as the LLM. For each request COMMAND runs through the shell, reads
+exactly one JSON object on its stdin,
+
+    {"role": "coder" | "judge", "model": COMMAND, "messages": [{"role": ..., "content": ...}, ...]}
+
+and its whole stdout is the reply. A non-zero exit or running past the timeout is a
+ProviderError; nothing is retried (the command can retry by itself). Token counts are estimates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from sandbox.errors import ConfigError, ProviderError
+
+from .base import Completion, Message, Provider, Role, estimate_tokens, one_line
+
+
+class CommandProvider(Provider):
+    name = "cmd"
+    form = "cmd:COMMAND"
+    summary = "run COMMAND for each request: JSON request on stdin, reply on stdout"
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 600, max_retries: int = 4):
+        super().__init__(model, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries)
+        if not model.strip():
+            raise ConfigError("malformed model spec 'cmd:': give the command after the colon")
+
+    def complete(self, role: Role, messages: list[Message]) -> Completion:
+        request = json.dumps({"role": role, "model": self.model, "messages": [m.model_dump() for m in messages]})
+        start = time.monotonic()
+        # Its own session, so a timeout kills the whole process group, not just the shell.
+        proc = subprocess.Popen(self.model, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, encoding="utf-8", errors="replace", start_new_session=True)
+        try:
+            out, err = proc.communicate(request, timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise ProviderError(f"cmd: {self._short()} gave no reply within {self.timeout_s:g}s") from None
+        if proc.returncode != 0:
+            last = next((line for line in reversed(err.splitlines()) if line.strip()), "no stderr")
+            raise ProviderError(f"cmd: {self._short()} exited with code {proc.returncode}: {one_line(last)}")
+        return Completion(
+            text=out, provider=self.name, model=self.model,
+            input_tokens=sum(estimate_tokens(m.content) for m in messages), output_tokens=estimate_tokens(out),
+            tokens_estimated=True, latency_s=time.monotonic() - start,
+        )
+
+    def _short(self) -> str:
+        return repr(one_line(self.model, 60))

@@ -1,0 +1,96 @@
+"""A scripted LLM for the `cmd:` provider: reads one request as JSON on stdin, prints a reply.
+
+    python tests/scripted_model.py MODE
+
+MODE:
+  improve  the Coder's first draft is a correct but slow C++ ReLU; given a parent kernel it
+           answers with a fast one. The Judge answers valid JSON (after one malformed reply
+           when the candidate was slow, to exercise the retry).
+  garbage  the Coder answers prose without code; the Judge answers prose too.
+  fail     exits non-zero (a provider failure).
+  sleep    sleeps, then behaves like improve (for kill / resume tests).
+"""
+
+import json
+import sys
+import time
+
+SLOW = '''import torch
+from sandbox.backends.cpp import load_cpp
+
+lib = load_cpp(r"""
+#include <cstdint>
+extern "C" void relu(const float* x, float* y, int64_t n, int64_t repeat) {
+    // Deliberately wasteful: recompute every element many times.
+    for (int64_t r = 0; r < repeat; ++r)
+        for (int64_t i = 0; i < n; ++i) { volatile float v = x[i]; y[i] = v > 0.f ? v : 0.f; }
+}
+""")
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, x):
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        lib.relu(x, y, x.numel(), 8)
+        return y
+'''
+
+FAST = '''import torch
+from sandbox.backends.cpp import load_cpp
+
+lib = load_cpp(r"""
+#include <cstdint>
+extern "C" void relu(const float* x, float* y, int64_t n) {
+    #pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+""")
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, x):
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        lib.relu(x, y, x.numel())
+        return y
+'''
+
+
+def coder(request: dict) -> str:
+    prompt = request["messages"][-1]["content"]
+    if "candidate #" in prompt and "The kernel you start from" in prompt:
+        return f"The parent recomputes every element; drop the repeat loop and vectorise.\n\n```python\n{FAST}```\n"
+    return f"A first, simple version:\n\n```python\n{SLOW}```\nThis should be correct."
+
+
+def judge(request: dict) -> str:
+    prompt = request["messages"][-1]["content"]
+    slow = "repeat" in prompt and "Your reply could not be used" not in prompt
+    if slow and len(request["messages"]) == 2:
+        return "The kernel is slow because it repeats work."  # malformed: no JSON
+    kind = "bottleneck" if "status: correct" in prompt else "failure"
+    return "```json\n" + json.dumps({
+        "kind": kind, "diagnosis": "the repeat loop recomputes every element 8 times",
+        "recommendation": "remove the repeat loop and add #pragma omp parallel for simd",
+        "confidence": 0.9,
+    }) + "\n```"
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    request = json.load(sys.stdin)
+    assert set(request) == {"role", "model", "messages"}, request.keys()
+    if mode == "fail":
+        print("scripted failure", file=sys.stderr)
+        sys.exit(3)
+    if mode == "garbage":
+        print("I would rather talk about the weather." if request["role"] == "coder" else "Looks fine to me.")
+        return
+    if mode == "sleep":
+        time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 1.0)
+    print(coder(request) if request["role"] == "coder" else judge(request))
+
+
+if __name__ == "__main__":
+    main()
