@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict
 
 from sandbox.errors import UsageError
 from sandbox.models import Verdict
@@ -139,6 +139,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class RunRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     id: str
     task_path: str
     task_name: str
@@ -146,7 +148,7 @@ class RunRecord(BaseModel):
     judge_model: str | None = None
     backend: str
     device: str
-    config: dict[str, Any] = Field(default_factory=dict)
+    config_json: str = "{}"  # the run's options, a JSON object
     state: RunState = "running"
     stop_reason: str | None = None
     created_at: str | None = None  # filled in by create_run when None
@@ -155,6 +157,8 @@ class RunRecord(BaseModel):
 
 
 class CandidateRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     id: int
     iteration: int
     island: int
@@ -177,12 +181,14 @@ class CandidateRecord(BaseModel):
 
 
 class LLMCallRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     id: int | None = None  # set by the archive
     candidate_id: int | None = None
     role: Role
     provider: str
     model: str
-    messages: list[dict[str, Any]] = []
+    messages_json: str = "[]"  # the request's messages, a JSON list
     reply: str | None = None
     error: str | None = None
     input_tokens: int = 0
@@ -216,8 +222,7 @@ def _candidate(row: sqlite3.Row) -> CandidateRecord:
 
 
 def _llm_call(row: sqlite3.Row) -> LLMCallRecord:
-    fields = {key: row[key] for key in row.keys() if key != "messages_json"}
-    fields["messages"] = json.loads(row["messages_json"])
+    fields = {key: row[key] for key in row.keys()}
     fields["tokens_estimated"] = bool(row["tokens_estimated"])
     return LLMCallRecord(**fields)
 
@@ -303,8 +308,7 @@ class Archive:
 
     def create_run(self, run: RunRecord) -> None:
         stamp = now()
-        fields = run.model_dump(exclude={"config"})
-        fields["config_json"] = json.dumps(run.config, sort_keys=True)
+        fields = run.model_dump()
         fields["created_at"] = run.created_at or stamp
         fields["updated_at"] = run.updated_at or stamp
         fields["pid"] = run.pid if run.pid is not None else os.getpid()
@@ -322,8 +326,7 @@ class Archive:
         rows = self._read("SELECT * FROM runs LIMIT 1")
         if not rows:
             raise UsageError(f"{self.path}: no run recorded in this archive")
-        fields = {key: rows[0][key] for key in rows[0].keys() if key != "config_json"}
-        return RunRecord(config=json.loads(rows[0]["config_json"]), **fields)
+        return RunRecord(**{key: rows[0][key] for key in rows[0].keys()})
 
     def set_state(self, state: RunState, stop_reason: str | None = None) -> None:
         """Set the run's state. Setting it running (a resume) also records this process's pid."""
@@ -396,7 +399,7 @@ class Archive:
             "INSERT INTO llm_calls (candidate_id, role, provider, model, messages_json, reply, error, input_tokens,"
             " output_tokens, tokens_estimated, cost_usd, started_at, finished_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (call.candidate_id, call.role, call.provider, call.model, json.dumps(call.messages), call.reply,
+            (call.candidate_id, call.role, call.provider, call.model, call.messages_json, call.reply,
              call.error, call.input_tokens, call.output_tokens, int(call.tokens_estimated), call.cost_usd,
              call.started_at or stamp, call.finished_at or stamp),
         )

@@ -84,15 +84,14 @@ class RunSummary:
 
 
 class Run:
-    def __init__(self, config: RunConfig, run_dir: Path, archive: Archive,
+    def __init__(self, config: RunConfig, run_dir: Path, archive: Archive, coder: Provider, judge: Provider,
                  on_update: Callable[["Run"], None] | None = None):
         self.config = config
         self.run_dir = run_dir
         self.archive = archive
         self.task_path = Path(config.task_path)
         self.task_source = self.task_path.read_text()
-        self.coder: Provider = make_provider(config.model, base_url=config.base_url)
-        self.judge: Provider = make_provider(config.judge, base_url=config.base_url)
+        self.coder, self.judge = coder, judge
         self.policy = IslandPolicy(num_islands=config.islands, seed=config.seed)
         self.device_text = device_description(config.device)
         self.backend_guide = render(f"backend_{config.backend}")
@@ -319,8 +318,10 @@ def summarize(run: Run, stop_reason: str) -> RunSummary:
 
 
 def start(config: RunConfig, on_update=None) -> Run:
-    """Validate the task, create a run directory and archive; return the Run (not started)."""
+    """Validate the task and the models, then create a run directory and archive; return the
+    Run (not started). A bad task, model spec or missing key fails before anything is written."""
     validate_task(config.task_path)
+    coder, judge = providers(config)
     run_id, run_dir = new_run_dir(config)
     run_dir.mkdir(parents=True)
     archive = Archive.open(run_dir, create=True)
@@ -331,11 +332,17 @@ def start(config: RunConfig, on_update=None) -> Run:
         created_at=now(), updated_at=now(), pid=os.getpid(),
     ))
     (run_dir / "config.json").write_text(config.model_dump_json(indent=2))
-    return Run(config, run_dir, archive, on_update)
+    return Run(config, run_dir, archive, coder, judge, on_update)
 
 
 def reopen(run_dir: Path, overrides: dict, on_update=None) -> Run:
     archive = Archive.open(run_dir, create=False)
-    config = RunConfig.model_validate_json(archive.run().config_json).model_copy(update=overrides)
+    config = RunConfig.model_validate(json.loads(archive.run().config_json) | overrides)
+    coder, judge = providers(config)
     archive.set_state("running")
-    return Run(config, run_dir, archive, on_update)
+    return Run(config, run_dir, archive, coder, judge, on_update)
+
+
+def providers(config: RunConfig) -> tuple[Provider, Provider]:
+    return (make_provider(config.model, base_url=config.base_url),
+            make_provider(config.judge, base_url=config.base_url))

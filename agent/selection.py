@@ -9,7 +9,7 @@ Each turn is one of:
 - repair: a promising failure gets another try with the Judge's diagnosis. Promising means it
   compiled but was incorrect or had a runtime error, and either its parent was correct or it is
   the best failure of the whole run so far. A failure, counting the repairs of its repairs, gets
-  at most `max_repairs` attempts.
+  at most `max_repairs` attempts, and none once one of them came out correct.
 - refine: build on a correct candidate among the island's elites (its `elite_size` best distinct
   sources, migrants included), drawn with probability proportional to fitness and divided by
   1 + the number of children it already has, so the search spreads over the elites.
@@ -158,14 +158,16 @@ class IslandPolicy:
                 c = by_id[c.parent_id]
             return c.id
 
-        attempts = Counter(root(by_id[c.parent_id]) for c in cands if c.operation == "repair" and c.parent_id in by_id)
+        repairs = [c for c in cands if c.operation == "repair" and c.parent_id in by_id]
+        attempts = Counter(root(by_id[c.parent_id]) for c in repairs)
+        fixed = {root(by_id[c.parent_id]) for c in repairs if _is_correct(c)}
 
         def promising(c: CandidateRecord) -> bool:
             parent = by_id.get(c.parent_id) if c.parent_id is not None else None
             return (parent is not None and _is_correct(parent)) or c.id == best_failure.id
 
         targets = [c for c in failures if c.island == island and promising(c)
-                   and attempts[root(c)] < self.max_repairs]
+                   and attempts[root(c)] < self.max_repairs and root(c) not in fixed]
         # The best failure; among equals, the latest (its diagnosis is the freshest).
         return min(targets, key=lambda c: (-(c.fitness or 0.0), -c.id), default=None)
 
@@ -179,7 +181,7 @@ class IslandPolicy:
                 if (parent is None or c.id != parent.id) and (exclude_hash is None or c.source_hash != exclude_hash)]
         pool.sort(key=lambda c: (c.island == island, _rank(c)))
         chosen: list[CandidateRecord] = []
-        related = {parent.id, parent.parent_id} if parent is not None else set()
+        related = {parent.id, parent.parent_id} - {None} if parent is not None else set()
         for c in pool:
             if len(chosen) == 2:
                 break

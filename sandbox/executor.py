@@ -2,13 +2,17 @@
 enforce the limits from outside the candidate's process.
 
 The parent never imports torch and never runs candidate code. It gives the worker an
-environment stripped of secrets, kills a candidate's whole process group when its wall-clock
-time runs out or its memory passes the limit, and accepts a verdict only when it carries the
-signature made with the key generated for that one evaluation.
+environment stripped of secrets and, where the kernel allows it, its own PID and mount
+namespace (a fresh /proc: a candidate sees no process outside its sandbox, so it cannot read
+kagent's /proc/PID/environ for an API key). It kills every process a candidate left behind —
+its own, a fork's, a daemon's that left the process group — when its wall-clock time runs out,
+when their memory together passes the limit, and after every evaluation; and it accepts a
+verdict only when it carries the signature made with the key generated for that one evaluation.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -31,6 +35,11 @@ from sandbox.zygote import LOG_FILE, RESULT_FILE, sign
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MEMORY_MB = 8192
 STARTUP_TIMEOUT_S = 120.0
+POLL_S = 0.02  # how often the parent looks for the end of an evaluation
+MEMORY_POLL_S = 0.05  # how often it adds up the memory of the candidate's processes
+KILL_GRACE_S = 5.0  # after a kill, how long the worker has to report the death before it is replaced
+# "0" starts the worker without its own PID namespace (debugging; secrets in /proc are then exposed).
+NAMESPACES_ENV = "KAGENT_SANDBOX_NAMESPACES"
 # Environment a worker may see: the toolchain and the device, nothing that could be a secret.
 ENV_ALLOWED = re.compile(
     r"^(PATH|LANG|LC_\w+|TZ|TERM|USER|LOGNAME|SHELL|CUDA_\w+|NVIDIA_\w+|LD_LIBRARY_PATH|"
@@ -38,6 +47,8 @@ ENV_ALLOWED = re.compile(
     r"PYTHONPATH|VIRTUAL_ENV|KAGENT_CACHE_DIR)$"
 )
 ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
+# torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
+ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: (can't allocate|not enough) memory")
 
 
 def worker_env(device: str) -> dict[str, str]:
@@ -58,13 +69,115 @@ def gpu_available() -> bool:
     return any(Path("/dev").glob("nvidia[0-9]*")) and shutil.which("nvidia-smi") is not None
 
 
-def _rss_mb(pid: int) -> float:
+@functools.cache
+def namespace_prefix() -> tuple[str, ...]:
+    """The command that starts the worker as PID 1 of its own PID namespace with its own /proc
+    (util-linux `unshare`; a user namespace too where kagent is not root), or () where the
+    kernel, the container or the environment does not allow it."""
+    unshare = shutil.which("unshare")
+    if os.environ.get(NAMESPACES_ENV) == "0" or unshare is None:
+        return ()
+    base = [unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
+    variants = ([base] if os.geteuid() == 0 else []) + [[unshare, "--user", "--map-root-user", *base[1:]]]
+    for command in variants:
+        try:
+            probe = subprocess.run([*command, sys.executable, "-S", "-c", "import os; assert os.getpid() == 1"],
+                                   capture_output=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return tuple(command)
+    return ()
+
+
+# -- the worker's process tree, seen from outside ----------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    if not HAS_CHILDREN_FILES:
+        return _parent_map().get(pid, [])
+    kids: list[int] = []
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0.0
-    match = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return int(match.group(1)) / 1024 if match else 0.0
+        return kids
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return kids
+
+
+HAS_CHILDREN_FILES = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def _parent_map() -> dict[int, list[int]]:
+    """ppid -> pids, from every /proc/PID/stat (for kernels without /proc/.../children)."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root`. The worker is a child subreaper (or PID 1 of its namespace),
+    so a process whose parent died is re-parented to it and stays in this tree."""
+    tree = None if HAS_CHILDREN_FILES else _parent_map()
+    found: list[int] = []
+    seen = {root}
+    frontier = [root]
+    while frontier:
+        kids = [k for p in frontier for k in (tree.get(p, []) if tree is not None else _children(p))]
+        frontier = [k for k in kids if k not in seen]
+        seen.update(frontier)
+        found += frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def kill_tree(root: int, patience_s: float = 2.0) -> bool:
+    """SIGKILL everything below `root` until nothing is left running (a fork bomb keeps
+    forking until its last process is dead). True when the tree is empty."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        living = [pid for pid in descendants(root) if _alive(pid)]
+        if not living:
+            return True
+        for pid in living:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
 
 
 def _signal_name(number: int) -> str:
@@ -72,6 +185,37 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+class _Messages:
+    """JSON lines from the worker's stdout, read from the raw pipe: a buffered reader could
+    swallow a second line that `select` would then never report."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = b""
+        self.closed = False
+
+    def read(self, timeout: float) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue  # not ours: a library printing at import
+                if isinstance(message, dict):
+                    return message
+            if self.closed:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                self.closed = True
+            self.buffer += chunk
 
 
 class Sandbox:
@@ -84,47 +228,74 @@ class Sandbox:
         self.root = Path(root or tempfile.mkdtemp(prefix="kagent-sandbox-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self._proc: subprocess.Popen | None = None
+        self._messages: _Messages | None = None
+        self._zygote_pid: int | None = None  # the fork server, as this process sees it
         self._lock = threading.Lock()
+
+    @property
+    def isolated(self) -> bool:
+        """Whether workers start in their own PID namespace (see `namespace_prefix`)."""
+        return bool(namespace_prefix())
 
     # -- worker lifecycle -------------------------------------------------------------------
 
     def _start(self) -> subprocess.Popen:
+        prefix = namespace_prefix()
         log = open(self.root / "zygote.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.zygote"],
+            [*prefix, sys.executable, "-m", "sandbox.zygote"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-            env=worker_env(self.device), cwd=self.root, text=True, bufsize=1,
+            env=worker_env(self.device), cwd=self.root, bufsize=0,
             start_new_session=True,  # a Ctrl-C meant for kagent is handled by kagent
         )
         log.close()
-        ready = self._read(proc, STARTUP_TIMEOUT_S)
+        self._messages = _Messages(proc.stdout.fileno())
+        ready = self._messages.read(STARTUP_TIMEOUT_S)
         if not ready or not ready.get("ready"):
             proc.kill()
-            tail = (self.root / "zygote.log").read_text()[-500:]
+            proc.wait()
+            tail = (self.root / "zygote.log").read_text(errors="replace")[-500:]
             raise errors.SandboxError(f"the sandbox worker failed to start: {tail.strip().splitlines()[-1] if tail.strip() else 'no output'}")
+        # Under `unshare --fork` the fork server is unshare's only child.
+        kids = _children(proc.pid) if prefix else [proc.pid]
+        self._zygote_pid = kids[0] if kids else proc.pid
         return proc
 
     def _worker(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
+            self._stop()
             self._proc = self._start()
         return self._proc
 
-    @staticmethod
-    def _read(proc: subprocess.Popen, timeout: float) -> dict | None:
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        if not ready:
-            return None
-        line = proc.stdout.readline()
-        return json.loads(line) if line else None
+    def _stop(self) -> None:
+        """End the worker and everything below it, politely if it answers, by force if not."""
+        proc, self._proc = self._proc, None
+        if self._zygote_pid is not None:
+            kill_tree(self._zygote_pid)
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    proc.stdin.close()
+                    proc.wait(timeout=5)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the worker's own session
+                except (ProcessLookupError, PermissionError):
+                    proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            if proc.stdin and not proc.stdin.closed:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+        self._zygote_pid = None
+        self._messages = None
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-        self._proc = None
+        self._stop()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -142,6 +313,8 @@ class Sandbox:
         candidate can fail becomes a Verdict."""
         if request.device != self.device:
             raise errors.UsageError(f"this sandbox runs on {self.device}, not {request.device}")
+        if not timeout_s > 0:  # NaN included: it would never expire
+            raise errors.UsageError(f"the evaluation timeout must be a positive number of seconds, got {timeout_s}")
         with self._lock:
             workdir = self.root / f"eval-{uuid.uuid4().hex[:12]}"
             workdir.mkdir()
@@ -154,45 +327,57 @@ class Sandbox:
         proc = self._worker()
         key = secrets.token_bytes(32)
         job_id = workdir.name
-        proc.stdin.write(json.dumps({
-            "id": job_id, "request": request.model_dump(mode="json"), "workdir": str(workdir),
-            "key": key.hex(), "memory_mb": memory_mb,
-        }) + "\n")
-        proc.stdin.flush()
-        started = self._read(proc, 30)
+        try:
+            proc.stdin.write((json.dumps({
+                "id": job_id, "request": request.model_dump(mode="json"), "workdir": str(workdir),
+                "key": key.hex(), "memory_mb": memory_mb,
+            }) + "\n").encode())
+            proc.stdin.flush()
+        except OSError:
+            self._stop()
+            raise errors.SandboxError("the sandbox worker is gone") from None
+        started = self._next(job_id, 30)
         if not started or "pid" not in started:
-            self.close()
+            self._stop()
             raise errors.SandboxError("the sandbox worker did not start the evaluation")
-        pid = started["pid"]
-        deadline = time.monotonic() + timeout_s
-        killed_for = None
+        begun = time.monotonic()
+        deadline = begun + timeout_s
+        next_memory_check = begun
+        killed_for = killed_at = None
         finished = None
         while finished is None:
-            finished = self._read(proc, 0.02)
+            finished = self._next(job_id, POLL_S)
             if finished is not None:
                 break
-            if proc.poll() is not None:
-                raise errors.SandboxError("the sandbox worker died")
-            if killed_for is None and time.monotonic() > deadline:
+            now = time.monotonic()
+            if proc.poll() is not None:  # only a candidate kills the worker
+                self._stop()
+                killed_for = killed_for or "worker_died"
+                break
+            if killed_for is None and now > deadline:
                 killed_for = "timeout"
-            elif killed_for is None and _rss_mb(pid) > memory_mb:
-                killed_for = "memory"
-            if killed_for:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self._kill_leftovers(pid)
-        elapsed = timeout_s - (deadline - time.monotonic())
-        return self._verdict(request, workdir, key, finished, killed_for, timeout_s, memory_mb, elapsed)
+            elif killed_for is None and now >= next_memory_check:
+                next_memory_check = now + MEMORY_POLL_S
+                if _rss_mb(descendants(self._zygote_pid)) > memory_mb:
+                    killed_for = "memory"
+            if killed_for and killed_at is None:
+                killed_at = now
+                kill_tree(self._zygote_pid)
+            elif killed_at is not None and now > killed_at + KILL_GRACE_S:
+                self._stop()  # the worker does not report the death (stopped by the candidate?)
+                break
+        if self._zygote_pid is not None and not kill_tree(self._zygote_pid):
+            self._stop()  # leftovers a kill cannot end: start clean next time
+        elapsed = time.monotonic() - begun
+        return self._verdict(request, workdir, key, finished or {}, killed_for, timeout_s, memory_mb, elapsed)
 
-    @staticmethod
-    def _kill_leftovers(pid: int) -> None:
-        """Anything the candidate spawned (a fork bomb, a daemon) dies with its session."""
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    def _next(self, job_id: str, timeout: float) -> dict | None:
+        """The worker's next message about this job; messages about any other are stale."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self._messages.read(max(0.0, deadline - time.monotonic()))
+            if message is None or message.get("id") == job_id:
+                return message
 
     def _verdict(self, request, workdir, key, finished, killed_for, timeout_s, memory_mb, elapsed) -> Verdict:
         log_path = workdir / LOG_FILE
@@ -208,6 +393,8 @@ class Sandbox:
             return failed("timeout", "timeout", f"the evaluation took longer than {timeout_s:g} s and was killed")
         if killed_for == "memory":
             return failed("runtime_error", "out_of_memory", f"the candidate used more than {memory_mb} MB and was killed")
+        if killed_for == "worker_died":
+            return failed("runtime_error", "crashed", "the sandbox worker died while running the candidate")
         result_path = workdir / RESULT_FILE
         if finished.get("signal"):
             name = _signal_name(finished["signal"])
@@ -220,13 +407,16 @@ class Sandbox:
             body, mac = signed["body"], signed["mac"]
         except (ValueError, KeyError, TypeError):
             return failed("rejected", "forged_result", "the result file was not written by the harness")
-        if not secrets.compare_digest(mac, sign(key, body)):
+        if not isinstance(body, str) or not isinstance(mac, str) or not secrets.compare_digest(mac, sign(key, body)):
             return failed("rejected", "forged_result", "the result carries no valid harness signature")
         payload = json.loads(body)
         if "error" in payload:
             error_class = getattr(errors, payload["error"], errors.SandboxError)
             raise error_class(payload["message"])
         verdict = Verdict.model_validate(payload["verdict"])
+        if verdict.status == "runtime_error" and verdict.reason == "exception" and ALLOCATION_FAILED.search(verdict.message):
+            verdict.reason = "out_of_memory"
+            verdict.message += f" (memory limit {memory_mb} MB)"
         if verdict.status != "correct":
             verdict.artifacts.stderr_tail = log_tail or None
         return verdict

@@ -5,7 +5,10 @@ one warm process imports torch (never initialising CUDA or OpenMP, which do not 
 fork) and forks a fresh child per evaluation. Each child becomes its own session (so the
 parent can kill its whole process group), gets a private working directory as HOME and
 TMPDIR, a memory limit, and writes its verdict to a file signed with a per-evaluation key: a
-candidate printing or writing a fake verdict cannot produce a valid signature.
+candidate printing or writing a fake verdict cannot produce a valid signature. The server is a
+child subreaper (or PID 1 of its own namespace, see executor.py), so a process a candidate
+orphans — a daemon that left the process group — is re-parented here, where the parent finds
+and kills it.
 
 Protocol on stdin/stdout, one JSON object per line:
   <- {"ready": true}
@@ -23,6 +26,7 @@ import os
 import resource
 import select
 import sys
+import tempfile
 import traceback
 
 RESULT_FILE = "result.json"
@@ -51,6 +55,7 @@ def _child(job: dict) -> None:
                      ("TORCH_EXTENSIONS_DIR", "torch_extensions")):
         os.makedirs(os.path.join(workdir, sub), exist_ok=True)
         os.environ[var] = os.path.join(workdir, sub)
+    tempfile.tempdir = None  # cached by the server at import: make tempfile read TMPDIR again
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     request = job["request"]
     if request["device"] == "cpu":  # CUDA reserves huge virtual ranges: there, the parent watches RSS
@@ -78,7 +83,37 @@ def _child(job: dict) -> None:
     os._exit(0)  # skip atexit handlers a candidate may have registered
 
 
+def _become_subreaper() -> None:
+    """Orphans of the candidates' processes become this server's children, not init's."""
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap(jobs: dict[int, str]) -> None:
+    """Collect every child that ended: report a job's end, drop an orphan's."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        job_id = jobs.pop(pid, None)
+        if job_id is not None:
+            _send({
+                "id": job_id,
+                "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            })
+
+
 def main() -> None:
+    _become_subreaper()
     import torch  # noqa: F401  (the point of the zygote: import once)
 
     if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("KAGENT_PRELOAD_TRITON") == "1":
@@ -96,35 +131,29 @@ def main() -> None:
     jobs: dict[int, str] = {}  # pid -> job id
     _send({"ready": True})
     stdin_open = True
+    pending = b""  # read from the raw fd: a buffered reader could hide a second job from select
     while stdin_open or jobs:
-        readable, _, _ = select.select([sys.stdin] if stdin_open else [], [], [], 0.02)
-        if readable:
-            line = sys.stdin.readline()
-            if not line:
-                stdin_open = False  # the parent is gone: finish nothing new, kill what runs
-                for pid in jobs:
-                    try:
-                        os.killpg(pid, 9)
-                    except ProcessLookupError:
-                        pass
-                continue
+        if b"\n" not in pending:
+            readable, _, _ = select.select([0] if stdin_open else [], [], [], 0.02)
+            if readable:
+                chunk = os.read(0, 65536)
+                pending += chunk
+                if not chunk:
+                    stdin_open = False  # the parent is gone: finish nothing new, kill what runs
+                    for pid in jobs:
+                        try:
+                            os.killpg(pid, 9)
+                        except ProcessLookupError:
+                            pass
+        if b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
             job = json.loads(line)
             pid = os.fork()
             if pid == 0:
                 _child(job)
             jobs[pid] = job["id"]
             _send({"id": job["id"], "pid": pid})
-        while jobs:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            job_id = jobs.pop(pid, None)
-            if job_id is not None:
-                _send({
-                    "id": job_id,
-                    "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-                    "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                })
+        _reap(jobs)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ PADDING = 1  # GPU: 1
 class Model(nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size,
+                              stride=stride, padding=padding)
 
     def forward(self, x):
         return self.conv(x)

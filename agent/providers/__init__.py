@@ -2,7 +2,7 @@
 that the CLI, config validation and help text all read:
 
     openai:gpt-5                          OpenAI (or --base-url http://host:8000/v1 for vLLM, ...)
-    anthropic:claude-sonnet-4-5           Anthropic
+    anthropic:claude-sonnet-4-6           Anthropic
     cmd:python my_llm.py --temp 0.2       any program: JSON request on stdin, reply on stdout
     replay:runs/2024-06-01-1234           the replies an earlier run recorded
 
@@ -43,9 +43,12 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
 
 def make_provider(spec: str, *, base_url: str | None = None, **kw) -> Provider:
     """Parse `spec` and construct its provider, validating everything that can be checked without
-    a request (API key, archive path, --base-url applicability): a ConfigError comes now."""
+    a request (API key, archive path): a ConfigError comes now. `base_url` (--base-url) goes to
+    openai: only, the one provider that speaks to self-hosted servers; the others ignore it, so
+    one --base-url can serve a local Coder beside, say, an anthropic: Judge."""
     provider, model = parse_model_spec(spec)
-    return PROVIDERS[provider](model, base_url=base_url, **kw)
+    cls = PROVIDERS[provider]
+    return cls(model, base_url=base_url if cls.takes_base_url else None, **kw)
 
 
 def providers_help() -> str:

@@ -1,6 +1,7 @@
 """`anthropic:MODEL`: the Anthropic Messages API through the official SDK.
 
-System messages go to the `system` parameter, the rest stay in order as `messages`. Retries are
+A proxy or gateway is set with ANTHROPIC_BASE_URL, which the SDK reads (make_provider keeps
+--base-url for openai:). System messages go to the `system` parameter, the rest stay in order as `messages`. Retries are
 the SDK's own: up to `max_retries` more tries on 408/409/429, every 5xx (529 "overloaded"
 included), timeouts and connection errors, with exponential backoff (0.5 s doubling, at most
 8 s, with jitter) or the delay the server asks for. What fails after that becomes one
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .base import Completion, Message, Provider, Role, require_env, sdk_failure
+from .base import Completion, Message, Provider, Role, not_understood, require_env, sdk_failure
 
 MAX_TOKENS = 16000  # room for a whole kernel file and its reasoning; the SDK needs a bound
 
@@ -20,7 +21,6 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     form = "anthropic:MODEL"
     summary = "Anthropic's Messages API (ANTHROPIC_API_KEY)"
-    takes_base_url = True
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 600, max_retries: int = 4,
                  api_key: str | None = None, http_client: Any = None, max_tokens: int = MAX_TOKENS):
@@ -45,6 +45,8 @@ class AnthropicProvider(Provider):
         except self._sdk.AnthropicError as err:
             raise sdk_failure(self.name, self._sdk, err, self.timeout_s, self._client.base_url) from None
         latency = time.monotonic() - start
+        if not hasattr(response, "content"):
+            raise not_understood(self.name, self._client.base_url, response)
         text = "".join(block.text for block in response.content if block.type == "text")
         return Completion(
             text=text, provider=self.name, model=self.model,

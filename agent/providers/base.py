@@ -36,11 +36,9 @@ class Provider:
     name: ClassVar[str]  # registry key: the part of --model before the first colon
     form: ClassVar[str]  # for help text: how its --model is written, e.g. "openai:MODEL"
     summary: ClassVar[str]  # for help text: what it is and what it needs, in one line
-    takes_base_url: ClassVar[bool] = False
+    takes_base_url: ClassVar[bool] = False  # whether make_provider hands it --base-url
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 600, max_retries: int = 4):
-        if base_url is not None and not self.takes_base_url:
-            raise ConfigError(f"--base-url does not apply to --model {self.name}:{model}")
         self.model = model
         self.base_url = base_url
         self.timeout_s = timeout_s
@@ -93,26 +91,34 @@ def status_message(provider: str, status: int, detail: str, tries: int) -> str:
     return f"{provider}: {what}: {one_line(detail) or 'no message'}"
 
 
-def error_detail(body: Any, fallback: str) -> str:
-    """The human message in an error body: {"message": ...} or {"error": {"message": ...}}."""
+def error_detail(err: Any) -> str:
+    """The human message of an SDK status error: the body's {"error": {"message"}}, {"message"}
+    or {"detail"} (OpenAI, Anthropic, vLLM, FastAPI servers), else the raw text of the reply."""
+    body = err.body
     if isinstance(body, dict):
         inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return inner["message"]
-        if isinstance(body.get("message"), str):
-            return body["message"]
-    return fallback
+        for candidate in (inner.get("message") if isinstance(inner, dict) else inner, body.get("message"),
+                          body.get("detail")):
+            if isinstance(candidate, str) and candidate.strip():
+                return candidate
+    if isinstance(body, str) and body.strip():
+        return body
+    return err.response.text or err.message
 
 
 def sdk_failure(provider: str, sdk: Any, err: Exception, timeout_s: float, base_url: Any) -> ProviderError:
     """Turn whatever the openai/anthropic SDK raised after its own retries into one ProviderError
     line: status code and server message, a timeout, or a connection failure."""
     if isinstance(err, sdk.APIStatusError):
-        detail = error_detail(err.body, err.message)
-        return ProviderError(status_message(provider, err.status_code, detail, attempts(err.request)))
+        return ProviderError(status_message(provider, err.status_code, error_detail(err), attempts(err.request)))
     if isinstance(err, sdk.APITimeoutError):
         return ProviderError(f"{provider}: no reply within {timeout_s:g}s{after(attempts(err.request))}")
     if isinstance(err, sdk.APIConnectionError):
         cause = one_line(err.__cause__ or err, 200)
         return ProviderError(f"{provider}: cannot reach {base_url}{after(attempts(err.request))}: {cause}")
     return ProviderError(f"{provider}: {one_line(err) or type(err).__name__}")
+
+
+def not_understood(provider: str, base_url: Any, response: Any) -> ProviderError:
+    """A 200 whose body the SDK could not parse (it then hands back the raw text)."""
+    return ProviderError(f"{provider}: {base_url} sent a reply the SDK cannot read: {one_line(response, 120)}")

@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from .base import Completion, Message, Provider, Role, estimate_tokens, require_env, sdk_failure
+from .base import Completion, Message, Provider, Role, estimate_tokens, not_understood, require_env, sdk_failure
 
 
 class OpenAIProvider(Provider):
@@ -42,6 +42,8 @@ class OpenAIProvider(Provider):
         except self._sdk.OpenAIError as err:
             raise sdk_failure(self.name, self._sdk, err, self.timeout_s, self._client.base_url) from None
         latency = time.monotonic() - start
+        if not hasattr(response, "choices"):
+            raise not_understood(self.name, self._client.base_url, response)
         text = (response.choices[0].message.content or "") if response.choices else ""
         usage = response.usage  # some compatible servers leave it out: then estimate
         return Completion(

@@ -1,11 +1,13 @@
 """`replay:RUN_DIR`: answer with the replies recorded in an earlier run's archive, in the order
 they were recorded, one cursor per role: the n-th coder request gets the n-th recorded coder
-reply, whatever it asks. Calls recorded as failed (error not NULL) are skipped. Reads
-RUN_DIR/archive.db, table llm_calls, once at construction."""
+reply, whatever it asks (among concurrent requests, whichever comes first). Calls recorded as
+failed (error not NULL) are skipped. Reads RUN_DIR/archive.db, table llm_calls, once at
+construction."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -34,17 +36,20 @@ class ReplayProvider(Provider):
         for role, reply, input_tokens, output_tokens in rows:
             self.replies.setdefault(role, []).append((reply or "", input_tokens, output_tokens))
         self.cursor = {role: 0 for role in self.replies}
+        self.lock = threading.Lock()  # the run loop asks from several threads at once
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
         recorded = self.replies.get(role, [])
-        n = self.cursor.get(role, 0)
-        if n >= len(recorded):
-            raise ProviderError(f"replay: {self.model} has no more {role} replies ({len(recorded)} recorded)")
-        self.cursor[role] = n + 1
+        with self.lock:
+            n = self.cursor.get(role, 0)
+            if n >= len(recorded):
+                raise ProviderError(f"replay: {self.model} has no more {role} replies ({len(recorded)} recorded)")
+            self.cursor[role] = n + 1
         text, input_tokens, output_tokens = recorded[n]
+        if input_tokens is None:
+            input_tokens = sum(estimate_tokens(m.content) for m in messages)
         return Completion(
-            text=text, provider=self.name, model=self.model,
-            input_tokens=input_tokens if input_tokens is not None else sum(estimate_tokens(m.content) for m in messages),
+            text=text, provider=self.name, model=self.model, input_tokens=input_tokens,
             output_tokens=output_tokens if output_tokens is not None else estimate_tokens(text),
             tokens_estimated=True, latency_s=0.0,
         )

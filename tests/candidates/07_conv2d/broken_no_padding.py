@@ -35,7 +35,8 @@ extern "C" void conv2d_fwd(const float* x, const float* w, const float* b, float
 class ModelNew(torch.nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding):
         super().__init__()
-        self.conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+        self.conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size,
+                                    stride=stride, padding=padding)
 
     def forward(self, x):
         x = x.contiguous()
@@ -47,5 +48,6 @@ class ModelNew(torch.nn.Module):
         OH = (H + 2 * PH - KH) // SH + 1
         OW = (W + 2 * PW - KW) // SW + 1
         y = torch.empty(N, OC, OH, OW, dtype=x.dtype, device=x.device)
-        lib.conv2d_fwd(x, w, self.conv.bias.contiguous(), y, N, C, H, W, OC, KH, KW, SH, SW, PH, PW, OH, OW)
+        lib.conv2d_fwd(x, w, self.conv.bias.contiguous(), y,
+                       N, C, H, W, OC, KH, KW, SH, SW, PH, PW, OH, OW)
         return y

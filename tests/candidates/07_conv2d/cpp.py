@@ -9,7 +9,7 @@ lib = load_cpp(r'''
 #include <cstring>
 #include <vector>
 
-typedef float vf __attribute__((vector_size(64), aligned(4)));  // 16 floats
+typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));  // 16 floats
 constexpr int64_t VW = 16;
 constexpr int64_t TM = 8;        // output channels per micro-tile
 constexpr int64_t TV = 2;        // vectors of output pixels per micro-tile
@@ -88,7 +88,8 @@ extern "C" void conv2d_fwd(const float* x, const float* w, const float* b, float
 class ModelNew(torch.nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding):
         super().__init__()
-        self.conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+        self.conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size,
+                                    stride=stride, padding=padding)
 
     def forward(self, x):
         x = x.contiguous()
@@ -100,5 +101,6 @@ class ModelNew(torch.nn.Module):
         OH = (H + 2 * PH - KH) // SH + 1
         OW = (W + 2 * PW - KW) // SW + 1
         y = torch.empty(N, OC, OH, OW, dtype=x.dtype, device=x.device)
-        lib.conv2d_fwd(x, w, self.conv.bias.contiguous(), y, N, C, H, W, OC, KH, KW, SH, SW, PH, PW, OH, OW)
+        lib.conv2d_fwd(x, w, self.conv.bias.contiguous(), y,
+                       N, C, H, W, OC, KH, KW, SH, SW, PH, PW, OH, OW)
         return y

@@ -43,7 +43,8 @@ def conv2d_kernel(x_ptr, w_ptr, b_ptr, y_ptr,
 class ModelNew(torch.nn.Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding):
         super().__init__()
-        self.conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+        self.conv = torch.nn.Conv2d(in_channels, out_channels, kernel_size,
+                                    stride=stride, padding=padding)
 
     def forward(self, x):
         x = x.contiguous()

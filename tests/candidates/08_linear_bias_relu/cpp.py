@@ -9,7 +9,7 @@ lib = load_cpp(r'''
 #include <vector>
 
 // 16 floats: one AVX-512 register (GCC splits it on narrower targets).
-typedef float vf __attribute__((vector_size(64), aligned(4)));
+typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
 constexpr int64_t VW = 16;
 constexpr int64_t TM = 8;        // rows of x per micro-tile
 constexpr int64_t TV = 2;        // vectors per row

@@ -13,8 +13,8 @@ lib = load_cpp(r'''
 #include <cstring>
 #include <vector>
 
-typedef float vf __attribute__((vector_size(64), aligned(4)));  // 16 floats
-typedef int32_t vi __attribute__((vector_size(64), aligned(4)));
+typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));  // 16 floats
+typedef int32_t vi __attribute__((vector_size(64), aligned(4), may_alias));
 constexpr int64_t VW = 16;
 constexpr int64_t TQ = 8;        // query rows per tile
 constexpr int64_t TV = 2;        // vectors per accumulator row
@@ -73,7 +73,8 @@ extern "C" void attention_fwd(const float* q, const float* k, const float* v, fl
                 const float* ktb = kt.data() + b * D * Skp;
                 const float* vb = vp.data() + b * Sk * Dp;
                 const float* qi[TQ];  // rows past Sq repeat the last one; never stored
-                for (int64_t r = 0; r < TQ; ++r) qi[r] = q + (b * Sq + i0 + std::min(r, rows - 1)) * D;
+                for (int64_t r = 0; r < TQ; ++r)
+                    qi[r] = q + (b * Sq + i0 + std::min(r, rows - 1)) * D;
 
                 // scores s[r][j] = scale * q_r . k_j, 32 keys at a time
                 for (int64_t j0 = 0; j0 < Skp; j0 += TN) {

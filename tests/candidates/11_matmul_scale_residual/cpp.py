@@ -10,7 +10,7 @@ lib = load_cpp(r'''
 #include <vector>
 
 // 16 floats: one AVX-512 register (GCC splits it on narrower targets).
-typedef float vf __attribute__((vector_size(64), aligned(4)));
+typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
 constexpr int64_t VW = 16;
 constexpr int64_t TM = 8;        // rows of x per micro-tile
 constexpr int64_t TV = 2;        // vectors per row
@@ -75,5 +75,6 @@ class ModelNew(torch.nn.Module):
         M, K = x.shape
         N = w.shape[0]
         y = torch.empty(M, N, dtype=x.dtype, device=x.device)
-        lib.linear_scale_residual(x, w, self.linear.bias.contiguous(), y, float(self.scale), M, K, N)
+        b = self.linear.bias.contiguous()
+        lib.linear_scale_residual(x, w, b, y, float(self.scale), M, K, N)
         return y

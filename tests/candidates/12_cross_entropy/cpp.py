@@ -8,8 +8,8 @@ lib = load_cpp(r'''
 #include <cstdint>
 #include <cstring>
 
-typedef float vf __attribute__((vector_size(64), aligned(4)));     // 16 floats
-typedef int32_t vi __attribute__((vector_size(64), aligned(4)));
+typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));  // 16 floats
+typedef int32_t vi __attribute__((vector_size(64), aligned(4), may_alias));
 constexpr int64_t VW = 16;
 
 // exp(x) for x <= 0: 2^n * e^r, n = round(x / ln2), |r| <= ln2/2, degree-6 Taylor for e^r.
