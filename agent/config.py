@@ -3,6 +3,8 @@ Environment variables are only read for secrets (API keys, by the providers)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.models import BackendName, DeviceName
@@ -33,6 +35,8 @@ class RunConfig(BaseModel):
     time_limit_s: float | None = Field(default=None, gt=0)
     concurrency: int = Field(default=2, ge=1)  # candidates in flight (LLM calls overlap)
     eval_workers: int = Field(default=1, ge=1)  # evaluations at once (timing wants a quiet machine)
+    executor: Literal["local", "ray"] = "local"  # where evaluations run
+    ray_address: str | None = None  # join this Ray cluster; None starts a local one
     eval_timeout_s: float = Field(default=120.0, gt=0)
     islands: int = Field(default=2, ge=1)
     seed: int = 0

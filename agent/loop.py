@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import secrets
 import threading
 import time
@@ -25,13 +24,13 @@ from typing import Callable
 
 from agent.archive import Archive, CandidateRecord, LLMCallRecord, RunRecord
 from agent.config import RunConfig
+from agent.executors import make_executor
 from agent.extract import extract_code
 from agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
 from agent.prompts import render
 from agent.providers import Completion, Message, Provider, make_provider
 from agent.selection import Choice, IslandPolicy, fitness
 from sandbox.errors import ProviderError
-from sandbox.executor import Sandbox
 from sandbox.models import EvalRequest, Verdict
 from sandbox.task import validate_task
 
@@ -95,9 +94,8 @@ class Run:
         self.policy = IslandPolicy(num_islands=config.islands, seed=config.seed)
         self.device_text = device_description(config.device)
         self.backend_guide = render(f"backend_{config.backend}")
-        self.sandboxes: queue.Queue[Sandbox] = queue.Queue()
-        for i in range(config.eval_workers):
-            self.sandboxes.put(Sandbox(config.device, root=run_dir / "sandbox" / str(i)))
+        self.executor = make_executor(config.executor, config.device, config.eval_workers, run_dir / "sandbox",
+                                      config.ray_address)
         self.lock = threading.Lock()  # selection and budget decisions
         self.started = time.monotonic()
         self.provider_failures = 0
@@ -205,15 +203,11 @@ class Run:
             self.archive.record_judge(candidate_id, feedback.model_dump())
 
     def evaluate(self, kernel_path: Path) -> Verdict:
-        sandbox = self.sandboxes.get()
-        try:
-            request = EvalRequest(
-                task_path=str(self.task_path), candidate_path=str(kernel_path), backend=self.config.backend,
-                device=self.config.device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
-            )
-            return sandbox.evaluate(request, timeout_s=self.config.eval_timeout_s)
-        finally:
-            self.sandboxes.put(sandbox)
+        request = EvalRequest(
+            task_path=str(self.task_path), candidate_path=str(kernel_path), backend=self.config.backend,
+            device=self.config.device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
+        )
+        return self.executor.evaluate(request, timeout_s=self.config.eval_timeout_s)
 
     def ask_judge(self, candidate_id: int, source: str, verdict: Verdict) -> JudgeFeedback | None:
         messages = judge_messages(self.task_path.name, self.task_source, candidate_id, source, verdict, self.device_text)
@@ -281,8 +275,7 @@ class Run:
         return self.stop_reason or "max_iters"
 
     def close(self) -> None:
-        while not self.sandboxes.empty():
-            self.sandboxes.get().close()
+        self.executor.close()
 
 
 def write_best(run: Run) -> Path | None:

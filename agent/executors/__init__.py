@@ -1,0 +1,33 @@
+"""The executor seam: where evaluations run. `local` keeps a pool of warm sandboxes on this
+machine; `ray` sends each evaluation to a Ray cluster. Both return the same Verdict, and the
+loop writes it into the same archive. Adding an executor is one new file plus one line here."""
+
+from __future__ import annotations
+
+from sandbox.errors import ConfigError
+from sandbox.models import EvalRequest, Verdict
+
+
+class Executor:
+    name: str = ""
+
+    def evaluate(self, request: EvalRequest, timeout_s: float) -> Verdict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def make_executor(name: str, device: str, workers: int, root, address: str | None = None) -> Executor:
+    if name == "local":
+        from agent.executors.local import LocalExecutor
+
+        return LocalExecutor(device, workers, root)
+    if name == "ray":
+        from agent.executors.ray import RayExecutor
+
+        return RayExecutor(device, workers, address)
+    raise ConfigError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+
+
+EXECUTORS = ("local", "ray")
