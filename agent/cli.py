@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sandbox.errors import KagentError, UsageError
+from sandbox.errors import CandidateError, KagentError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM agent that writes fast, honest kernels.")
 err_console = Console(stderr=True)
@@ -33,12 +34,21 @@ def fail(err: KagentError) -> None:
     raise typer.Exit(err.exit_code)
 
 
+def read_candidate(candidate: Path) -> str:
+    try:
+        return candidate.read_text()
+    except OSError as err:
+        raise CandidateError(f"{candidate}: cannot read candidate: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise CandidateError(f"{candidate}: not a UTF-8 text file") from None
+
+
 def resolve_backend_device(candidate: Path, backend: Optional[str], device: Optional[str]) -> tuple[str, str]:
     from sandbox.backends import BACKENDS, detect_backend
     from sandbox.executor import gpu_available
 
     if backend is None:
-        backend = detect_backend(candidate.read_text())
+        backend = detect_backend(read_candidate(candidate))
         if backend is None:
             raise UsageError(f"{candidate}: cannot tell the backend (no load_cpp, load_inline or triton.jit): pass --backend")
     if backend not in BACKENDS:
@@ -96,8 +106,9 @@ def eval_command(
             raise UsageError(f"{task}: task file not found")
         if not candidate.is_file():
             raise UsageError(f"{candidate}: candidate file not found")
-        if timeout <= 0:
-            raise UsageError(f"--timeout must be positive, got {timeout:g}")
+        if not 0 < timeout < math.inf:  # NaN fails this too: it would never expire
+            raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+        read_candidate(candidate)  # the worker reads it too: fail here, in one line
         backend, device = resolve_backend_device(candidate, backend, device)
         request = EvalRequest(
             task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
@@ -145,6 +156,8 @@ def optimize_command(
     runs_dir: Path = typer.Option(Path("runs"), help="Where runs are written."),
     prices: Optional[Path] = typer.Option(None, help='JSON file {"provider:model": [usd_per_M_in, usd_per_M_out]}.'),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
+    executor: str = typer.Option("local", help="Where evaluations run: local (this machine) or ray (a Ray cluster)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', HOST:6379); default: start a local one."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON summary on stdout at the end."),
 ) -> None:
     """Search for the fastest correct kernel for a task with a Coder and a Judge LLM."""
@@ -181,6 +194,7 @@ def optimize_command(
             config = RunConfig(
                 task_path=str(task.resolve()) if task.exists() else str(task), model=model, judge_model=judge_model,
                 base_url=base_url, backend=backend, device=device, runs_dir=str(runs_dir), prices=price_table, **budgets,
+                executor=executor, ray_address=ray_address,
             )
             run = loop.start(config)
     except KagentError as err:
@@ -211,6 +225,16 @@ def optimize_command(
         if summary.best_path:
             console.print(f"best kernel: {summary.best_path}")
     raise typer.Exit(0)
+
+
+# Commands defined in their own modules register here, one line each.
+from agent.batch import batch_command  # noqa: E402  (kagent batch)
+app.command("batch")(batch_command)
+from agent.report import report_command  # noqa: E402  (kagent report)
+app.command("report")(report_command)
+from agent.inspect_runs import runs_command, show_command  # noqa: E402  (kagent runs, kagent show)
+app.command("runs")(runs_command)
+app.command("show")(show_command)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ class Comparison:
     detail: str = ""
     max_abs_error: float | None = None
     max_rel_error: float | None = None  # max abs error / largest reference magnitude
+    bad_fraction: float | None = None  # share of the failing output's elements out of tolerance
 
 
 def flatten(value) -> list:
@@ -73,7 +74,8 @@ def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bo
             return Comparison(False, "wrong_dtype", f"{where}dtype {o.dtype}, expected {r.dtype}")
         if not r.is_floating_point():
             if not torch.equal(o.cpu(), r.cpu()):
-                return Comparison(False, "mismatch", f"{where}{int((o.cpu() != r.cpu()).sum())} elements differ")
+                bad = int((o.cpu() != r.cpu()).sum())
+                return Comparison(False, "mismatch", f"{where}{bad} elements differ", bad_fraction=bad / max(1, r.numel()))
             continue
         if r.numel() == 0:
             continue
@@ -87,7 +89,7 @@ def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bo
             detail = f"{where}{bad} of {r.numel()} elements off, max abs error {max_abs:.3g}"
             lowered = dtype in (torch.float32, torch.float64) and _within(diff, r, scale, *LOWERED_PRECISION_TOLERANCE)
             reason = "precision_loss" if lowered else "mismatch"
-            return Comparison(False, reason, detail, worst_abs, worst_rel)
+            return Comparison(False, reason, detail, worst_abs, worst_rel, bad / r.numel())
     return Comparison(True, max_abs_error=worst_abs, max_rel_error=worst_rel)
 
 

@@ -37,7 +37,7 @@ DEFAULT_MEMORY_MB = 8192
 STARTUP_TIMEOUT_S = 120.0
 POLL_S = 0.02  # how often the parent looks for the end of an evaluation
 MEMORY_POLL_S = 0.05  # how often it adds up the memory of the candidate's processes
-KILL_GRACE_S = 5.0  # after a kill, how long the worker has to report the death before it is replaced
+KILL_GRACE_S = 3.0  # after a kill, how long the worker has to report the death before it is replaced
 # "0" starts the worker without its own PID namespace (debugging; secrets in /proc are then exposed).
 NAMESPACES_ENV = "KAGENT_SANDBOX_NAMESPACES"
 # Environment a worker may see: the toolchain and the device, nothing that could be a secret.
@@ -222,8 +222,9 @@ class Sandbox:
     """One warm worker for one device. `evaluate` is safe to call from several threads; the
     evaluations then run one at a time (bound concurrency with several Sandboxes)."""
 
-    def __init__(self, device: str, root: str | Path | None = None):
+    def __init__(self, device: str, root: str | Path | None = None, namespaces: bool = True):
         self.device = device
+        self.namespaces = namespaces  # False: no PID namespace even where one is available
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="kagent-sandbox-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -235,12 +236,12 @@ class Sandbox:
     @property
     def isolated(self) -> bool:
         """Whether workers start in their own PID namespace (see `namespace_prefix`)."""
-        return bool(namespace_prefix())
+        return self.namespaces and bool(namespace_prefix())
 
     # -- worker lifecycle -------------------------------------------------------------------
 
     def _start(self) -> subprocess.Popen:
-        prefix = namespace_prefix()
+        prefix = namespace_prefix() if self.namespaces else ()
         log = open(self.root / "zygote.log", "ab")
         proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "sandbox.zygote"],
@@ -267,13 +268,13 @@ class Sandbox:
             self._proc = self._start()
         return self._proc
 
-    def _stop(self) -> None:
-        """End the worker and everything below it, politely if it answers, by force if not."""
+    def _stop(self, force: bool = False) -> None:
+        """End the worker and everything below it: politely (end of input) unless `force`."""
         proc, self._proc = self._proc, None
         if self._zygote_pid is not None:
             kill_tree(self._zygote_pid)
         if proc is not None:
-            if proc.poll() is None:
+            if proc.poll() is None and not force:
                 try:
                     proc.stdin.close()
                     proc.wait(timeout=5)
@@ -345,12 +346,24 @@ class Sandbox:
         next_memory_check = begun
         killed_for = killed_at = None
         finished = None
+        tree: list[int] = []  # the candidate's processes at the last look
         while finished is None:
             finished = self._next(job_id, POLL_S)
             if finished is not None:
                 break
             now = time.monotonic()
             if proc.poll() is not None:  # only a candidate kills the worker
+                # Its processes lost their parent: end them by what was last seen of them.
+                for pid in tree:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                if proc.pid == self._zygote_pid:  # no PID namespace: pids are ours to kill
+                    try:
+                        os.killpg(started["pid"], signal.SIGKILL)  # the candidate's own session
+                    except (ProcessLookupError, PermissionError):
+                        pass
                 self._stop()
                 killed_for = killed_for or "worker_died"
                 break
@@ -358,16 +371,17 @@ class Sandbox:
                 killed_for = "timeout"
             elif killed_for is None and now >= next_memory_check:
                 next_memory_check = now + MEMORY_POLL_S
-                if _rss_mb(descendants(self._zygote_pid)) > memory_mb:
+                tree = descendants(self._zygote_pid)
+                if _rss_mb(tree) > memory_mb:
                     killed_for = "memory"
             if killed_for and killed_at is None:
                 killed_at = now
                 kill_tree(self._zygote_pid)
             elif killed_at is not None and now > killed_at + KILL_GRACE_S:
-                self._stop()  # the worker does not report the death (stopped by the candidate?)
+                self._stop(force=True)  # the worker does not report the death (stopped by the candidate?)
                 break
         if self._zygote_pid is not None and not kill_tree(self._zygote_pid):
-            self._stop()  # leftovers a kill cannot end: start clean next time
+            self._stop(force=True)  # leftovers a kill cannot end: start clean next time
         elapsed = time.monotonic() - begun
         return self._verdict(request, workdir, key, finished or {}, killed_for, timeout_s, memory_mb, elapsed)
 

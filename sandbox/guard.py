@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -22,9 +23,10 @@ import torch
 
 # Modules a kernel never needs: compute outside the kernel, processes, or the harness itself.
 FORBIDDEN_MODULES = {
-    "numpy": "forbidden_import", "ctypes": "forbidden_import", "subprocess": "forbidden_import",
+    "numpy": "forbidden_import", "ctypes": "forbidden_import", 
     "multiprocessing": "forbidden_import", "socket": "forbidden_import",
-    "threading": "forbidden_import", "concurrent": "forbidden_import", "signal": "forbidden_import",
+    "concurrent": "forbidden_import",
+    "signal": "forbidden_import",
     "gc": "introspection", "inspect": "introspection", "traceback": "introspection",
     "agent": "forbidden_import", "sandbox": "forbidden_import",
 }
@@ -32,6 +34,15 @@ ALLOWED_KAGENT_MODULES = {"sandbox.backends.cpp"}
 INTROSPECTION_ATTRS = {
     "_getframe", "_current_frames", "f_back", "f_locals", "f_globals", "tb_frame", "gi_frame",
     "cr_frame", "settrace", "setprofile", "addaudithook", "get_referrers", "get_objects",
+}
+# torch internals that switch off or bypass the dispatch mode tracing the forward's ATen ops:
+# compute run under them is invisible to the trace.
+TRACE_BYPASS_NAMES = {
+    "_python_dispatch", "_disable_current_modes", "_pop_mode", "_pop_mode_temporarily",
+    "_pop_torch_dispatch_mode", "_push_on_torch_dispatch_stack", "_get_dispatch_stack_at",
+    "_len_torch_dispatch_stack", "_set_dispatch_mode", "_unset_dispatch_mode",
+    "_DisableTorchDispatch", "_ExcludeDispatchKeyGuard", "_EnablePythonDispatcher",
+    "_DisablePythonDispatcher", "DisableTorchFunction", "DisableTorchFunctionSubclass",
 }
 # Subprocesses a backend legitimately runs while building a candidate's kernels.
 ALLOWED_EXECUTABLES = {
@@ -50,6 +61,11 @@ FORBIDDEN_EVENTS = {
 }
 # Library code that hands frames to its caller: a call from here counts as the caller's.
 FRAME_PROXIES = ("inspect.py", "traceback.py")
+# Events judged even outside `watching()` when candidate code is on the stack: the harness
+# itself calls into candidate objects (overridden nn.Module methods, returned containers).
+JUDGED_EVENTS = set(FORBIDDEN_EVENTS) | {"subprocess.Popen", "sys._getframe", "object.__getattr__", "open"}
+# The process's own memory as a file: everything in the worker, the verdict's signing key too.
+PROCESS_MEMORY = re.compile(r"^/proc/\d+(/task/\d+)?/(mem|pagemap)$")
 
 
 def scan_source(source: str, filename: str) -> tuple[str, str] | None:
@@ -67,8 +83,13 @@ def scan_source(source: str, filename: str) -> tuple[str, str] | None:
             root = name.split(".")[0]
             if root in FORBIDDEN_MODULES:
                 return FORBIDDEN_MODULES[root], f"line {node.lineno}: imports {name}"
+            if TRACE_BYPASS_NAMES & set(name.split(".")):
+                return "patched_harness", f"line {node.lineno}: imports {name}, which hides torch ops from the harness"
         if isinstance(node, ast.Attribute) and node.attr in INTROSPECTION_ATTRS:
             return "introspection", f"line {node.lineno}: uses .{node.attr}"
+        used = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if used in TRACE_BYPASS_NAMES:
+            return "patched_harness", f"line {node.lineno}: uses {used}, which hides torch ops from the harness"
         if isinstance(node, ast.Name) and node.id in {"__import__", "eval", "exec", "globals"}:
             return "forbidden_call", f"line {node.lineno}: uses {node.id}()"
     return None
@@ -102,17 +123,29 @@ class Guard:
         raise PermissionError(f"kagent sandbox: {detail} is not allowed in a candidate")
 
     def _caller_is_candidate(self) -> bool:
-        frame = sys._getframe(2)  # 0: this, 1: _hook, 2: the code that raised the event
+        """Whether the code that raised the event is the candidate's (through a frame proxy)."""
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename == __file__:  # this hook's own frames
+            frame = frame.f_back
         while frame is not None and frame.f_code.co_filename.endswith(FRAME_PROXIES):
             frame = frame.f_back
         return frame is not None and frame.f_code.co_filename == self.candidate_path
 
+    def _candidate_on_stack(self) -> bool:
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename == self.candidate_path:
+                return True
+            frame = frame.f_back
+        return False
+
     def _hook(self, event: str, args: tuple) -> None:
-        if not self.active or self._busy:
+        if self._busy or not (self.active or event in JUDGED_EVENTS):
             return
         self._busy = True  # our own sys._getframe calls raise events too
         try:
-            self._check(event, args)
+            if self.active or self._candidate_on_stack():
+                self._check(event, args)
         finally:
             self._busy = False
 
@@ -130,25 +163,49 @@ class Guard:
         elif event == "object.__getattr__" and args[1] in {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}:
             if self._caller_is_candidate():
                 self._deny("introspection", f"reading {args[1]}")
+        elif event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.path.realpath(os.fsdecode(args[0]))
+            if PROCESS_MEMORY.match(path):
+                self._deny("introspection", f"opening {path}")
 
 
-def _functions(namespace: dict) -> dict[str, int]:
-    return {name: id(value) for name, value in namespace.items() if callable(value)}
+def _functions(namespace: dict, constants: bool = False) -> dict[str, int | str]:
+    found: dict[str, int | str] = {name: id(value) for name, value in namespace.items() if callable(value)}
+    if constants:  # the harness's UPPER_CASE settings: tolerances, allowed ops, forbidden names
+        found.update({name: repr(value) for name, value in namespace.items() if name.isupper()})
+    return found
 
 
-def integrity_snapshot(extra_modules: list) -> dict[str, dict[str, int]]:
-    """Identities of what the harness relies on: torch's entry points, the timer, builtins."""
+def _harness_namespaces() -> dict[str, tuple[dict, bool]]:
+    """kagent's own modules and their classes: unimportable for a candidate, but reachable
+    through sys.modules."""
+    found = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "sandbox" or name.startswith("sandbox.")):
+            continue
+        found[name] = (vars(module), True)
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == name:
+                found[f"{name}.{value.__qualname__}"] = (vars(value), False)
+    return found
+
+
+def integrity_snapshot(extra_modules: list) -> dict[str, dict[str, int | str]]:
+    """Identities of what the harness relies on: torch's entry points, the timer, builtins,
+    the harness itself (functions, classes' methods, and its settings' values)."""
     targets = {
-        "torch": vars(torch), "torch.Tensor": vars(torch.Tensor),
-        "torch.nn.functional": vars(torch.nn.functional), "torch.nn.Module": vars(torch.nn.Module),
-        "time": vars(time), "builtins": vars(builtins), "torch.cuda": vars(torch.cuda),
+        "torch": (vars(torch), False), "torch.Tensor": (vars(torch.Tensor), False),
+        "torch.nn.functional": (vars(torch.nn.functional), False),
+        "torch.nn.Module": (vars(torch.nn.Module), False), "time": (vars(time), False),
+        "builtins": (vars(builtins), False), "torch.cuda": (vars(torch.cuda), False),
+        **_harness_namespaces(),
     }
     for module in extra_modules:
-        targets[getattr(module, "__name__", str(module))] = vars(module)
-    return {name: _functions(namespace) for name, namespace in targets.items()}
+        targets[getattr(module, "__name__", str(module))] = (vars(module), False)
+    return {name: _functions(namespace, constants) for name, (namespace, constants) in targets.items()}
 
 
-def integrity_changes(before: dict[str, dict[str, int]], extra_modules: list) -> list[str]:
+def integrity_changes(before: dict[str, dict[str, int | str]], extra_modules: list) -> list[str]:
     """Names whose object was replaced since the snapshot (new names are fine: lazy imports)."""
     after = integrity_snapshot(extra_modules)
     return [

@@ -117,8 +117,11 @@ def init_inputs(task: Task) -> list:
 
 
 def build_model(task: Task, cls: type, init: list, seed: int, device: torch.device) -> torch.nn.Module:
-    """Construct under a fixed seed, so Model and ModelNew draw the same initial weights."""
+    """Construct under a fixed seed, so Model and ModelNew draw the same initial weights.
+    The task's own Model failing to build is a task error; a candidate's is the caller's."""
     torch.manual_seed(seed)
+    if cls is task.Model:
+        return _call(task, "Model(*get_init_inputs())", lambda: cls(*init).to(device).eval())
     return cls(*init).to(device).eval()
 
 

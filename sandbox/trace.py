@@ -9,6 +9,7 @@ actually executes, from Python or C++.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -30,6 +31,10 @@ ALLOWED_OPS = frozenset(
 )
 
 
+# Ops that return uninitialised memory: `traced_call(fill=...)` decides what that memory holds.
+UNINITIALISED_OPS = frozenset("empty empty_like empty_strided new_empty new_empty_strided".split())
+
+
 def op_name(func) -> str:
     return func._overloadpacket.__name__
 
@@ -43,9 +48,10 @@ class ForwardTrace:
 
 
 class _Recorder(TorchDispatchMode):
-    def __init__(self, trace: ForwardTrace):
+    def __init__(self, trace: ForwardTrace, fill: Callable[[torch.Tensor], None] | None):
         super().__init__()
         self.trace = trace
+        self.fill = fill
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -56,17 +62,21 @@ class _Recorder(TorchDispatchMode):
             self.trace.compute_ops.append(name)
         if not any(ret.alias_info for ret in func._schema.returns):  # views and in-place ops alias
             for value in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(value, torch.Tensor) and value.device.type != "meta":
+                if isinstance(value, torch.Tensor) and value.device.type != "meta" and value.layout == torch.strided:
                     self.trace.allocated.add(value.untyped_storage().data_ptr())
+                    if self.fill is not None and name in UNINITIALISED_OPS:
+                        self.fill(value)
         return out
 
 
-def traced_call(fn, *args) -> tuple[object, ForwardTrace]:
-    """Call fn(*args) recording ops, allocations and kernel launches."""
+def traced_call(fn, *args, fill: Callable[[torch.Tensor], None] | None = None) -> tuple[object, ForwardTrace]:
+    """Call fn(*args) recording ops, allocations and kernel launches. `fill`, if given, writes
+    every uninitialised tensor the call allocates (torch.empty and kin) before the call sees
+    it: what stale memory holds is then the harness's choice, not the allocator's."""
     trace = ForwardTrace()
     launches.reset()
     try:
-        with _Recorder(trace):
+        with _Recorder(trace, fill):
             out = fn(*args)
     finally:
         trace.launches, trace.launch_failures = launches.snapshot()

@@ -1,0 +1,757 @@
+"""`kagent batch`: optimize every task in a directory, several at once, into one batch directory.
+
+    runs/batch-<timestamp>-<4hex>/
+        batch.json          the batch's state: its options and, per task, status and run (rewritten
+                            atomically whenever something changes, so a killed batch can resume)
+        <task>/<run-id>/    each task's run directory (the same layout as `kagent optimize`)
+        summary.json        the final summary (what --json prints)
+        summary.csv         one row per task
+
+One task = one `optimize_task(config_json, resume_dir)` call: a plain top-level function, so
+that it can run in a thread of this process (`--executor local`) or as a Ray task
+(`--executor ray`, through `submit_task` of `agent.executors.ray`, a module function or a
+RayExecutor method; the runs' evaluations then go to Ray too, and `--runs-dir` must be on a
+filesystem the nodes share). The batch process only schedules, keeps batch.json and prints
+progress on stderr.
+
+Budgets: --max-iters, --time-limit, --task-max-cost and --concurrency apply to each task's run;
+--max-cost caps the whole batch: once the batch's spend reaches it, tasks not yet started are
+`skipped`, and a task that starts gets at most what is left as its own cost cap. With several
+workers, tasks already running may together overshoot what was left by the time they finish.
+
+Aggregates follow KernelBench: correct rate = tasks with a correct kernel / all tasks;
+fast_p = tasks with a correct kernel faster than p x eager PyTorch / all tasks (a correct kernel
+whose timing was not meaningful, speedup null, is correct but not fast); geometric-mean speedup
+over the tasks with a correct, timed kernel.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, Optional
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from sandbox.errors import KagentError, TaskError, UsageError
+
+BATCH_FILE = "batch.json"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+FAST_P = ((1.0, "fast_1"), (1.5, "fast_1_5"), (2.0, "fast_2"))
+DONE = ("correct", "no_correct", "task_error")  # final: never redone by --resume
+POLL_S = 1.0  # how often the scheduler looks for new run directories while tasks run
+
+TaskStatus = Literal["pending", "running", "correct", "no_correct", "task_error", "skipped", "interrupted"]
+
+err_console = Console(stderr=True, emoji=False)
+console = Console(emoji=False)
+
+# Set when the batch is interrupted: runs in this process stop taking new candidates.
+_STOP = threading.Event()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def one_line(text: object, limit: int = 1000) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------- the batch's state
+
+
+class BatchOptions(BaseModel):
+    """The options the batch runs with (budgets may be changed on --resume)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_dir: str
+    model: str
+    judge_model: str | None = None
+    base_url: str | None = None
+    backend: str
+    device: str
+    max_iters: int | None = None  # per task (None: RunConfig's default)
+    time_limit_s: float | None = None  # per task
+    task_max_cost: float | None = None  # per task, USD
+    concurrency: int | None = None  # per task
+    max_cost: float | None = Field(default=None, gt=0)  # the whole batch, USD
+    workers: int = Field(default=2, ge=1)  # tasks at once
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # join this Ray cluster; None starts a local one
+    prices: dict[str, tuple[float, float]] = {}
+
+
+class BatchTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str  # the task file, relative to the task directory
+    task_path: str  # the task file, absolute
+    work_dir: str  # relative to the batch directory: the task's run directory is made in here
+    status: TaskStatus = "pending"
+    run_dir: str | None = None
+    error: str | None = None  # one line
+    stop_reason: str | None = None
+    best_speedup: float | None = None
+    candidates: int = 0
+    correct: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class BatchState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    batch_id: str
+    state: Literal["running", "finished", "interrupted"] = "running"
+    pid: int | None = None  # the process that last ran the batch
+    created_at: str
+    updated_at: str
+    options: BatchOptions
+    tasks: list[BatchTask]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a reader (or a kill at any moment) sees the old file
+    or the new one, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def load_state(batch_dir: Path) -> BatchState:
+    path = batch_dir / BATCH_FILE
+    if not path.is_file():
+        raise UsageError(f"{batch_dir}: not a batch directory (no {BATCH_FILE})")
+    try:
+        return BatchState.model_validate_json(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path}: cannot read the batch state: {one_line(err, 200)}") from None
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def find_tasks(task_dir: Path) -> list[Path]:
+    """Task files under `task_dir`, recursively, in a stable order: `*.py`, except `__init__.py`
+    and files (or directories) whose name starts with `_` or `.`, and nothing inside a run or
+    batch directory (a runs directory kept among the tasks holds candidates, not tasks)."""
+    outputs: dict[Path, bool] = {}
+
+    def is_output(directory: Path) -> bool:
+        if directory not in outputs:
+            outputs[directory] = (directory / "archive.db").exists() or (directory / BATCH_FILE).exists()
+        return outputs[directory]
+
+    found = []
+    for path in task_dir.rglob("*.py"):
+        rel = path.relative_to(task_dir)
+        if any(part.startswith(("_", ".")) for part in rel.parts) or not path.is_file():
+            continue
+        if any(is_output(task_dir.joinpath(*rel.parts[:i])) for i in range(1, len(rel.parts))):
+            continue
+        found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(task_dir).as_posix())
+
+
+def work_dirs(rels: list[str]) -> list[str]:
+    """One directory name per task (sub/03_sum.py -> sub--03_sum), unique within the batch."""
+    names, seen = [], set()
+    for rel in rels:
+        base = rel[:-3].replace("/", "--") if rel.endswith(".py") else rel.replace("/", "--")
+        name, n = base, 1
+        while name in seen:
+            n += 1
+            name = f"{base}-{n}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _stop_when_asked(run) -> None:
+    if _STOP.is_set():
+        run.stop_reason = run.stop_reason or "interrupted"
+
+
+# What a resumed task's run takes from the batch rather than from its archived config.
+RESUME_OVERRIDES = ("max_iters", "max_cost", "time_limit_s", "concurrency", "executor", "ray_address")
+
+
+def optimize_task(config_json: str, resume_dir: str | None) -> dict:
+    """Optimize one task, as `kagent optimize` does (or `kagent optimize --resume resume_dir`).
+    Returns the run's RunSummary.as_json(), or an error dict {"error": one line, "error_kind":
+    "task_error" (a broken task file) or "error", "run_dir": the run's directory or None}.
+    A plain top-level function of plain arguments, so that Ray can ship it."""
+    from agent import loop
+    from agent.config import RunConfig
+
+    config = RunConfig.model_validate_json(config_json)
+    run = None
+    try:
+        if resume_dir:
+            run = loop.reopen(Path(resume_dir), {key: getattr(config, key) for key in RESUME_OVERRIDES})
+        else:
+            run = loop.start(config)
+        run.on_update = _stop_when_asked
+        if resume_dir:
+            run.resume_pending()
+        stop_reason = run.run()
+        return loop.summarize(run, stop_reason).as_json()
+    except (KagentError, OSError) as err:
+        if run is not None:
+            run.archive.set_state("crashed", one_line(err))
+        return {"error": one_line(err), "error_kind": "task_error" if isinstance(err, TaskError) else "error",
+                "run_dir": str(run.run_dir) if run is not None else None}
+    finally:
+        if run is not None:
+            run.close()
+            run.archive.close()
+
+
+def _valid_run_dir(run_dir: Path) -> bool:
+    from agent.archive import Archive
+
+    try:
+        with Archive.open(run_dir, create=False) as archive:
+            archive.run()
+        return True
+    except (KagentError, sqlite3.Error, OSError):
+        return False
+
+
+def _read_totals(run_dir: Path):
+    from agent.archive import Archive
+
+    try:
+        with Archive.open(run_dir, create=False) as archive:
+            return archive.totals()
+    except (KagentError, sqlite3.Error, OSError):
+        return None
+
+
+# ---------------------------------------------------------------- the batch
+
+
+class Batch:
+    def __init__(self, batch_dir: Path, state: BatchState, template, progress: Console = err_console):
+        self.dir = batch_dir.resolve()
+        self.state = state
+        self.template = template  # a validated RunConfig: every task's options but its path
+        self.progress = progress
+        self.pool: ThreadPoolExecutor | None = None
+        self.ray = None  # a RayExecutor, where agent.executors.ray offers submit_task only through one
+        self.submit = None  # submit(task_fn, *args) -> Future
+
+    @property
+    def options(self) -> BatchOptions:
+        return self.state.options
+
+    def save(self) -> None:
+        self.state.updated_at = now()
+        write_atomic(self.dir / BATCH_FILE, self.state.model_dump_json(indent=2) + "\n")
+
+    def say(self, text: str) -> None:
+        self.progress.print(text, highlight=False, soft_wrap=True)
+
+    # -- one task ---------------------------------------------------------------------------
+
+    def find_run_dir(self, task: BatchTask) -> str | None:
+        """The task's run directory: the one recorded, or the newest usable one in its work dir."""
+        if task.run_dir and _valid_run_dir(Path(task.run_dir)):
+            return task.run_dir
+        found = sorted((self.dir / task.work_dir).glob("*/archive.db"), reverse=True)
+        return next((str(db.parent) for db in found if _valid_run_dir(db.parent)), None)
+
+    def refresh(self, task: BatchTask) -> None:
+        """Read an unfinished task's numbers from its archive (what it has spent so far)."""
+        run_dir = task.run_dir or self.find_run_dir(task)
+        totals = _read_totals(Path(run_dir)) if run_dir else None
+        if totals is None:
+            return
+        task.run_dir = run_dir
+        task.candidates, task.correct = totals.candidates, totals.correct
+        task.best_speedup = totals.best_speedup
+        task.tokens, task.cost_usd = totals.tokens_in + totals.tokens_out, totals.cost_usd
+
+    def spent(self, running: list[BatchTask]) -> float:
+        for task in running:
+            self.refresh(task)
+        return sum(task.cost_usd for task in self.state.tasks)
+
+    def config_json(self, task: BatchTask, cost_cap: float | None) -> str:
+        from agent.config import RunConfig
+
+        fields = self.template.model_dump() | {
+            "task_path": task.task_path, "runs_dir": str(self.dir / task.work_dir), "max_cost": cost_cap,
+            "executor": self.options.executor, "ray_address": self.options.ray_address,
+        }
+        return RunConfig.model_validate(fields).model_dump_json()
+
+    def start(self, task: BatchTask, running: list[BatchTask], submit) -> Future | None:
+        """Start `task`, or skip it when the batch's budget is spent. Returns its future."""
+        resume_dir = self.find_run_dir(task) if task.status in ("running", "interrupted") else None
+        if resume_dir:
+            task.run_dir = resume_dir
+            self.refresh(task)
+        cap = self.options.task_max_cost
+        if self.options.max_cost is not None:
+            left = self.options.max_cost - self.spent(running)
+            if left <= 0:
+                note = f"not started: the batch's --max-cost ${self.options.max_cost:g} was spent"
+                if resume_dir:  # a started task keeps its partial run
+                    task.status, task.error = "interrupted", note.replace("not started", "not resumed")
+                else:
+                    task.status, task.error = "skipped", note
+                self.save()
+                self.say(f"[yellow]{task.status}[/] {escape(task.task)}: {escape(task.error)}")
+                return None
+            cap = min(cap, task.cost_usd + left) if cap is not None else task.cost_usd + left
+        config_json = self.config_json(task, cap)
+        task.status, task.error, task.started_at, task.finished_at = "running", None, now(), None
+        if not resume_dir:
+            task.run_dir = None
+        self.save()
+        self.say(f"[cyan]{'resume' if resume_dir else 'start'}[/] {escape(task.task)}")
+        return submit(optimize_task, config_json, resume_dir)
+
+    def finish(self, task: BatchTask, future: Future) -> None:
+        try:
+            result = future.result()
+        except Exception as err:  # a bug in a run: report it, keep the batch going
+            result = {"error": one_line(f"{type(err).__name__}: {err}"), "error_kind": "error", "run_dir": None}
+        task.finished_at = now()
+        if "error" in result:
+            task.status = "task_error" if result.get("error_kind") == "task_error" else "interrupted"
+            task.error = result["error"]
+            task.run_dir = result.get("run_dir") or task.run_dir
+            if task.status == "interrupted":
+                self.refresh(task)
+        else:
+            task.run_dir, task.stop_reason = result["run_dir"], result["stop_reason"]
+            task.candidates, task.correct = result["candidates"], result["correct"]
+            task.best_speedup, task.tokens, task.cost_usd = result["best_speedup"], result["tokens"], result["cost_usd"]
+            task.error = None
+            if task.stop_reason == "interrupted":
+                task.status = "interrupted"
+            else:
+                task.status = "correct" if task.correct else "no_correct"
+        self.save()
+        self.say(f"[{STATUS_STYLE.get(task.status, 'white')}]{task.status}[/] {escape(task.task)}: " + (
+            escape(task.error) if task.status in ("task_error", "interrupted") and task.error else
+            f"{task.candidates} candidates, best {_speedup_text(task)}, ${task.cost_usd:.4f}"))
+
+    # -- the whole batch --------------------------------------------------------------------
+
+    def open_executor(self) -> None:
+        """Where whole tasks run: threads of this process, or Ray tasks (connecting now, so that
+        an unreachable cluster is a usage error before anything is written)."""
+        if self.options.executor == "local":
+            self.pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="kagent-batch")
+            self.submit = self.pool.submit
+            return
+        ray_executor = _ray_module()
+        if hasattr(ray_executor, "submit_task"):
+            self.submit = ray_executor.submit_task
+            return
+        # A local Ray instance gets a CPU per batch task on top of the machine's, so that tasks
+        # waiting on their LLM calls never starve the evaluations they submit.
+        num_cpus = None if self.options.ray_address else (os.cpu_count() or 1) + self.options.workers
+        self.ray = ray_executor.RayExecutor(self.options.device, self.options.workers, self.options.ray_address,
+                                            num_cpus=num_cpus)
+        self.submit = self.ray.submit_task
+
+    def close_executor(self, wait_for_tasks: bool = True) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=wait_for_tasks, cancel_futures=True)
+            self.pool = None
+        if self.ray is not None:
+            self.ray.close()
+            self.ray = None
+
+    def run(self) -> None:
+        _STOP.clear()
+        self.state.state, self.state.pid = "running", os.getpid()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.save()
+        queue = deque(t for t in self.state.tasks if t.status not in DONE)
+        if self.submit is None:
+            self.open_executor()
+        submit = self.submit
+        in_flight: dict[Future, BatchTask] = {}
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < self.options.workers:
+                    task = queue.popleft()
+                    future = self.start(task, list(in_flight.values()), submit)
+                    if future is not None:
+                        in_flight[future] = task
+                if not in_flight:
+                    break
+                done, _ = wait(list(in_flight), timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self.finish(in_flight.pop(future), future)
+                changed = False
+                for task in in_flight.values():
+                    if task.run_dir is None and (found := self.find_run_dir(task)):
+                        task.run_dir, changed = found, True
+                if changed:
+                    self.save()
+        except KeyboardInterrupt:
+            _STOP.set()  # the runs in this process stop after the candidates they have in flight
+            for future, task in in_flight.items():
+                future.cancel()
+                task.status, task.error, task.finished_at = "interrupted", "the batch was interrupted", now()
+                self.refresh(task)
+            self.state.state = "interrupted"
+            self.save()
+            self.close_executor(wait_for_tasks=False)
+            raise
+        self.close_executor()
+        self.state.state = "finished"
+        self.save()
+
+    def summary(self) -> dict:
+        return summarize(self.state, self.dir)
+
+
+STATUS_STYLE = {"correct": "green", "no_correct": "red", "task_error": "magenta", "skipped": "yellow",
+                "interrupted": "yellow", "running": "cyan", "pending": "white"}
+
+
+def _speedup_text(task: BatchTask) -> str:
+    if task.best_speedup is not None:
+        return f"{task.best_speedup:.2f}x"
+    return "correct, not timed" if task.correct else "-"
+
+
+def summarize(state: BatchState, batch_dir: Path) -> dict:
+    """The summary object (summary.json, --json): per task and the KernelBench-style aggregate."""
+    tasks = state.tasks
+    n = len(tasks)
+    correct = [t for t in tasks if t.status == "correct"]
+    timed = [t.best_speedup for t in correct if t.best_speedup is not None and t.best_speedup > 0]
+    counts: dict[str, int] = {}
+    for t in tasks:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    summary = {
+        "batch_dir": str(batch_dir),
+        "batch_id": state.batch_id,
+        "tasks": [{
+            "task": t.task, "status": t.status, "best_speedup": t.best_speedup, "run_dir": t.run_dir,
+            "candidates": t.candidates, "correct": t.correct, "tokens": t.tokens, "cost_usd": round(t.cost_usd, 6),
+            "stop_reason": t.stop_reason, "error": t.error,
+        } for t in tasks],
+        "n_tasks": n,
+        "counts": counts,
+        "correct_rate": len(correct) / n if n else 0.0,
+    }
+    for p, key in FAST_P:
+        summary[key] = sum(1 for s in timed if s > p) / n if n else 0.0
+    summary["geomean_speedup"] = math.exp(sum(math.log(s) for s in timed) / len(timed)) if timed else None
+    summary["tokens"] = sum(t.tokens for t in tasks)
+    summary["cost_usd"] = round(sum(t.cost_usd for t in tasks), 6)
+    summary["max_cost"] = state.options.max_cost
+    return summary
+
+
+CSV_COLUMNS = ("task", "status", "best_speedup", "candidates", "correct", "tokens", "cost_usd", "stop_reason",
+               "run_dir", "error")
+
+
+def write_summary(summary: dict, batch_dir: Path) -> None:
+    write_atomic(batch_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in summary["tasks"]:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    write_atomic(batch_dir / SUMMARY_CSV, out.getvalue())
+
+
+def _short_error(error: str | None, task: BatchTask) -> str:
+    """The error without the task file's path in front (the table's first column names it)."""
+    if not error:
+        return ""
+    prefix = f"{task.task_path}: "
+    return error[len(prefix):] if error.startswith(prefix) else error
+
+
+def print_summary(summary: dict, tasks: list[BatchTask], out: Console) -> None:
+    cells = []
+    for row, task in zip(summary["tasks"], tasks):
+        speedup = f"{row['best_speedup']:.2f}x" if row["best_speedup"] is not None else (
+            "not timed" if row["status"] == "correct" else "-")
+        cells.append((row["task"], row["status"], speedup, str(row["candidates"]), f"${row['cost_usd']:.4f}",
+                      _short_error(row["error"], task)))
+    headers = ("task", "status", "best speedup", "candidates", "cost", "error")
+    # Widths by hand: rich drops characters when it must shrink a folding column by itself.
+    # A log (not a terminal) gets the table wide rather than folded into 80 columns.
+    width = out.width if out.is_terminal else max(out.width, 140)
+    widths = [max(len(h) if i != 2 or width >= 100 else 7, *(len(c[i]) for c in cells))
+              for i, h in enumerate(headers)]
+    overhead = 3 * (len(headers) - 1) + 2  # SIMPLE_HEAD: padding and a blank rule between columns
+    room = width - overhead - sum(widths[1:5])  # for the task and the error
+    widths[0] = min(widths[0], 28, max(12, room - min(widths[5], 24)))
+    widths[5] = min(widths[5], max(12, room - widths[0]))
+    table = Table(title=f"kagent batch {Path(summary['batch_dir']).name}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, header in enumerate(headers):
+        table.add_column(header, width=widths[i], justify="right" if i in (2, 3, 4) else "left", overflow="fold")
+    for (name, status, speedup, candidates, cost, error) in cells:
+        style = STATUS_STYLE.get(status, "white")
+        table.add_row(escape(name), f"[{style}]{status}[/]", speedup, candidates, cost, escape(error))
+    saved, out.width = out.width, width
+    try:
+        out.print(table)
+    finally:
+        out.width = saved
+    geomean = f"{summary['geomean_speedup']:.2f}x" if summary["geomean_speedup"] is not None else "n/a"
+    n = summary["n_tasks"]
+    out.print(
+        f"correct {summary['correct_rate']:.0%} ({summary['counts'].get('correct', 0)}/{n})  "
+        f"fast_1 {summary['fast_1']:.0%}  fast_1.5 {summary['fast_1_5']:.0%}  fast_2 {summary['fast_2']:.0%}  "
+        f"geomean speedup {geomean}  tokens {summary['tokens']}  cost ${summary['cost_usd']:.4f}",
+        highlight=False)
+    out.print(f"batch: {escape(summary['batch_dir'])}", highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------- setting a batch up
+
+
+OPTION_FLAGS = {"max_iters": "--max-iters", "max_cost": "--max-cost", "time_limit_s": "--time-limit",
+                "concurrency": "--concurrency", "workers": "--workers", "executor": "--executor",
+                "backend": "--backend", "device": "--device", "prices": "--prices"}
+
+
+def _invalid(err: ValidationError, flags: dict[str, str]) -> UsageError:
+    first = err.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    return UsageError(f"invalid {flags.get(field, field or 'option')}: {first['msg']}")
+
+
+def build_template(options: BatchOptions, task_path: str):
+    """A RunConfig with every per-task option (validated now: a bad value fails before anything runs)."""
+    from agent.config import RunConfig
+
+    budgets = {k: v for k, v in (("max_iters", options.max_iters), ("max_cost", options.task_max_cost),
+                                  ("time_limit_s", options.time_limit_s), ("concurrency", options.concurrency))
+               if v is not None}
+    try:
+        return RunConfig(task_path=task_path, model=options.model, judge_model=options.judge_model,
+                         base_url=options.base_url, backend=options.backend, device=options.device,
+                         executor=options.executor, ray_address=options.ray_address, prices=options.prices,
+                         **budgets)
+    except ValidationError as err:
+        raise _invalid(err, OPTION_FLAGS | {"max_cost": "--task-max-cost"}) from None
+
+
+def check_models(options: BatchOptions) -> None:
+    """Model specs and API keys: a ConfigError now rather than in every task."""
+    from agent.providers import make_provider
+
+    for spec in (options.model, options.judge_model or options.model):
+        make_provider(spec, base_url=options.base_url)
+
+
+def check_executor(options: BatchOptions) -> None:
+    if options.executor == "ray":
+        _ray_module()
+    elif options.ray_address is not None:
+        raise UsageError("--ray-address needs --executor ray")
+
+
+def _ray_module():
+    try:
+        from agent.executors import ray as ray_executor
+    except ImportError as err:
+        raise UsageError(f"--executor ray: not available here ({one_line(err, 200)})") from None
+    if not (hasattr(ray_executor, "submit_task") or hasattr(getattr(ray_executor, "RayExecutor", None), "submit_task")):
+        raise UsageError("--executor ray: agent.executors.ray has no submit_task")
+    return ray_executor
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return b"batch" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+
+
+def new_batch(task_dir: Path, runs_dir: Path, options: dict):
+    """Validate everything, then create the batch directory; returns (batch_dir, state, template)."""
+    from sandbox.backends import BACKENDS
+    from sandbox.executor import gpu_available
+
+    if not task_dir.exists():
+        raise UsageError(f"{task_dir}: no such directory")
+    if not task_dir.is_dir():
+        raise UsageError(f"{task_dir}: not a directory")
+    task_dir = task_dir.resolve()
+    paths = find_tasks(task_dir)
+    if not paths:
+        raise UsageError(f"{task_dir}: no task files (*.py) in this directory")
+    backend = options.pop("backend") or ("triton" if gpu_available() else "cpp")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    device = options.pop("device") or BACKENDS[backend].default_device(gpu_available())
+    try:
+        opts = BatchOptions(task_dir=str(task_dir), backend=backend, device=device, **options)
+    except ValidationError as err:
+        raise _invalid(err, OPTION_FLAGS) from None
+    template = build_template(opts, str(paths[0]))
+    check_models(opts)
+    check_executor(opts)
+    rels = [p.relative_to(task_dir).as_posix() for p in paths]
+    tasks = [BatchTask(task=rel, task_path=str(path), work_dir=work)
+             for rel, path, work in zip(rels, paths, work_dirs(rels))]
+    batch_id = f"batch-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    batch_dir = runs_dir / batch_id  # made once the executor is up: a failure to connect leaves nothing
+    stamp = now()
+    state = BatchState(batch_id=batch_id, created_at=stamp, updated_at=stamp, pid=os.getpid(), options=opts,
+                       tasks=tasks)
+    return batch_dir, state, template
+
+
+def reopen_batch(batch_dir: Path, overrides: dict):
+    """A batch to continue: (batch_dir, state, template), with `overrides` (budgets, workers) applied."""
+    state = load_state(batch_dir)
+    if state.state == "running" and state.pid not in (None, os.getpid()) and _alive(state.pid):
+        raise UsageError(f"{batch_dir}: the batch is still running (pid {state.pid})")
+    try:
+        state.options = BatchOptions.model_validate(state.options.model_dump() | overrides)
+    except ValidationError as err:
+        raise _invalid(err, OPTION_FLAGS) from None
+    template = build_template(state.options, state.tasks[0].task_path)
+    check_models(state.options)
+    check_executor(state.options)
+    for task in state.tasks:
+        if task.status == "running":  # the batch process died while it ran
+            task.status, task.error = "interrupted", "the batch process stopped while this task ran"
+        elif task.status == "skipped":  # never started: try again (the budget may allow it now)
+            task.status, task.error = "pending", None
+    return batch_dir, state, template
+
+
+# ---------------------------------------------------------------- the command
+
+
+def batch_command(
+    task_dir: Optional[Path] = typer.Argument(None, help="Directory of KernelBench task files, searched recursively "
+                                                         "(omit with --resume)."),
+    model: Optional[str] = typer.Option(None, help="Coder model as PROVIDER:MODEL (openai:, anthropic:, cmd:, "
+                                                   "replay:)."),
+    judge_model: Optional[str] = typer.Option(None, help="Judge model as PROVIDER:MODEL (default: --model)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: models."),
+    backend: Optional[str] = typer.Option(None, help="triton, cuda or cpp (default: triton on a GPU, cpp on a CPU)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if there is one)."),
+    max_iters: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates (default 10)."),
+    time_limit: Optional[float] = typer.Option(None, help="Per task: stop after this many seconds."),
+    task_max_cost: Optional[float] = typer.Option(None, help="Per task: stop once this many USD were spent."),
+    concurrency: Optional[int] = typer.Option(None, help="Per task: candidates in flight at once (default 2)."),
+    max_cost: Optional[float] = typer.Option(None, help="The whole batch: start no task once this many USD were "
+                                                        "spent."),
+    workers: Optional[int] = typer.Option(None, help="Tasks optimized at once (default 2)."),
+    executor: Optional[str] = typer.Option(None, help="local (threads here) or ray (tasks and evaluations on Ray)."),
+    ray_address: Optional[str] = typer.Option(None, help="With --executor ray: join this cluster (auto, HOST:6379); "
+                                                         "default: start a local Ray instance."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where the batch directory is made."),
+    prices: Optional[Path] = typer.Option(None, help='JSON file {"provider:model": \\[usd_per_M_in, usd_per_M_out]}.'),
+    resume: Optional[Path] = typer.Option(None, help="Continue the batch in this directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON summary on stdout at the end."),
+) -> None:
+    """Optimize every task in a directory, several at once; report correct rate, fast_p, speedups."""
+    budgets = {k: v for k, v in (("max_iters", max_iters), ("time_limit_s", time_limit),
+                                  ("task_max_cost", task_max_cost), ("concurrency", concurrency),
+                                  ("max_cost", max_cost), ("workers", workers)) if v is not None}
+    try:
+        if resume is not None:
+            given = (("TASK_DIR", task_dir), ("--model", model), ("--judge-model", judge_model),
+                     ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--executor", executor),
+                     ("--ray-address", ray_address), ("--prices", prices))
+            fixed = [flag for flag, value in given if value is not None]
+            if fixed:
+                raise UsageError(f"--resume continues a batch with its own {', '.join(fixed)}: leave "
+                                 f"{'it' if len(fixed) == 1 else 'them'} out (budgets and --workers may change)")
+            batch_dir, state, template = reopen_batch(resume, budgets)
+        else:
+            if task_dir is None or model is None:
+                raise UsageError("give a TASK_DIR and --model PROVIDER:MODEL (or --resume BATCH_DIR)")
+            price_table = {}
+            if prices is not None:
+                try:
+                    price_table = json.loads(prices.read_text())
+                except (OSError, ValueError) as err:
+                    raise UsageError(f"{prices}: cannot read prices: {one_line(err, 200)}") from None
+            batch_dir, state, template = new_batch(task_dir, runs_dir, {
+                "model": model, "judge_model": judge_model, "base_url": base_url, "backend": backend,
+                "device": device, "executor": executor or "local", "ray_address": ray_address,
+                "prices": price_table, **budgets})
+    except KagentError as err:
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(err.exit_code)
+    batch = Batch(batch_dir, state, template)
+    try:
+        batch.open_executor()
+    except KagentError as err:
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(err.exit_code)
+    started = time.monotonic()
+    n = len(state.tasks)
+    batch.say(f"kagent batch {escape(str(batch.dir))}: {n} task{'s' if n != 1 else ''}, "
+              f"{state.options.workers} at once ({state.options.executor})")
+    try:
+        batch.run()
+    except KeyboardInterrupt:
+        err_console.print(f"stopped: resume with kagent batch --resume {escape(str(batch.dir))}", highlight=False,
+                          soft_wrap=True)
+        if batch.options.executor == "local":
+            err_console.print("finishing the candidates in flight (Ctrl-C again to quit now)", highlight=False)
+        raise typer.Exit(130)
+    summary = batch.summary()
+    write_summary(summary, batch.dir)
+    print_summary(summary, batch.state.tasks, err_console if as_json else console)
+    batch.say(f"done in {time.monotonic() - started:.0f} s")
+    if as_json:
+        import sys
+
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    raise typer.Exit(0)

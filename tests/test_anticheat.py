@@ -1,0 +1,693 @@
+"""One planted cheat per anti-cheat check: each candidate below does exactly one dishonest thing,
+and the real sandbox (a worker process, the full harness) must name it. No verdict is faked:
+every assertion is about what the harness said of a candidate that it actually ran.
+
+The harness runs its checks in a fixed order (see sandbox/harness.py), so each cheat is built
+to reach its own check first: the aliasing cheat launches a kernel (or kernel_not_launched would
+fire), the caching cheat launches one on every call, and so on. Most candidates share one C++
+library (built once per test session) and differ only in their Python `forward`; the few that
+need another kernel or task say so.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from conftest import TASKS
+
+RELU = TASKS / "01_relu.py"  # (16, 65536) fp32, extra sets: odd_shape, edge_values, single_element
+SOFTMAX = TASKS / "04_softmax.py"
+MATMUL = TASKS / "06_matmul.py"
+LINEAR = TASKS / "08_linear_bias_relu.py"
+
+# Small tasks written for these tests (see `tiny`): fast to run, and a small output lets a
+# candidate that keeps references to everything it returned stay cheap.
+TINY_TASKS = {
+    "relu": '''
+        """relu on a small tensor; the extra set is drawn from the same distribution."""
+        import torch
+
+        class Model(torch.nn.Module):
+            def forward(self, x):
+                return torch.relu(x)
+
+        def get_inputs():
+            return [torch.randn(8, 64)]
+
+        def get_init_inputs():
+            return []
+
+        def get_extra_inputs():
+            return {"odd_shape": [torch.randn(3, 5)]}
+    ''',
+    "wasteful_relu": '''
+        """A deliberately wasteful reference: the same relu 50 times, only the last one kept."""
+        import torch
+
+        class Model(torch.nn.Module):
+            def forward(self, x):
+                for _ in range(50):
+                    y = torch.relu(x)
+                return y
+
+        def get_inputs():
+            return [torch.randn(256, 1024)]
+
+        def get_init_inputs():
+            return []
+    ''',
+}
+
+LIBRARY = r'''
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+extern "C" void relu(const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+}
+
+// Launches, computes nothing.
+extern "C" void noop(const float* x) {}
+
+// relu that saturates at 8: right for any input a standard normal ever produces.
+extern "C" void relu_upto8(const float* x, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? (x[i] < 8.f ? x[i] : 8.f) : 0.f;
+}
+
+// Returns at once; a detached thread writes the result after `delay_us`.
+extern "C" void relu_later(const float* x, float* y, int64_t n, int64_t delay_us) {
+    std::thread([=] {
+        std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+        relu(x, y, n);
+    }).detach();
+}
+'''
+
+
+def candidate(*forward: str, top: str = "", init: str = "", methods: str = "") -> str:
+    """A cpp candidate built on LIBRARY: `top` is module-level code after `lib` is loaded,
+    `init` the body of ModelNew's __init__, `forward` the body of forward(self, x) (pieces
+    joined one after the other), `methods` any further methods."""
+    def body(*pieces: str) -> str:
+        return textwrap.indent("\n".join(textwrap.dedent(p).strip() for p in pieces), " " * 8)
+
+    return "\n".join([
+        "import torch",
+        "from sandbox.backends.cpp import load_cpp",
+        "",
+        f"lib = load_cpp(r'''{LIBRARY}''')",
+        textwrap.dedent(top).strip(),
+        "",
+        "class ModelNew(torch.nn.Module):",
+        "    def __init__(self, *args):",
+        "        super().__init__()",
+        body(init) if init.strip() else "",
+        "",
+        "    def forward(self, x):",
+        body(*forward),
+        "",
+        textwrap.indent(textwrap.dedent(methods).strip(), " " * 4),
+        "",
+    ])
+
+
+HONEST = """
+    x = x.contiguous()
+    y = torch.empty_like(x)
+    lib.relu(x, y, x.numel())
+    return y
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tasks")
+    paths = {}
+    for name, source in TINY_TASKS.items():
+        paths[name] = root / f"{name}.py"
+        paths[name].write_text(textwrap.dedent(source))
+    return paths
+
+
+def rejected(verdict, reason: str) -> None:
+    """The verdict is a rejection for exactly this reason."""
+    assert (verdict.status, verdict.reason) == ("rejected", reason), f"{verdict.status} ({verdict.reason}): {verdict.message}"
+
+
+def test_the_shared_library_is_honest_when_used_honestly(evaluate, tiny):
+    """Control: the kernels the cheats below misuse are right, so each rejection is the cheat's."""
+    for task in (RELU, tiny["relu"]):
+        verdict = evaluate(task, candidate(HONEST))
+        assert verdict.status == "correct", f"{verdict.reason}: {verdict.message}"
+
+
+# -- torch doing the work --------------------------------------------------------------------
+
+
+def test_torch_op_after_a_dummy_launch(evaluate):
+    """Cheat: launch the kernel for show, then let PyTorch compute the answer."""
+    verdict = evaluate(RELU, candidate("""
+        y = torch.empty_like(x)
+        lib.relu(x, y, x.numel())
+        return x.clamp(min=0)
+    """))
+    rejected(verdict, "torch_op_in_forward")
+    assert "clamp" in verdict.artifacts.torch_ops
+
+
+def test_torch_op_hidden_from_the_op_trace(evaluate):
+    """Cheat: compute with torch while the harness's dispatch mode is switched off, into an
+    output allocated in plain sight. Caught by name in the source: a kernel has no use for
+    torch's dispatch internals."""
+    verdict = evaluate(RELU, candidate("""
+        y = torch.empty_like(x)
+        lib.noop(x)
+        with _disable_current_modes():
+            torch.clamp(x, min=0, out=y)
+        return y
+    """, top="from torch.utils._python_dispatch import _disable_current_modes"))
+    rejected(verdict, "patched_harness")
+
+
+def test_fallback_to_reference_when_the_launch_fails(evaluate):
+    """Cheat: call the kernel in a way that fails (a non-contiguous tensor) and fall back to torch."""
+    verdict = evaluate(RELU, candidate("""
+        y = torch.empty_like(x)
+        try:
+            lib.relu(x.t(), y, x.numel())
+        except ValueError:
+            return torch.relu(x)
+        return y
+    """))
+    rejected(verdict, "fallback_to_reference")
+    assert "relu" in verdict.message
+
+
+def test_kernel_compiled_but_never_launched(evaluate, tiny):
+    """Cheat: build a kernel, then compute the right answer in plain Python."""
+    verdict = evaluate(tiny["relu"], candidate("""
+        return torch.tensor([[max(v, 0.0) for v in row] for row in x.tolist()])
+    """))
+    rejected(verdict, "kernel_not_launched")
+
+
+def test_kernel_skipped_under_timing(evaluate, tiny):
+    """Cheat: launch while being checked, but when called again with the same tensor (as the
+    timer does) return the previous result without launching anything."""
+    verdict = evaluate(tiny["relu"], candidate("""
+        if self.memo and self.memo[0] is x:
+            return self.memo[1]
+        y = torch.empty_like(x)
+        lib.relu(x, y, x.numel())
+        self.memo[:] = [x, y]
+        return y
+    """, init="self.memo = []"))
+    rejected(verdict, "kernel_not_launched")
+    assert "timed" in verdict.message
+
+
+# -- what the forward returns ----------------------------------------------------------------
+
+
+def test_output_aliases_input(evaluate):
+    """Cheat: relu in place on the input, and return the input itself."""
+    verdict = evaluate(RELU, candidate("""
+        lib.relu(x, x, x.numel())
+        return x
+    """))
+    rejected(verdict, "output_aliases_input")
+
+
+def test_mutates_input(evaluate):
+    """Cheat: write the result into the input, return a fresh copy of it."""
+    verdict = evaluate(RELU, candidate("""
+        lib.relu(x, x, x.numel())
+        return x.clone()
+    """))
+    rejected(verdict, "mutates_input")
+
+
+def test_cached_output_returned_again(evaluate):
+    """Cheat: compute once, then return the very same tensor object on every later call."""
+    verdict = evaluate(RELU, candidate("""
+        if not _cache:
+            _cache.append(torch.empty_like(x))
+            lib.relu(x, _cache[0], x.numel())
+        lib.noop(x)  # a launch on every call
+        return _cache[0]
+    """, top="_cache = []"))
+    rejected(verdict, "cached_output")
+    assert "freshly allocated" in verdict.message
+
+
+def test_cached_output_precomputed_at_construction(evaluate):
+    """Cheat: compute the result in __init__ and return it from forward."""
+    verdict = evaluate(RELU, candidate("""
+        lib.noop(x)
+        return self.answer
+    """, init="""
+        x = torch.randn(16, 65536)
+        self.answer = torch.empty_like(x)
+        lib.relu(x, self.answer, x.numel())
+    """))
+    rejected(verdict, "cached_output")
+    assert "freshly allocated" in verdict.message
+
+
+def test_cached_values_in_a_fresh_tensor(evaluate):
+    """Cheat: compute once, then return a fresh copy of the first answer on every call."""
+    verdict = evaluate(RELU, candidate("""
+        if not _cache:
+            _cache.append(torch.empty_like(x))
+            lib.relu(x, _cache[0], x.numel())
+        lib.noop(x)
+        return _cache[0].clone()
+    """, top="_cache = []"))
+    rejected(verdict, "cached_output")
+    assert "earlier input set" in verdict.message
+
+
+def test_stale_memory(evaluate, tiny):
+    """Cheat: allocate the output and write nothing, hoping the allocator hands back the
+    memory that held the reference's answer."""
+    verdict = evaluate(tiny["relu"], candidate("""
+        y = torch.empty_like(x)
+        lib.noop(x)
+        return y
+    """))
+    rejected(verdict, "stale_memory")
+    assert verdict.failed_input_set == "seed:0"
+
+
+@pytest.mark.parametrize("returned", [
+    "torch.empty_like(x).as_subclass(Shady)",  # a subclass can override comparisons
+    'torch.empty_like(x, device="meta")',  # no data at all
+    "torch.empty(x.shape, layout=torch.sparse_coo)",  # no strided storage
+], ids=["subclass", "meta", "sparse"])
+def test_not_a_plain_tensor(evaluate, returned):
+    """Cheat: return something that looks like a tensor but is not a plain, dense CPU tensor."""
+    verdict = evaluate(RELU, candidate(f"""
+        lib.noop(x)
+        return {returned}
+    """, top="class Shady(torch.Tensor):\n    pass"))
+    rejected(verdict, "not_a_plain_tensor")
+
+
+# -- work left running -----------------------------------------------------------------------
+
+
+def test_background_cpp_thread(evaluate, tiny):
+    """Cheat: the kernel returns at once and a detached C++ thread writes the answer 20 ms later."""
+    verdict = evaluate(tiny["relu"], candidate("""
+        y = torch.empty_like(x)
+        _keep.append((x, y))  # the late write must land in live memory
+        lib.relu_later(x, y, x.numel(), 20000)
+        return y
+    """, top="_keep = []"))
+    rejected(verdict, "background_work")
+
+
+def test_background_python_thread_evading_the_import_scan(evaluate, tiny):
+    """Cheat: a Python thread (threading reached through sys.modules, not imported) writes the
+    answer after the forward returned; still running when the harness looks."""
+    verdict = evaluate(tiny["relu"], candidate("""
+        y = torch.empty_like(x)
+        lib.noop(x)
+        def late():
+            time.sleep(0.5)
+            lib.relu(x, y, x.numel())
+        sys.modules["threading"].Thread(target=late, daemon=True).start()
+        return y
+    """, top="import sys\nimport time"))
+    rejected(verdict, "background_work")
+    assert verdict.message.startswith("the output changed after the forward returned")
+
+
+def test_threading_import_is_rejected_statically(evaluate, tiny):
+    """Cheat: import threading (or _thread, its lower layer) to leave work running."""
+    for module in ("threading", "_thread"):
+        verdict = evaluate(tiny["relu"], candidate(HONEST, top=f"import {module}"))
+        rejected(verdict, "forbidden_import")
+        assert module in verdict.message
+
+
+def test_async_only_under_timing(evaluate, tiny):
+    """Cheat: synchronous while being checked; when called again with the same tensor (as the
+    timer does) hand the work to a thread and return at once."""
+    verdict = evaluate(tiny["relu"], candidate("""
+        y = torch.empty_like(x)
+        _keep.append((x, y))
+        if self.last and self.last[0] is x:
+            lib.relu_later(x, y, x.numel(), 20000)
+        else:
+            lib.relu(x, y, x.numel())
+        self.last[:] = [x]
+        return y
+    """, top="_keep = []", init="self.last = []"))
+    assert (verdict.status, verdict.reason) == ("incorrect", "inconsistent_under_timing"), verdict.message
+
+
+# -- reaching into the harness ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("patch", [
+    "torch.allclose = lambda *args, **kwargs: True",
+    "time.perf_counter_ns = lambda: 0",
+    # the harness is not importable (a static check), but it is in sys.modules
+    'sys.modules["sandbox.compare"].compare = lambda *a, **k: sys.modules["sandbox.compare"].Comparison(True)',
+], ids=["torch", "timer", "harness"])
+def test_patched_harness(evaluate, patch):
+    """Cheat: replace what the harness relies on at import, then return garbage."""
+    verdict = evaluate(RELU, candidate("""
+        lib.noop(x)
+        return torch.zeros_like(x)
+    """, top=f"import sys\nimport time\n{patch}"))
+    rejected(verdict, "patched_harness")
+
+
+@pytest.mark.parametrize("source, found", [
+    ("frame = sys._getframe(1)", "uses ._getframe"),
+    ("import gc", "imports gc"),
+], ids=["getframe", "gc"])
+def test_introspection_static(evaluate, source, found):
+    """Cheat: reach the harness's frames or objects; visible in the source (so rejected before
+    it runs)."""
+    verdict = evaluate(RELU, candidate(HONEST, top=f"import sys\n{source}"))
+    rejected(verdict, "introspection")
+    assert found in verdict.message
+
+
+def test_introspection_at_run_time(evaluate):
+    """Cheat: get the caller's frame with a name the static scan cannot see, and swallow the
+    error the sandbox raises."""
+    verdict = evaluate(RELU, candidate("""
+        try:
+            getattr(sys, "_get" + "frame")(1)
+        except PermissionError:
+            pass
+    """, HONEST, top="import sys"))
+    rejected(verdict, "introspection")
+
+
+def test_introspection_from_a_method_the_harness_calls(evaluate):
+    """Cheat: do the introspection in an overridden nn.Module method that the harness itself
+    calls (parameters()), outside the forward."""
+    verdict = evaluate(RELU, candidate(HONEST, top="import sys", methods="""
+        def parameters(self, recurse=True):
+            getattr(sys, "_get" + "frame")(1)
+            return super().parameters(recurse)
+    """))
+    rejected(verdict, "introspection")
+
+
+# -- right on the test inputs only -----------------------------------------------------------
+
+
+BF16_MATMUL = r'''
+import torch
+from sandbox.backends.cpp import load_cpp
+
+lib = load_cpp(r"""
+#include <cstdint>
+#include <cstring>
+// Round to bfloat16 (nearest even), kept in a float.
+static inline float bf16(float v) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+    std::memcpy(&v, &u, 4);
+    return v;
+}
+extern "C" void matmul(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K) {
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            float acc = 0.f;
+            for (int64_t k = 0; k < K; ++k) acc += bf16(A[i * K + k]) * bf16(B[k * N + j]);
+            C[i * N + j] = acc;
+        }
+}
+""")
+
+class ModelNew(torch.nn.Module):
+    def forward(self, A, B):
+        A, B = A.contiguous(), B.contiguous()
+        C = torch.empty(A.shape[0], B.shape[1])
+        lib.matmul(A, B, C, A.shape[0], B.shape[1], A.shape[1])
+        return C
+'''
+
+
+def test_silently_lowered_precision(evaluate):
+    """Cheat: an fp32 matmul that rounds its inputs to bf16 first (about 4x the speed on
+    hardware with bf16 units), close enough to fool a loose tolerance."""
+    verdict = evaluate(MATMUL, BF16_MATMUL)
+    assert (verdict.status, verdict.reason) == ("incorrect", "precision_loss"), verdict.message
+
+
+SOFTMAX_8192 = r'''
+import torch
+from sandbox.backends.cpp import load_cpp
+
+lib = load_cpp(r"""
+#include <cmath>
+#include <cstdint>
+extern "C" void softmax_rows(const float* x, float* y, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * cols;
+        float* yr = y + r * cols;
+        float m = -INFINITY, s = 0.f;
+        for (int64_t c = 0; c < cols; ++c) m = xr[c] > m ? xr[c] : m;
+        for (int64_t c = 0; c < cols; ++c) s += (yr[c] = std::exp(xr[c] - m));
+        for (int64_t c = 0; c < cols; ++c) yr[c] /= s;
+    }
+}
+""")
+
+DIM = 8192  # the task's declared row length
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, x):
+        x = x.contiguous()
+        y = torch.zeros_like(x)
+        lib.softmax_rows(x, y, x.numel() // DIM, DIM)
+        return y
+'''
+
+
+def test_hard_coded_shape(evaluate):
+    """Cheat: use the task's declared row length instead of the input's (right on every input
+    of the declared shape, whatever the seed)."""
+    verdict = evaluate(SOFTMAX, SOFTMAX_8192)
+    assert (verdict.status, verdict.reason) == ("incorrect", "shape_specialized"), verdict.message
+    assert verdict.failed_input_set == "extra:large_values"
+
+
+def test_input_distribution_exploited(evaluate, tiny):
+    """Cheat: a kernel that is only right for the values a standard normal produces."""
+    verdict = evaluate(tiny["relu"], candidate("""
+        y = torch.empty_like(x)
+        lib.relu_upto8(x, y, x.numel())
+        return y
+    """))
+    assert (verdict.status, verdict.reason) == ("incorrect", "distribution_specialized"), verdict.message
+    assert verdict.failed_input_set == "dist:scaled_shifted"
+
+
+def test_inputs_cannot_be_predicted(evaluate):
+    """Cheat attempt: reproduce the input sets from torch's seed (read at import, or the RNG
+    state the constructor sees) to precompute answers. This candidate returns garbage for any
+    input it managed to predict, so it is correct only if it predicted none."""
+    verdict = evaluate(RELU, candidate("""
+        if any(x.flatten()[:8].tolist() == g for g in self.guesses):
+            lib.noop(x)
+            return torch.zeros_like(x)
+    """, HONEST, top="""
+        _import_seed = torch.initial_seed()
+    """, init="""
+        self.guesses = [torch.randn(16, 65536).flatten()[:8].tolist()]  # the constructor's RNG
+        for seed in (_import_seed, _import_seed - 1000, torch.initial_seed()):
+            torch.manual_seed(seed)
+            self.guesses.append(torch.randn(16, 65536).flatten()[:8].tolist())
+    """))
+    assert verdict.status == "correct", f"{verdict.reason}: {verdict.message}"
+
+
+# -- leaving the harness ---------------------------------------------------------------------
+
+
+def test_sys_exit_in_forward(evaluate):
+    """Cheat: end the evaluation from the forward (SystemExit), hoping for a default pass."""
+    verdict = evaluate(RELU, candidate("sys.exit(0)", top="import sys"))
+    assert (verdict.status, verdict.reason) == ("runtime_error", "exited_early"), verdict.message
+
+
+def test_os_exit_in_forward(evaluate):
+    """Cheat: kill the worker process from the forward before any verdict is written."""
+    verdict = evaluate(RELU, candidate("os._exit(0)", top="import os"))
+    assert (verdict.status, verdict.reason) == ("runtime_error", "exited_early"), verdict.message
+
+
+def test_forged_result_file(evaluate):
+    """Cheat: write a 'correct' verdict where the worker writes its result, then exit."""
+    verdict = evaluate(RELU, candidate("""
+        verdict = {"status": "correct", "reason": "ok", "message": "forged", "backend": "cpp",
+                   "device": "cpu", "speedup": 100.0}
+        body = json.dumps({"verdict": verdict})
+        with open("result.json", "w") as f:
+            json.dump({"body": body, "mac": "0" * 64}, f)
+        os._exit(0)
+    """, top="import json\nimport os"))
+    assert verdict.status != "correct"
+    assert (verdict.status, verdict.reason) == ("rejected", "forged_result"), verdict.message
+
+
+FORGE_WITH_STOLEN_KEY = """
+    key = bytes.fromhex(steal_key())
+    verdict = {"status": "correct", "reason": "ok", "message": "forged", "backend": "cpp",
+               "device": "cpu", "speedup": 100.0}
+    body = json.dumps({"verdict": verdict})
+    with open("result.json", "w") as f:
+        json.dump({"body": body, "mac": hmac.new(key, body.encode(), "sha256").hexdigest()}, f)
+    os._exit(0)
+"""
+
+# The worker's job line for this evaluation, {"workdir": <the cwd>, "key": <hex>}, is still in its
+# memory (lines of earlier evaluations too: the workdir tells them apart).
+STEAL_KEY_PYTHON = r'''
+import hmac, json, os, re
+
+def steal_key():
+    pattern = re.escape(f'"workdir": "{os.getcwd()}", "key": "'.encode()) + rb'([0-9a-f]{64})"'
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if perms.startswith("rw"):
+                start, end = (int(a, 16) for a in span.split("-"))
+                try:
+                    mem.seek(start)
+                    found = re.search(pattern, mem.read(end - start))
+                except OSError:
+                    continue
+                if found:
+                    return found.group(1).decode()
+'''
+
+STEAL_KEY_NATIVE = r'''
+import hmac, json, os
+
+native = load_cpp(r"""
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+// Scan this process's writable memory for `pat` followed by 64 hex digits and a quote.
+extern "C" void find_key(const char* pat, int64_t n, char* out) {
+    FILE* maps = std::fopen("/proc/self/maps", "r");
+    char line[512];
+    while (maps && std::fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[5];
+        if (std::sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3 || perms[0] != 'r' || perms[1] != 'w') continue;
+        for (const char* p = (const char*)lo; p + n + 65 < (const char*)hi; ++p) {
+            p = (const char*)memmem(p, (const char*)hi - p - 65, pat, n);
+            if (!p) break;
+            const char* h = p + n;
+            bool hex = h[64] == '"';
+            for (int i = 0; i < 64 && hex; ++i) hex = (h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f');
+            if (hex) { std::memcpy(out, h, 64); std::fclose(maps); return; }
+        }
+    }
+}
+""")
+
+def steal_key():
+    pattern = f'"workdir": "{os.getcwd()}", "key": "'.encode()
+    found = torch.zeros(64, dtype=torch.uint8)
+    native.find_key(torch.tensor(list(pattern), dtype=torch.uint8), len(pattern), found)
+    return bytes(found.tolist()).decode()
+'''
+
+
+def test_forged_result_signed_with_a_key_read_from_proc_mem(evaluate):
+    """Cheat: read the evaluation's signing key out of the worker's own memory through
+    /proc/self/mem, then write a validly signed 'correct' verdict and exit."""
+    verdict = evaluate(RELU, candidate(FORGE_WITH_STOLEN_KEY, top=STEAL_KEY_PYTHON))
+    rejected(verdict, "introspection")
+    assert "/mem" in verdict.message
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "known hole: the signing key is in the memory of the process that runs the candidate, and native "
+    "code reads it with no syscall the guard sees; the fix belongs in sandbox/zygote.py and executor.py"))
+def test_forged_result_signed_with_a_key_read_by_native_code(evaluate):
+    """Cheat: the same forgery, with the key found by a C++ function scanning the process's
+    writable memory directly."""
+    verdict = evaluate(RELU, candidate(FORGE_WITH_STOLEN_KEY, top=STEAL_KEY_NATIVE))
+    assert verdict.status != "correct", f"forged: {verdict.message}"
+
+
+@pytest.mark.parametrize("call, reason", [
+    ("os.fork()", "forbidden_call"),
+    ('sys.modules["subprocess"].run(["true"])', "forbidden_call"),
+    ("import subprocess", "forbidden_import"),
+], ids=["fork", "subprocess-at-run-time", "subprocess-import"])
+def test_forbidden_calls(evaluate, call, reason):
+    """Cheat: start another process (to work outside the sandbox's view, or outlive it)."""
+    verdict = evaluate(RELU, candidate(call, HONEST, top="import os\nimport sys"))
+    rejected(verdict, reason)
+
+
+# -- verdicts that must be flagged or must pass ------------------------------------------------
+
+
+def test_implausible_speedup_is_flagged(evaluate, tiny):
+    """A legit kernel against a wasteful reference (the same relu 50 times): the speedup is
+    real but says more about the task than the kernel, so the verdict flags it."""
+    verdict = evaluate(tiny["wasteful_relu"], candidate(HONEST))
+    assert verdict.status == "correct", f"{verdict.reason}: {verdict.message}"
+    assert verdict.speedup > 10
+    assert verdict.implausible_speedup is True
+    assert "implausible" in verdict.message
+
+
+LINEAR_CANDIDATE = r'''
+import torch
+from sandbox.backends.cpp import load_cpp
+
+lib = load_cpp(r"""
+#include <cstdint>
+extern "C" void linear_relu(const float* x, const float* w, const float* b, float* y,
+                            int64_t M, int64_t K, int64_t N) {
+    for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+            float s = b[n];
+            for (int64_t k = 0; k < K; ++k) s += x[m * K + k] * w[n * K + k];
+            y[m * N + n] = s > 0.f ? s : 0.f;
+        }
+}
+""")
+
+
+class ModelNew(torch.nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features, out_features)  # the reference's names
+        torch.nn.init.zeros_(self.linear.weight)  # and not its initial values
+
+    def forward(self, x):
+        x = x.contiguous()
+        w, b = self.linear.weight.contiguous(), self.linear.bias.contiguous()
+        y = torch.empty(x.shape[0], w.shape[0])
+        lib.linear_relu(x, w, b, y, x.shape[0], x.shape[1], w.shape[0])
+        return y
+'''
+
+
+def test_same_weights_are_loaded_from_the_reference(evaluate):
+    """Not a cheat: a ModelNew whose parameters have the reference's names gets the
+    reference's weights, whatever it initialised them to."""
+    verdict = evaluate(LINEAR, LINEAR_CANDIDATE)
+    assert verdict.status == "correct", f"{verdict.reason}: {verdict.message}"
