@@ -81,8 +81,9 @@ def namespace_prefix() -> tuple[str, ...]:
     variants = ([base] if os.geteuid() == 0 else []) + [[unshare, "--user", "--map-root-user", *base[1:]]]
     for command in variants:
         try:
-            probe = subprocess.run([*command, sys.executable, "-S", "-c", "import os; assert os.getpid() == 1"],
-                                   capture_output=True, timeout=20)
+            probe = subprocess.run(  # PID 1, and a /proc that shows this namespace, not the host's
+                [*command, sys.executable, "-S", "-c", "import os; assert os.getpid() == 1 == int(os.readlink('/proc/self'))"],
+                capture_output=True, timeout=20)
         except (OSError, subprocess.TimeoutExpired):
             continue
         if probe.returncode == 0:

@@ -23,9 +23,9 @@ import torch
 
 # Modules a kernel never needs: compute outside the kernel, processes, or the harness itself.
 FORBIDDEN_MODULES = {
-    "numpy": "forbidden_import", "ctypes": "forbidden_import", 
+    "numpy": "forbidden_import", "ctypes": "forbidden_import", "subprocess": "forbidden_import",
     "multiprocessing": "forbidden_import", "socket": "forbidden_import",
-    "concurrent": "forbidden_import",
+    "threading": "forbidden_import", "_thread": "forbidden_import", "concurrent": "forbidden_import",
     "signal": "forbidden_import",
     "gc": "introspection", "inspect": "introspection", "traceback": "introspection",
     "agent": "forbidden_import", "sandbox": "forbidden_import",

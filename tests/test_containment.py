@@ -274,6 +274,27 @@ def test_worker_killed_or_stopped_by_candidate(any_sandbox, cpp_built, tmp_path)
     assert_usable(any_sandbox)
 
 
+def test_worker_messages_arriving_together_are_all_read():
+    """The worker may write a job's start and end in one go: a buffered reader would keep the
+    second line where select() cannot see it, and the parent would wait for it forever."""
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b'{"id": "a", "pid": 7}\nsome library printing\n{"id": "a", "exit_code": 0}\n{"id"')
+        messages = executor._Messages(read_end)
+        assert messages.read(1) == {"id": "a", "pid": 7}
+        assert messages.read(0.5) == {"id": "a", "exit_code": 0}
+        assert messages.read(0.05) is None  # half a line: not a message yet
+        os.write(write_end, b': "b"}\n')
+        assert messages.read(0.5) == {"id": "b"}
+        os.close(write_end)
+        write_end = None
+        assert messages.read(1) is None  # end of stream
+    finally:
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+
+
 # -- secrets and private directories ----------------------------------------------------------
 
 
