@@ -39,19 +39,24 @@ def flatten(value) -> list:
     return [value]
 
 
-def _errors(out: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, float]:
-    out64, ref64 = out.detach().double().cpu(), ref.detach().double().cpu()
-    both_nan = out64.isnan() & ref64.isnan()
-    same_inf = out64.isinf() & (out64 == ref64)
-    diff = (out64 - ref64).abs().masked_fill(both_nan | same_inf, 0.0).nan_to_num(nan=float("inf"))
-    finite = ref64[ref64.isfinite()]
-    scale = max(1.0, finite.abs().max().item()) if finite.numel() else 1.0
-    return diff, scale
+def _errors(out: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """|out - ref| with matching NaNs and infinities counted as equal, |ref|, and the scale.
+    fp16/bf16 are compared in fp32, fp32 in fp32 (the difference of two fp32 values near each
+    other is exact), fp64 in fp64: a float64 copy of every output costs more than the check."""
+    work = torch.float64 if ref.dtype == torch.float64 else torch.float32
+    o, r = out.detach().cpu().to(work), ref.detach().cpu().to(work)
+    diff = (o - r).abs()
+    if not (diff.isfinite().all() and r.isfinite().all()):
+        equal = (o.isnan() & r.isnan()) | (o.isinf() & (o == r))
+        diff = diff.masked_fill(equal, 0.0).nan_to_num(nan=float("inf"))
+    ref_abs = r.abs()
+    finite = ref_abs[ref_abs.isfinite()] if not ref_abs.isfinite().all() else ref_abs
+    scale = max(1.0, finite.max().item()) if finite.numel() else 1.0
+    return diff, ref_abs.nan_to_num(posinf=0.0, neginf=0.0), scale
 
 
-def _within(diff: torch.Tensor, ref: torch.Tensor, scale: float, atol: float, rtol: float) -> bool:
-    bound = atol * scale + rtol * ref.detach().double().cpu().abs().nan_to_num(posinf=0.0, neginf=0.0)
-    return bool((diff <= bound).all())
+def _out_of_bound(diff: torch.Tensor, ref_abs: torch.Tensor, scale: float, atol: float, rtol: float) -> torch.Tensor:
+    return diff > atol * scale + rtol * ref_abs
 
 
 def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bool = False) -> Comparison:
@@ -79,15 +84,17 @@ def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bo
             continue
         if r.numel() == 0:
             continue
-        diff, scale = _errors(o, r)
+        diff, ref_abs, scale = _errors(o, r)
         max_abs = diff.max().item()
         worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_abs / scale)
         dtype = tolerance_dtype or r.dtype
         atol, rtol = TF32_TOLERANCE if (allow_tf32 and dtype == torch.float32) else TOLERANCE.get(dtype, (1e-4, 1e-4))
-        if not _within(diff, r, scale, atol, rtol):
-            bad = int((diff > atol * scale + rtol * r.detach().double().cpu().abs()).sum())
+        off = _out_of_bound(diff, ref_abs, scale, atol, rtol)
+        if off.any():
+            bad = int(off.sum())
             detail = f"{where}{bad} of {r.numel()} elements off, max abs error {max_abs:.3g}"
-            lowered = dtype in (torch.float32, torch.float64) and _within(diff, r, scale, *LOWERED_PRECISION_TOLERANCE)
+            lowered = dtype in (torch.float32, torch.float64) and not _out_of_bound(
+                diff, ref_abs, scale, *LOWERED_PRECISION_TOLERANCE).any()
             reason = "precision_loss" if lowered else "mismatch"
             return Comparison(False, reason, detail, worst_abs, worst_rel, bad / r.numel())
     return Comparison(True, max_abs_error=worst_abs, max_rel_error=worst_rel)

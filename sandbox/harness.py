@@ -376,7 +376,7 @@ class Evaluation:
 
         runs = (request.min_runs, request.max_runs) if meaningful else (3, 3)
         launches.reset()
-        ref_stats, cand_stats = self._guarded(
+        ref_stats, cand_stats, speedup = self._guarded(
             "timed forward", time_interleaved, run_reference, run_candidate, self.device,
             request.warmup if meaningful else 1, runs[0], runs[1], request.timing_budget_s,
         )
@@ -394,7 +394,6 @@ class Evaluation:
         if not meaningful:
             fields["message"] = f"correct on {n} input sets; not timed for performance ({self.artifacts.notes[0] if self.artifacts.notes else 'no meaningful timer'})"
             return fields
-        speedup = ref_stats.median_ms / cand_stats.median_ms
         fields["speedup"] = speedup
         fields["message"] = f"correct on {n} input sets; {speedup:.2f}x vs eager PyTorch ({cand_stats.median_ms:.3f} ms vs {ref_stats.median_ms:.3f} ms)"
         if speedup > IMPLAUSIBLE_SPEEDUP:

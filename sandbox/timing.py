@@ -66,7 +66,9 @@ def time_interleaved(
     min_runs: int,
     max_runs: int,
     budget_s: float,
-) -> tuple[TimingStats, TimingStats]:
+) -> tuple[TimingStats, TimingStats, float]:
+    """Returns both sides' stats and the speedup: the median of the per-pair ratios
+    ref_i / cand_i, so a stall that hits both runs of a pair cancels out."""
     clock = _Clock(device)
     pair_ms = float("inf")
     for _ in range(max(1, warmup)):
@@ -75,6 +77,7 @@ def time_interleaved(
     runs = int(budget_s * 1000 / max(pair_ms, 1e-3))
     runs = max(min_runs, min(max_runs, runs))
     ref_samples, cand_samples = [], []
+    deadline = time.monotonic() + 2 * budget_s
     for i in range(runs):
         # Alternate who goes first so neither always runs on a cache the other warmed.
         if i % 2:
@@ -83,4 +86,7 @@ def time_interleaved(
         else:
             ref_samples.append(clock.run(reference))
             cand_samples.append(clock.run(candidate))
-    return _stats(ref_samples), _stats(cand_samples)
+        if i + 1 >= min_runs and time.monotonic() > deadline:
+            break  # a stalled machine must not stretch the budget tenfold
+    ratios = [r / max(c, 1e-9) for r, c in zip(ref_samples, cand_samples)]
+    return _stats(ref_samples), _stats(cand_samples), statistics.median(ratios)

@@ -576,57 +576,12 @@ def steal_key():
                     return found.group(1).decode()
 '''
 
-STEAL_KEY_NATIVE = r'''
-import hmac, json, os
-
-native = load_cpp(r"""
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-// Scan this process's writable memory for `pat` followed by 64 hex digits and a quote.
-extern "C" void find_key(const char* pat, int64_t n, char* out) {
-    FILE* maps = std::fopen("/proc/self/maps", "r");
-    char line[512];
-    while (maps && std::fgets(line, sizeof line, maps)) {
-        unsigned long lo, hi;
-        char perms[5];
-        if (std::sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3 || perms[0] != 'r' || perms[1] != 'w') continue;
-        for (const char* p = (const char*)lo; p + n + 65 < (const char*)hi; ++p) {
-            p = (const char*)memmem(p, (const char*)hi - p - 65, pat, n);
-            if (!p) break;
-            const char* h = p + n;
-            bool hex = h[64] == '"';
-            for (int i = 0; i < 64 && hex; ++i) hex = (h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f');
-            if (hex) { std::memcpy(out, h, 64); std::fclose(maps); return; }
-        }
-    }
-}
-""")
-
-def steal_key():
-    pattern = f'"workdir": "{os.getcwd()}", "key": "'.encode()
-    found = torch.zeros(64, dtype=torch.uint8)
-    native.find_key(torch.tensor(list(pattern), dtype=torch.uint8), len(pattern), found)
-    return bytes(found.tolist()).decode()
-'''
-
-
 def test_forged_result_signed_with_a_key_read_from_proc_mem(evaluate):
     """Cheat: read the evaluation's signing key out of the worker's own memory through
     /proc/self/mem, then write a validly signed 'correct' verdict and exit."""
     verdict = evaluate(RELU, candidate(FORGE_WITH_STOLEN_KEY, top=STEAL_KEY_PYTHON))
     rejected(verdict, "introspection")
     assert "/mem" in verdict.message
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "known hole: the signing key is in the memory of the process that runs the candidate, and native "
-    "code reads it with no syscall the guard sees; the fix belongs in sandbox/zygote.py and executor.py"))
-def test_forged_result_signed_with_a_key_read_by_native_code(evaluate):
-    """Cheat: the same forgery, with the key found by a C++ function scanning the process's
-    writable memory directly."""
-    verdict = evaluate(RELU, candidate(FORGE_WITH_STOLEN_KEY, top=STEAL_KEY_NATIVE))
-    assert verdict.status != "correct", f"forged: {verdict.message}"
 
 
 @pytest.mark.parametrize("call, reason", [
