@@ -49,6 +49,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agent.console import console, err_console, fail
 from sandbox.errors import KagentError, TaskError, UsageError
 
 BATCH_FILE = "batch.json"
@@ -60,8 +61,6 @@ POLL_S = 1.0  # how often the scheduler looks for new run directories while task
 
 TaskStatus = Literal["pending", "running", "correct", "no_correct", "task_error", "skipped", "interrupted"]
 
-err_console = Console(stderr=True, emoji=False)
-console = Console(emoji=False)
 
 # Set when the batch is interrupted: runs in this process stop taking new candidates.
 _STOP = threading.Event()
@@ -725,14 +724,12 @@ def batch_command(
                 "device": device, "executor": executor or "local", "ray_address": ray_address,
                 "prices": price_table, **budgets})
     except KagentError as err:
-        err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(err.exit_code)
+        fail(err)
     batch = Batch(batch_dir, state, template)
     try:
         batch.open_executor()
     except KagentError as err:
-        err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(err.exit_code)
+        fail(err)
     started = time.monotonic()
     n = len(state.tasks)
     batch.say(f"kagent batch {escape(str(batch.dir))}: {n} task{'s' if n != 1 else ''}, "

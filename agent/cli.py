@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from agent.console import console, err_console, fail
 from sandbox.errors import CandidateError, KagentError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM agent that writes fast, honest kernels.")
-err_console = Console(stderr=True)
-console = Console()
 
 
 
@@ -27,11 +25,6 @@ def _root() -> None:
 
 
 STATUS_STYLE = {"correct": "green", "incorrect": "red", "rejected": "magenta", "timeout": "yellow", "not_run": "cyan"}
-
-
-def fail(err: KagentError) -> None:
-    err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
-    raise typer.Exit(err.exit_code)
 
 
 def read_candidate(candidate: Path) -> str:

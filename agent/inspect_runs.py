@@ -25,12 +25,13 @@ from typing import Any, Iterator, Optional
 from urllib.parse import quote
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from agent.console import console, err_console, fail
 from agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, CandidateRecord, RunRecord, Totals
 from sandbox.errors import KagentError, UsageError
 
@@ -38,8 +39,6 @@ from sandbox.errors import KagentError, UsageError
 # puts each task's run in batch-*/<task>/<run-id>/; a run directly in batch-*/ is found too).
 RUN_GLOBS = (f"*/{ARCHIVE_FILE}", f"batch-*/*/{ARCHIVE_FILE}", f"batch-*/*/*/{ARCHIVE_FILE}")
 
-console = Console()
-err_console = Console(stderr=True)
 
 # How a candidate's status is coloured: its verdict status, else its archive status.
 STATUS_COLOURS = {
@@ -529,11 +528,6 @@ def print_candidate(view: RunView, record: CandidateRecord) -> None:
 
 
 # ---------------------------------------------------------------- commands
-
-
-def fail(err: KagentError) -> None:
-    err_console.print(Text.assemble(("error:", "red"), f" {err}"), soft_wrap=True)
-    raise typer.Exit(err.exit_code)
 
 
 def write_json(data: Any) -> None:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from agent.archive import Archive, CandidateRecord, LLMCallRecord, RunRecord
+from agent.archive import Archive, LLMCallRecord, RunRecord
 from agent.config import RunConfig
 from agent.executors import make_executor
 from agent.extract import extract_code

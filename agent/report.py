@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import typer
 
+from agent.console import fail
 from sandbox.errors import KagentError, UsageError
 
 ARCHIVE_FILE = "archive.db"  # agent.archive.ARCHIVE_FILE (not imported: keep `kagent --help` light)
@@ -775,9 +776,6 @@ def report_command(
     runs_dir: Path = typer.Option(Path("runs"), help="Where run ids are looked up."),
 ) -> None:
     """Write one self-contained HTML report (plots, lineage, candidates, best kernel) for a run or a batch."""
-    from rich.console import Console
-    from rich.markup import escape
-
     try:
         directory, text = build_report(run, runs_dir)
         path = output or directory / "report.html"
@@ -786,6 +784,5 @@ def report_command(
         except OSError as err:
             raise UsageError(f"{path}: cannot write the report: {err.strerror}") from None
     except KagentError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(err.exit_code)
+        fail(err)
     print(path)

@@ -47,8 +47,6 @@ ENV_ALLOWED = re.compile(
     r"PYTHONPATH|VIRTUAL_ENV|KAGENT_CACHE_DIR)$"
 )
 ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
-# torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
-ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: (can't allocate|not enough) memory")
 
 
 def worker_env(device: str) -> dict[str, str]:
@@ -57,6 +55,9 @@ def worker_env(device: str) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if device == "cpu":
         env["TRITON_INTERPRET"] = "1"  # must be set before triton is imported
+        # Unbound OpenMP threads that spin-wait can land on one core and stall each other by a
+        # scheduler tick per barrier: 100x outliers in CPU timings (bench/README.md).
+        env.setdefault("OMP_PROC_BIND", "true")
         env.pop("CUDA_VISIBLE_DEVICES", None)
     else:
         env["KAGENT_PRELOAD_TRITON"] = "1"
@@ -429,9 +430,6 @@ class Sandbox:
             error_class = getattr(errors, payload["error"], errors.SandboxError)
             raise error_class(payload["message"])
         verdict = Verdict.model_validate(payload["verdict"])
-        if verdict.status == "runtime_error" and verdict.reason == "exception" and ALLOCATION_FAILED.search(verdict.message):
-            verdict.reason = "out_of_memory"
-            verdict.message += f" (memory limit {memory_mb} MB)"
         if verdict.status != "correct":
             verdict.artifacts.stderr_tail = log_tail or None
         return verdict

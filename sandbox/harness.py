@@ -15,6 +15,7 @@ Order matters for honesty:
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 import traceback
@@ -40,6 +41,8 @@ REJECTED_REASONS = {
     "patched_harness", "introspection", "forbidden_import", "forbidden_call",
 }
 IMPLAUSIBLE_SPEEDUP = 10.0
+# torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
+ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: (can't allocate|not enough) memory")
 # A wrong first result is given this long to change on its own (work left on a thread) before
 # it is judged: paid only by failing candidates.
 SETTLE_S = 0.1
@@ -149,7 +152,7 @@ class Evaluation:
             return Outcome("compile_error", "compile_failed", f"{what}: {err}")
         if isinstance(err, SyntaxError):
             return Outcome("compile_error", "syntax_error", f"{what}: syntax error at line {err.lineno}: {err.msg}")
-        if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)):
+        if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)) or ALLOCATION_FAILED.search(str(err)):
             return Outcome("runtime_error", "out_of_memory", text)
         if isinstance(err, (SystemExit, KeyboardInterrupt)):
             return Outcome("runtime_error", "exited_early", f"{what}: the candidate tried to exit")

@@ -27,7 +27,7 @@ class EvalRequest(BaseModel):
     # Timing: warm-up calls, then adaptive repetitions bounded by a time budget per side.
     warmup: int = 5
     min_runs: int = 10
-    max_runs: int = 200
+    max_runs: int = 1000
     timing_budget_s: float = 0.4
     allow_tf32: bool = False
     static_analysis: bool = True  # ahead-of-time GPU compile for resource use where no GPU
