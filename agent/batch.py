@@ -49,8 +49,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from agent.config import load_prices
 from agent.console import console, err_console, fail
+from agent.providers import MODEL_HELP, PRICES_HELP
 from sandbox.errors import KagentError, TaskError, UsageError
+from sandbox.executor import pid_alive
 
 BATCH_FILE = "batch.json"
 SUMMARY_JSON = "summary.json"
@@ -602,16 +605,11 @@ def _ray_module():
 
 
 def _alive(pid: int) -> bool:
+    """A live kagent batch process (not another process that reused the pid)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return b"batch" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return pid_alive(pid) and b"batch" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return True
+        return False
 
 
 def new_batch(task_dir: Path, runs_dir: Path, options: dict):
@@ -675,8 +673,7 @@ def reopen_batch(batch_dir: Path, overrides: dict):
 def batch_command(
     task_dir: Optional[Path] = typer.Argument(None, help="Directory of KernelBench task files, searched recursively "
                                                          "(omit with --resume)."),
-    model: Optional[str] = typer.Option(None, help="Coder model as PROVIDER:MODEL (openai:, anthropic:, cmd:, "
-                                                   "replay:)."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     judge_model: Optional[str] = typer.Option(None, help="Judge model as PROVIDER:MODEL (default: --model)."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: models."),
     backend: Optional[str] = typer.Option(None, help="triton, cuda or cpp (default: triton on a GPU, cpp on a CPU)."),
@@ -692,7 +689,7 @@ def batch_command(
     ray_address: Optional[str] = typer.Option(None, help="With --executor ray: join this cluster (auto, HOST:6379); "
                                                          "default: start a local Ray instance."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where the batch directory is made."),
-    prices: Optional[Path] = typer.Option(None, help='JSON file {"provider:model": \\[usd_per_M_in, usd_per_M_out]}.'),
+    prices: Optional[Path] = typer.Option(None, help=PRICES_HELP),
     resume: Optional[Path] = typer.Option(None, help="Continue the batch in this directory."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON summary on stdout at the end."),
 ) -> None:
@@ -713,12 +710,7 @@ def batch_command(
         else:
             if task_dir is None or model is None:
                 raise UsageError("give a TASK_DIR and --model PROVIDER:MODEL (or --resume BATCH_DIR)")
-            price_table = {}
-            if prices is not None:
-                try:
-                    price_table = json.loads(prices.read_text())
-                except (OSError, ValueError) as err:
-                    raise UsageError(f"{prices}: cannot read prices: {one_line(err, 200)}") from None
+            price_table = load_prices(prices)
             batch_dir, state, template = new_batch(task_dir, runs_dir, {
                 "model": model, "judge_model": judge_model, "base_url": base_url, "backend": backend,
                 "device": device, "executor": executor or "local", "ray_address": ray_address,

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from agent.console import console, err_console, fail
+from agent.providers import MODEL_HELP, PRICES_HELP
 from sandbox.errors import CandidateError, KagentError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM agent that writes fast, honest kernels.")
@@ -137,7 +138,7 @@ def _progress_table(run) -> Table:
 @app.command("optimize")
 def optimize_command(
     task: Optional[Path] = typer.Argument(None, help="KernelBench task file (omit with --resume)."),
-    model: Optional[str] = typer.Option(None, help="Coder model as PROVIDER:MODEL (openai:, anthropic:, cmd:, replay:)."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
     judge_model: Optional[str] = typer.Option(None, help="Judge model as PROVIDER:MODEL (default: --model)."),
     base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: models (vLLM, SGLang, Ollama)."),
     backend: Optional[str] = typer.Option(None, help="triton, cuda or cpp (default: triton on a GPU, cpp on a CPU)."),
@@ -147,7 +148,7 @@ def optimize_command(
     time_limit: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
     concurrency: Optional[int] = typer.Option(None, help="Candidates in flight at once (default 2)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where runs are written."),
-    prices: Optional[Path] = typer.Option(None, help='JSON file {"provider:model": [usd_per_M_in, usd_per_M_out]}.'),
+    prices: Optional[Path] = typer.Option(None, help=PRICES_HELP),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
     executor: str = typer.Option("local", help="Where evaluations run: local (this machine) or ray (a Ray cluster)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', HOST:6379); default: start a local one."),
@@ -157,7 +158,7 @@ def optimize_command(
     from rich.live import Live
 
     from agent import loop
-    from agent.config import RunConfig
+    from agent.config import RunConfig, load_prices
     from agent.providers import parse_model_spec
     from sandbox.backends import BACKENDS
     from sandbox.executor import gpu_available
@@ -165,12 +166,7 @@ def optimize_command(
     budgets = {k: v for k, v in (("max_iters", max_iters), ("max_cost", max_cost), ("time_limit_s", time_limit),
                                   ("concurrency", concurrency)) if v is not None}
     try:
-        price_table = {}
-        if prices is not None:
-            try:
-                price_table = json.loads(prices.read_text())
-            except (OSError, ValueError) as err:
-                raise UsageError(f"{prices}: cannot read prices: {err}") from None
+        price_table = load_prices(prices)
         if resume is not None:
             if not (resume / "archive.db").is_file():
                 raise UsageError(f"{resume}: not a run directory (no archive.db)")

@@ -3,10 +3,13 @@ Environment variables are only read for secrets (API keys, by the providers)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandbox.errors import UsageError
 from sandbox.models import BackendName, DeviceName
 
 # USD per million tokens (input, output), by "provider:model". Override per run with --prices.
@@ -49,3 +52,14 @@ class RunConfig(BaseModel):
 
     def price(self, spec: str) -> tuple[float, float] | None:
         return {**DEFAULT_PRICES, **self.prices}.get(spec)
+
+
+def load_prices(path: Path | None) -> dict[str, tuple[float, float]]:
+    """A --prices file: {"provider:model": [usd_per_M_input, usd_per_M_output]}."""
+    if path is None:
+        return {}
+    try:
+        table = json.loads(path.read_text())
+        return {str(spec): (float(pair[0]), float(pair[1])) for spec, pair in table.items()}
+    except (OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
+        raise UsageError(f"{path}: cannot read prices: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import sqlite3
 import sys
 import threading
@@ -33,6 +32,7 @@ from rich.tree import Tree
 
 from agent.console import console, err_console, fail
 from agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, CandidateRecord, RunRecord, Totals
+from sandbox import executor
 from sandbox.errors import KagentError, UsageError
 
 # Runs live directly under a runs directory, or in a batch directory there (`kagent batch`
@@ -98,19 +98,7 @@ class ReadOnlyArchive(Archive):
 
 def pid_alive(pid: int | None) -> bool:
     """Whether process `pid` still runs. An unknown pid counts as alive (trust the archive)."""
-    if pid is None or pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: it exists, under another user
-        return True
-    try:  # a zombie has exited; only its exit status is left to collect
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:][:1] != "Z"
-    except (OSError, ValueError):
-        return True
+    return pid is None or pid <= 0 or executor.pid_alive(pid)
 
 
 def effective_state(record: RunRecord) -> str:

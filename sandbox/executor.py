@@ -144,7 +144,7 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Running, not a zombie waiting to be reaped."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -169,7 +169,7 @@ def kill_tree(root: int, patience_s: float = 2.0) -> bool:
     forking until its last process is dead). True when the tree is empty."""
     deadline = time.monotonic() + patience_s
     while True:
-        living = [pid for pid in descendants(root) if _alive(pid)]
+        living = [pid for pid in descendants(root) if pid_alive(pid)]
         if not living:
             return True
         for pid in living:

@@ -65,6 +65,7 @@ class Artifacts(BaseModel):
     launches: dict[str, int] = {}  # custom kernel launches per forward call
     resources: list[KernelResourceUse] = []
     notes: list[str] = []  # caveats: interpreter timing, bf16 upcast, not run, ...
+    reference_profile: str | None = None  # where eager PyTorch spends its time (torch.profiler)
 
 
 class Verdict(BaseModel):

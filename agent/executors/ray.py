@@ -47,7 +47,7 @@ from typing import Any, Callable
 import ray
 
 from sandbox import errors
-from sandbox.executor import ENV_SECRET, Sandbox
+from sandbox.executor import ENV_SECRET, Sandbox, pid_alive
 from sandbox.models import EvalRequest, Verdict
 
 from agent.executors import Executor
@@ -155,18 +155,8 @@ def _remove_stale_roots() -> None:
     home = _sandbox_home()
     for stale in home.iterdir() if home.is_dir() else ():
         pid = stale.name.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _warm_sandbox(device: str) -> Sandbox:
