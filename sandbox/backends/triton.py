@@ -20,6 +20,22 @@ from sandbox.backends import Backend, StaticReport
 from sandbox.models import KernelResourceUse
 
 
+class InterpreterUnsupported(Exception):
+    """The kernel uses what the Triton interpreter cannot run (libdevice): not a wrong kernel."""
+
+
+def _uses_libdevice(fn) -> bool:
+    import inspect
+
+    python_fn = getattr(fn, "fn", fn)  # JITFunction, InterpretedFunction and autotuners wrap it
+    while hasattr(python_fn, "fn"):
+        python_fn = python_fn.fn
+    try:
+        return "libdevice" in inspect.getsource(python_fn)
+    except (OSError, TypeError):
+        return False
+
+
 class TritonBackend(Backend):
     name = "triton"
     markers = ("triton.jit", "import triton")
@@ -54,7 +70,13 @@ class TritonBackend(Backend):
             if not launches.in_opaque_launch() and name not in first:
                 first[name] = (fn, args, dict(kwargs))
             with launches.launching(name, opaque=opaque):
-                return run(fn, *args, **kwargs)
+                try:
+                    return run(fn, *args, **kwargs)
+                except Exception as err:
+                    if opaque and _uses_libdevice(fn):  # opaque: the interpreter is running it
+                        raise InterpreterUnsupported(
+                            f"{name} calls libdevice, which the Triton interpreter cannot run") from err
+                    raise
 
         counted_run.__wrapped__ = run
         return counted_run
@@ -66,7 +88,7 @@ class TritonBackend(Backend):
         text = f"{type(err).__name__}: {err}"
         if type(err).__name__ == "CompilationError":
             return "compile_error", "compile_failed"
-        if device == "cpu" and "libdevice" in text:
+        if isinstance(err, InterpreterUnsupported):
             return "not_run", "interpreter_unsupported"
         if "illegal memory access" in text or "CUDA error" in text:
             return "runtime_error", "cuda_fault"
