@@ -232,7 +232,7 @@ def test_memory_of_forked_processes_counts(cpu_sandbox, cpp_built, tmp_path):
     assert (verdict.status, verdict.reason) == ("runtime_error", "out_of_memory"), \
         f"{verdict.status} ({verdict.reason}): {verdict.message}"
     assert time.monotonic() - started < 20
-    assert not [p for p in executor.descendants(cpu_sandbox._zygote_pid) if executor._alive(p)]
+    assert not [p for p in executor.descendants(cpu_sandbox._zygote_pid) if executor.pid_alive(p)]
     assert_usable(cpu_sandbox)
 
 
