@@ -69,6 +69,8 @@ def hardware_facts(verdict: Verdict) -> str:
     ]
     if verdict.artifacts.launches:
         lines.append("kernel launches per call: " + ", ".join(f"{k} x{v}" for k, v in verdict.artifacts.launches.items()))
+    if verdict.artifacts.ncu:
+        lines.append("Nsight Compute, per kernel:\n" + verdict.artifacts.ncu)
     if verdict.artifacts.reference_profile:
         lines.append("eager PyTorch reference, by ATen op (torch.profiler):\n" + verdict.artifacts.reference_profile)
     lines += verdict.artifacts.notes

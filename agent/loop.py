@@ -120,28 +120,24 @@ class Run:
     # -- one attempt --------------------------------------------------------------------------
 
     def _ask(self, provider: Provider, spec: str, role: str, messages: list[Message], candidate_id: int) -> Completion | None:
+        """One LLM call, archived as it returns (reply or error, tokens, cost)."""
         started = now()
         try:
-            completion = provider.complete(role, messages)
+            completion, error = provider.complete(role, messages), None
         except ProviderError as err:
-            self.archive.add_llm_call(LLMCallRecord(
-                candidate_id=candidate_id, role=role, provider=spec.split(":", 1)[0], model=spec,
-                messages_json=json.dumps([m.model_dump() for m in messages]), reply=None, error=str(err),
-                input_tokens=0, output_tokens=0, tokens_estimated=True, cost_usd=0.0,
-                started_at=started, finished_at=now(),
-            ))
-            with self.lock:
-                self.provider_failures += 1
-            return None
+            completion, error = None, str(err)
         with self.lock:
-            self.provider_failures = 0
+            self.provider_failures = self.provider_failures + 1 if error else 0
+        tokens_in, tokens_out = (completion.input_tokens, completion.output_tokens) if completion else (0, 0)
         price = self.config.price(spec)
-        cost = (completion.input_tokens * price[0] + completion.output_tokens * price[1]) / 1e6 if price else 0.0
         self.archive.add_llm_call(LLMCallRecord(
-            candidate_id=candidate_id, role=role, provider=completion.provider, model=spec,
-            messages_json=json.dumps([m.model_dump() for m in messages]), reply=completion.text, error=None,
-            input_tokens=completion.input_tokens, output_tokens=completion.output_tokens,
-            tokens_estimated=completion.tokens_estimated, cost_usd=cost, started_at=started, finished_at=now(),
+            candidate_id=candidate_id, role=role, provider=spec.split(":", 1)[0], model=spec,
+            messages_json=json.dumps([m.model_dump() for m in messages]),
+            reply=completion.text if completion else None, error=error,
+            input_tokens=tokens_in, output_tokens=tokens_out,
+            tokens_estimated=completion.tokens_estimated if completion else True,
+            cost_usd=(tokens_in * price[0] + tokens_out * price[1]) / 1e6 if price else 0.0,
+            started_at=started, finished_at=now(),
         ))
         return completion
 

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from sandbox import compare as cmp
-from sandbox import launches
+from sandbox import launches, ncu
 from sandbox import guard as guards
 from sandbox.backends import get_backend
 from sandbox.compare import flatten
@@ -350,6 +350,8 @@ class Evaluation:
         if report:
             self.artifacts.resources = report.resources
         self.artifacts.reference_profile = self._profile_reference(reference)
+        if device.type == "cuda" and request.static_analysis:
+            self.artifacts.ncu = ncu.profile(request.task_path, request.candidate_path)
         return {"max_abs_error": worst_abs, "max_rel_error": worst_rel, **timing}
 
     def _profile_reference(self, reference, top: int = 6) -> str:

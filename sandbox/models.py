@@ -66,6 +66,7 @@ class Artifacts(BaseModel):
     resources: list[KernelResourceUse] = []
     notes: list[str] = []  # caveats: interpreter timing, bf16 upcast, not run, ...
     reference_profile: str | None = None  # where eager PyTorch spends its time (torch.profiler)
+    ncu: str | None = None  # Nsight Compute metrics per candidate kernel (GPU with ncu only)
 
 
 class Verdict(BaseModel):
