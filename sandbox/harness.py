@@ -106,6 +106,18 @@ def _honeypot(expected: list) -> Callable[[torch.Tensor], None]:
     return fill
 
 
+def _candidate_traceback(err: BaseException) -> str:
+    """The traceback without the harness's and torch.nn's frames: what the Coder and the Judge
+    need is where the candidate's code failed, not how kagent called it."""
+    harness = str(Path(__file__).parent)
+    exc = traceback.TracebackException.from_exception(err)
+    for link in [exc, exc.__cause__, exc.__context__]:
+        if link is not None:
+            kept = [f for f in link.stack if not (f.filename.startswith(harness) or f.filename.endswith("torch/nn/modules/module.py"))]
+            link.stack = traceback.StackSummary.from_list(kept or list(link.stack))
+    return "".join(exc.format())[-4000:]
+
+
 def _private_seed(seeds: list[int]) -> int:
     """The seed models are built under: fixed by the input seeds but revealing none of them."""
     digest = hashlib.sha256(f"kagent model seed {list(seeds)}".encode()).digest()
@@ -139,7 +151,7 @@ class Evaluation:
         return result
 
     def _failure(self, what: str, err: BaseException) -> Outcome:
-        self.artifacts.traceback = "".join(traceback.format_exception(err))[-4000:]
+        self.artifacts.traceback = _candidate_traceback(err)
         text = f"{what}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".strip()
         classified = self.backend.classify(err, self.request.device)
         if classified:
