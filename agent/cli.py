@@ -193,10 +193,13 @@ def optimize_command(
     try:
         with Live(_progress_table(run), console=err_console, refresh_per_second=4, transient=as_json) as live:
             run.on_update = lambda r: live.update(_progress_table(r))
+            run.say = lambda message: live.console.print(message, highlight=False)
             if resume is not None:
                 run.resume_pending()
             stop_reason = run.run()
     except KeyboardInterrupt:
+        if not run.interrupted:  # interrupted outside the loop (resuming pending candidates)
+            run.interrupt()
         err_console.print(f"stopped: resume with kagent optimize --resume {run.run_dir}")
         raise typer.Exit(130)
     except KagentError as err:

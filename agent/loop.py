@@ -100,7 +100,9 @@ class Run:
         self.started = time.monotonic()
         self.provider_failures = 0
         self.stop_reason: str | None = None
+        self.interrupted = False
         self.on_update = on_update or (lambda run: None)
+        self.say: Callable[[str], None] = lambda message: None  # progress lines for a person
         (run_dir / "candidates").mkdir(parents=True, exist_ok=True)
 
     # -- budgets ------------------------------------------------------------------------------
@@ -191,9 +193,13 @@ class Run:
         if duplicate is not None and duplicate.id != candidate_id:
             self.archive.mark_no_code(candidate_id, f"identical to candidate #{duplicate.id}")
             return
+        if self.interrupted:
+            return  # pending, with its reply archived: --resume evaluates it
         verdict = self.evaluate(kernel_path)
         self.archive.record_verdict(candidate_id, verdict, fitness(verdict))
         self.on_update(self)
+        if self.interrupted:
+            return
         feedback = self.ask_judge(candidate_id, source, verdict)
         if feedback is not None:
             self.archive.record_judge(candidate_id, feedback.model_dump())
@@ -246,29 +252,39 @@ class Run:
     def run(self) -> str:
         self.archive.set_state("running")
         in_flight: set[Future] = set()
-        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            try:
-                while True:
-                    while len(in_flight) < self.config.concurrency:
-                        nxt = self._next_choice()
-                        if nxt is None:
-                            break
-                        in_flight.add(pool.submit(self.attempt, *nxt))
-                    if not in_flight:
+        pool = ThreadPoolExecutor(max_workers=self.config.concurrency)
+        try:
+            while True:
+                while len(in_flight) < self.config.concurrency:
+                    nxt = self._next_choice()
+                    if nxt is None:
                         break
-                    done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()  # an unexpected error in an attempt is a bug: surface it
-                    self.on_update(self)
+                    in_flight.add(pool.submit(self.attempt, *nxt))
+                if not in_flight:
+                    break
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # an unexpected error in an attempt is a bug: surface it
+                self.on_update(self)
+        except KeyboardInterrupt:
+            self.interrupt()
+            self.say("stopping: LLM calls in flight finish and are archived (Ctrl-C again to quit now)")
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
             except KeyboardInterrupt:
-                self.stop_reason = "interrupted"
-                for future in in_flight:
-                    future.cancel()
-                self.close()
-                self.archive.set_state("stopped", "interrupted")
-                raise
+                os._exit(130)  # everything finished is already in the archive
+            raise
+        pool.shutdown(wait=True)
         self.archive.set_state("finished", self.stop_reason)
         return self.stop_reason or "max_iters"
+
+    def interrupt(self) -> None:
+        """Stop now: no new attempt, no further evaluation or Judge call; evaluations running
+        are killed. Unfinished candidates stay pending for --resume."""
+        self.stop_reason = "interrupted"
+        self.interrupted = True
+        self.archive.set_state("stopped", "interrupted")
+        self.executor.close()
 
     def close(self) -> None:
         self.executor.close()

@@ -227,6 +227,7 @@ class Sandbox:
     def __init__(self, device: str, root: str | Path | None = None, namespaces: bool = True):
         self.device = device
         self.namespaces = namespaces  # False: no PID namespace even where one is available
+        self._closed = False
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="kagent-sandbox-"))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -265,6 +266,8 @@ class Sandbox:
         return proc
 
     def _worker(self) -> subprocess.Popen:
+        if self._closed:
+            raise errors.SandboxError("the sandbox was closed")
         if self._proc is None or self._proc.poll() is not None:
             self._stop()
             self._proc = self._start()
@@ -298,6 +301,7 @@ class Sandbox:
         self._messages = None
 
     def close(self) -> None:
+        self._closed = True
         self._stop()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -165,3 +165,24 @@ def test_malformed_task_fails_before_anything_runs(tmp_path):
     assert proc.returncode == 2
     assert "bad_task.py" in proc.stderr and "get_inputs" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_stops_quickly_and_resume_finishes(tmp_path):
+    args = [RELU, "--model", scripted("sleep", "2"), "--max-iters", "4", "--concurrency", "2", "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "optimize", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob("*/archive.db")):
+        time.sleep(0.2)
+    time.sleep(3)  # LLM calls and an evaluation in flight
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.monotonic() - interrupted < 15
+    assert "--resume" in err and "Traceback" not in err
+    run_dir = next(tmp_path.glob("*/archive.db")).parent
+    assert rows(str(run_dir), "SELECT state, stop_reason FROM runs") == [("stopped", "interrupted")]
+
+    summary = optimize_json("--resume", str(run_dir))
+    assert summary["candidates"] == 4 and summary["stop_reason"] == "max_iters"
+    assert rows(str(run_dir), "SELECT count(*) FROM candidates WHERE status = 'pending'") == [(0,)]

@@ -15,10 +15,10 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, device: str, workers: int, root: Path):
+        self.sandboxes = [Sandbox(device, root=Path(root) / str(i)) for i in range(workers)]
         self.pool: queue.Queue[Sandbox] = queue.Queue()
-        for i in range(workers):
-            self.pool.put(Sandbox(device, root=Path(root) / str(i)))
-        self.workers = workers
+        for sandbox in self.sandboxes:
+            self.pool.put(sandbox)
 
     def evaluate(self, request: EvalRequest, timeout_s: float) -> Verdict:
         sandbox = self.pool.get()
@@ -28,5 +28,6 @@ class LocalExecutor(Executor):
             self.pool.put(sandbox)
 
     def close(self) -> None:
-        for _ in range(self.workers):
-            self.pool.get().close()
+        """Also while evaluations run (Ctrl-C): they end with a SandboxError."""
+        for sandbox in self.sandboxes:
+            sandbox.close()
