@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.report import CURVE_COLOUR, STATUS_COLOURS
+from agent.report_plots import CURVE_COLOUR, STATUS_COLOURS
 from conftest import ROOT, TASKS
 
 SCRIPT = Path(__file__).resolve().parent / "scripted_model.py"
