@@ -37,7 +37,7 @@ class RunConfig(BaseModel):
     max_cost: float | None = Field(default=None, gt=0)  # USD
     time_limit_s: float | None = Field(default=None, gt=0)
     concurrency: int = Field(default=2, ge=1)  # candidates in flight (LLM calls overlap)
-    eval_workers: int = Field(default=1, ge=1)  # evaluations at once (timing wants a quiet machine)
+    eval_workers: int | None = Field(default=None, ge=1)  # evaluations at once; default one per GPU, 1 on a CPU
     executor: Literal["local", "ray"] = "local"  # where evaluations run
     ray_address: str | None = None  # join this Ray cluster; None starts a local one
     eval_timeout_s: float = Field(default=120.0, gt=0)

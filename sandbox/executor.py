@@ -49,7 +49,7 @@ ENV_ALLOWED = re.compile(
 ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
 
 
-def worker_env(device: str) -> dict[str, str]:
+def worker_env(device: str, gpu: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if ENV_ALLOWED.match(k) and not ENV_SECRET.search(k)}
     env.setdefault("KAGENT_CACHE_DIR", str(Path.home() / ".cache" / "kagent"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -61,6 +61,8 @@ def worker_env(device: str) -> dict[str, str]:
         env.pop("CUDA_VISIBLE_DEVICES", None)
     else:
         env["KAGENT_PRELOAD_TRITON"] = "1"
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
     return env
 
 
@@ -68,6 +70,15 @@ def gpu_available() -> bool:
     """Without importing torch (which the parent avoids) or initialising CUDA (which the
     fork server must not): an NVIDIA device node and a working driver."""
     return any(Path("/dev").glob("nvidia[0-9]*")) and shutil.which("nvidia-smi") is not None
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (indices or UUIDs):
+    that variable where set, else one per NVIDIA device node."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip()]
+    return sorted((p.name[6:] for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit()), key=int)
 
 
 @functools.cache
@@ -224,8 +235,10 @@ class Sandbox:
     """One warm worker for one device. `evaluate` is safe to call from several threads; the
     evaluations then run one at a time (bound concurrency with several Sandboxes)."""
 
-    def __init__(self, device: str, root: str | Path | None = None, namespaces: bool = True):
+    def __init__(self, device: str, root: str | Path | None = None, namespaces: bool = True,
+                 gpu: str | None = None):
         self.device = device
+        self.gpu = gpu  # pin the worker to this GPU (CUDA_VISIBLE_DEVICES), one sandbox per GPU
         self.namespaces = namespaces  # False: no PID namespace even where one is available
         self._closed = False
         self._own_root = root is None
@@ -249,7 +262,7 @@ class Sandbox:
         proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "sandbox.zygote"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-            env=worker_env(self.device), cwd=self.root, bufsize=0,
+            env=worker_env(self.device, self.gpu), cwd=self.root, bufsize=0,
             start_new_session=True,  # a Ctrl-C meant for kagent is handled by kagent
         )
         log.close()

@@ -116,3 +116,18 @@ def test_cuda_device_code_error_is_a_compile_error_without_a_gpu(evaluate):
     verdict = evaluate(RELU, CUDA_RELU.replace("BROKEN", "undefined_thing();"), backend="cuda")
     assert (verdict.status, verdict.reason) == ("compile_error", "compile_failed"), verdict.message
     assert "undefined_thing" in verdict.message
+
+
+def test_one_sandbox_per_visible_gpu_each_pinned(monkeypatch, tmp_path):
+    from agent.executors.local import LocalExecutor
+    from sandbox.executor import visible_gpus, worker_env
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert visible_gpus() == ["2", "3"]
+    executor = LocalExecutor("cuda", None, tmp_path)  # sandboxes start lazily: no GPU needed here
+    assert [s.gpu for s in executor.sandboxes] == ["2", "3"]
+    assert worker_env("cuda", "3")["CUDA_VISIBLE_DEVICES"] == "3"
+    assert [s.gpu for s in LocalExecutor("cuda", 1, tmp_path).sandboxes] == ["2"]
+    cpu_env = worker_env("cpu")
+    assert "CUDA_VISIBLE_DEVICES" not in cpu_env and cpu_env["TRITON_INTERPRET"] == "1"
+    assert len(LocalExecutor("cpu", None, tmp_path).sandboxes) == 1

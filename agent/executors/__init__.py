@@ -18,7 +18,8 @@ class Executor:
         pass
 
 
-def make_executor(name: str, device: str, workers: int, root, address: str | None = None) -> Executor:
+def make_executor(name: str, device: str, workers: int | None, root, address: str | None = None) -> Executor:
+    """`workers`: evaluations at once; None: one per GPU (local) or one (ray)."""
     if name == "local":
         from agent.executors.local import LocalExecutor
 
@@ -26,7 +27,7 @@ def make_executor(name: str, device: str, workers: int, root, address: str | Non
     if name == "ray":
         from agent.executors.ray import RayExecutor
 
-        return RayExecutor(device, workers, address)
+        return RayExecutor(device, workers or 1, address)
     raise ConfigError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")
 
 
