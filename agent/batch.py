@@ -52,7 +52,7 @@ from rich.table import Table
 from agent.config import load_prices
 from agent.console import console, err_console, fail
 from agent.providers import MODEL_HELP, PRICES_HELP
-from sandbox.errors import KagentError, TaskError, UsageError
+from sandbox.errors import KagentError, TaskError, UsageError, one_line
 from sandbox.executor import pid_alive
 
 BATCH_FILE = "batch.json"
@@ -71,11 +71,6 @@ _STOP = threading.Event()
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def one_line(text: object, limit: int = 1000) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- the batch's state
@@ -234,8 +229,8 @@ def optimize_task(config_json: str, resume_dir: str | None) -> dict:
         return loop.summarize(run, stop_reason).as_json()
     except (KagentError, OSError) as err:
         if run is not None:
-            run.archive.set_state("crashed", one_line(err))
-        return {"error": one_line(err), "error_kind": "task_error" if isinstance(err, TaskError) else "error",
+            run.archive.set_state("crashed", one_line(err, 1000))
+        return {"error": one_line(err, 1000), "error_kind": "task_error" if isinstance(err, TaskError) else "error",
                 "run_dir": str(run.run_dir) if run is not None else None}
     finally:
         if run is not None:
@@ -353,7 +348,7 @@ class Batch:
         try:
             result = future.result()
         except Exception as err:  # a bug in a run: report it, keep the batch going
-            result = {"error": one_line(f"{type(err).__name__}: {err}"), "error_kind": "error", "run_dir": None}
+            result = {"error": one_line(f"{type(err).__name__}: {err}", 1000), "error_kind": "error", "run_dir": None}
         task.finished_at = now()
         if "error" in result:
             task.status = "task_error" if result.get("error_kind") == "task_error" else "interrupted"

@@ -2,6 +2,12 @@
 ones raised inside a candidate evaluation to verdict statuses."""
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """Any text as one line of at most `limit` characters, for error messages."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 class KagentError(Exception):
     """Base of every error kagent raises on purpose. `str(err)` is one line for the user."""
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from sandbox.errors import ConfigError, ProviderError
+from sandbox.errors import ConfigError, ProviderError, one_line
 
 Role = Literal["coder", "judge"]
 
@@ -65,11 +65,6 @@ def require_env(var: str, spec: str) -> str:
     if not value:
         raise ConfigError(f"{var} is not set (needed by --model {spec})")
     return value
-
-
-def one_line(text: Any, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def attempts(request: Any) -> int:

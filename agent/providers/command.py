@@ -14,9 +14,9 @@ import signal
 import subprocess
 import time
 
-from sandbox.errors import ConfigError, ProviderError
+from sandbox.errors import ConfigError, ProviderError, one_line
 
-from .base import Completion, Message, Provider, Role, estimate_tokens, one_line
+from .base import Completion, Message, Provider, Role, estimate_tokens
 
 
 class CommandProvider(Provider):
