@@ -7,7 +7,9 @@ namespace (a fresh /proc: a candidate sees no process outside its sandbox, so it
 kagent's /proc/PID/environ for an API key). It kills every process a candidate left behind —
 its own, a fork's, a daemon's that left the process group — when its wall-clock time runs out,
 when their memory together passes the limit, and after every evaluation; and it accepts a
-verdict only when it carries the signature made with the key generated for that one evaluation.
+verdict only when it carries the signature made with the key generated for that one evaluation
+and, where it says `correct`, only when the verifier (verifier.py, a second warm process outside
+the namespace) finds the outputs behind it right and the timings fit the evaluation's wall time.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ import uuid
 from pathlib import Path
 
 from sandbox import errors
-from sandbox.models import EvalRequest, Verdict
-from sandbox.zygote import LOG_FILE, RESULT_FILE, sign
+from sandbox.models import EvalRequest, OutputCheck, Verdict
+from sandbox.zygote import LOG_FILE, OUTPUTS_FILE, RESULT_FILE, sign
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MEMORY_MB = 8192
 STARTUP_TIMEOUT_S = 120.0
+VERIFY_MIN_TIMEOUT_S = 60.0  # the verifier runs the (trusted) reference: allow it at least this
 POLL_S = 0.02  # how often the parent looks for the end of an evaluation
 MEMORY_POLL_S = 0.05  # how often it adds up the memory of the candidate's processes
 KILL_GRACE_S = 3.0  # after a kill, how long the worker has to report the death before it is replaced
@@ -44,7 +47,7 @@ NAMESPACES_ENV = "KAGENT_SANDBOX_NAMESPACES"
 ENV_ALLOWED = re.compile(
     r"^(PATH|LANG|LC_\w+|TZ|TERM|USER|LOGNAME|SHELL|CUDA_\w+|NVIDIA_\w+|LD_LIBRARY_PATH|"
     r"CC|CXX|CPATH|LIBRARY_PATH|OMP_\w+|MKL_\w+|OPENBLAS_\w+|TRITON_\w+|TORCH_CUDA_ARCH_LIST|"
-    r"PYTHONPATH|VIRTUAL_ENV|KAGENT_CACHE_DIR)$"
+    r"PYTHONPATH|VIRTUAL_ENV|KAGENT_CACHE_DIR|GLIBC_TUNABLES)$"
 )
 ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
 
@@ -58,6 +61,11 @@ def worker_env(device: str, gpu: str | None = None) -> dict[str, str]:
         # Unbound OpenMP threads that spin-wait can land on one core and stall each other by a
         # scheduler tick per barrier: 100x outliers in CPU timings (bench/README.md).
         env.setdefault("OMP_PROC_BIND", "true")
+        # glibc hands a freed multi-MB block back to the kernel or not depending on the heap's
+        # history, so one process faults fresh pages into every output allocation and the next
+        # does not: a 25% swing in a 50 us kernel's median between evaluations. Serve such
+        # blocks from the heap and never trim it: every evaluation reuses warm pages.
+        env.setdefault("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184")
         env.pop("CUDA_VISIBLE_DEVICES", None)
     else:
         env["KAGENT_PRELOAD_TRITON"] = "1"
@@ -200,6 +208,13 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _error(name: object, message: object) -> errors.KagentError:
+    """The error a worker or the verifier reported by class name (a forged name included)."""
+    found = getattr(errors, name, None) if isinstance(name, str) else None
+    error_class = found if isinstance(found, type) and issubclass(found, errors.KagentError) else errors.SandboxError
+    return error_class(str(message))
+
+
 class _Messages:
     """JSON lines from the worker's stdout, read from the raw pipe: a buffered reader could
     swallow a second line that `select` would then never report."""
@@ -247,6 +262,9 @@ class Sandbox:
         self._proc: subprocess.Popen | None = None
         self._messages: _Messages | None = None
         self._zygote_pid: int | None = None  # the fork server, as this process sees it
+        self._verifier: subprocess.Popen | None = None
+        self._verifier_messages: _Messages | None = None
+        self._verifier_ready = False
         self._lock = threading.Lock()
 
     @property
@@ -283,8 +301,37 @@ class Sandbox:
             raise errors.SandboxError("the sandbox was closed")
         if self._proc is None or self._proc.poll() is not None:
             self._stop()
+            self._start_verifier()  # imports torch while the worker does
             self._proc = self._start()
         return self._proc
+
+    def _start_verifier(self) -> None:
+        """Start the verifier unless it runs; `_verify` waits for it to be ready. Outside the
+        namespace and not below the fork server: no candidate can reach it."""
+        if self._verifier is not None and self._verifier.poll() is None:
+            return
+        self._stop_verifier()
+        log = open(self.root / "verifier.log", "ab")
+        self._verifier = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.verifier"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=log, env=worker_env(self.device, self.gpu), cwd=self.root, bufsize=0,
+            start_new_session=True,
+        )
+        log.close()
+        self._verifier_messages = _Messages(self._verifier.stdout.fileno())
+        self._verifier_ready = False
+
+    def _stop_verifier(self) -> None:
+        proc, self._verifier = self._verifier, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
     def _stop(self, force: bool = False) -> None:
         """End the worker and everything below it: politely (end of input) unless `force`."""
@@ -316,6 +363,7 @@ class Sandbox:
     def close(self) -> None:
         self._closed = True
         self._stop()
+        self._stop_verifier()
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -444,9 +492,51 @@ class Sandbox:
             return failed("rejected", "forged_result", "the result carries no valid harness signature")
         payload = json.loads(body)
         if "error" in payload:
-            error_class = getattr(errors, payload["error"], errors.SandboxError)
-            raise error_class(payload["message"])
+            raise _error(payload.get("error"), payload.get("message"))
         verdict = Verdict.model_validate(payload["verdict"])
         if verdict.status != "correct":
             verdict.artifacts.stderr_tail = log_tail or None
+            return verdict
+        # A claim made inside the candidate's process: check it from outside.
+        check = self._verify(request, workdir, timeout_s)
+        if not check.ok or check.input_sets != verdict.input_sets:
+            where = f" on input set {check.failed_input_set}" if check.failed_input_set else ""
+            return failed("rejected", "forged_result",
+                          f"the harness said correct but the verifier disagrees{where}: {check.detail or 'other input sets'}")
+        claimed_s = sum(t.mean_ms * t.runs for t in (verdict.ref_timing, verdict.candidate_timing) if t) / 1000
+        if claimed_s > elapsed:
+            return failed("rejected", "forged_result",
+                          f"the reported timings add up to {claimed_s:.2f} s, more than the whole evaluation took ({elapsed:.2f} s)")
+        verdict.max_abs_error, verdict.max_rel_error = check.max_abs_error, check.max_rel_error
         return verdict
+
+    def _verify(self, request: EvalRequest, workdir: Path, timeout_s: float) -> OutputCheck:
+        """The verifier's judgement of the outputs saved in `workdir`."""
+        self._start_verifier()
+        if not self._verifier_ready:
+            ready = self._verifier_messages.read(STARTUP_TIMEOUT_S)
+            if not ready or not ready.get("ready"):
+                self._stop_verifier()
+                log = (self.root / "verifier.log").read_text(errors="replace").strip().splitlines()
+                raise errors.SandboxError(f"the verifier failed to start: {log[-1] if log else 'no output'}")
+            self._verifier_ready = True
+        job_id = workdir.name
+        try:
+            self._verifier.stdin.write((json.dumps({
+                "id": job_id, "request": request.model_dump(mode="json"), "outputs": str(workdir / OUTPUTS_FILE),
+            }) + "\n").encode())
+        except OSError:
+            self._stop_verifier()
+            raise errors.SandboxError("the verifier is gone") from None
+        wait_s = max(timeout_s, VERIFY_MIN_TIMEOUT_S)
+        deadline = time.monotonic() + wait_s
+        while True:
+            reply = self._verifier_messages.read(max(0.0, deadline - time.monotonic()))
+            if reply is None:
+                self._stop_verifier()
+                raise errors.SandboxError(f"the verifier did not answer within {wait_s:g} s")
+            if reply.get("id") == job_id:
+                break
+        if "error" in reply:
+            raise _error(reply.get("error"), reply.get("message"))
+        return OutputCheck.model_validate(reply["check"])

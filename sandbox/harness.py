@@ -10,12 +10,16 @@ Order matters for honesty:
   answer (a honeypot): right only then means it read stale memory;
 - everything the candidate returns is checked for being a plain, freshly allocated tensor that
   aliases nothing it was given, and judged as it was when the forward returned.
+
+A `correct` verdict from here is a claim, not the last word: the outputs it was judged on are
+handed to a trusted verifier process (verifier.py), which recomputes the reference on its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 import threading
 import time
 import traceback
@@ -31,7 +35,7 @@ from sandbox.backends import get_backend
 from sandbox.compare import flatten
 from sandbox.errors import CandidateError, CompileError
 from sandbox.models import Artifacts, EvalRequest, Verdict
-from sandbox.task import build_model, check_reference, init_inputs, input_sets, load_module, load_task
+from sandbox.task import Task, build_model, check_reference, init_inputs, input_sets, load_module, load_task
 from sandbox.timing import time_interleaved
 from sandbox.trace import ForwardTrace, traced_call
 
@@ -41,6 +45,7 @@ REJECTED_REASONS = {
     "patched_harness", "introspection", "forbidden_import", "forbidden_call",
 }
 IMPLAUSIBLE_SPEEDUP = 10.0
+TIMED_OUTPUT = "timed"  # the outputs entry for the last timed call (on the first input set)
 # torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
 ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: (can't allocate|not enough) memory")
 # A wrong first result is given this long to change on its own (work left on a thread) before
@@ -124,6 +129,55 @@ def _private_seed(seeds: list[int]) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+@dataclass
+class Reference:
+    """The task's side of an evaluation, built the same way wherever it is built: inside the
+    sandbox for the checks, and again in the verifier to check the sandbox."""
+
+    task: Task
+    init: list
+    model_seed: int
+    model: torch.nn.Module
+    sets: dict[str, list[torch.Tensor]]
+    tolerance_dtype: torch.dtype | None  # overrides the outputs' dtype for tolerances
+    notes: list[str]
+
+
+def build_reference(request: EvalRequest) -> Reference:
+    """Load the task, build its Model and draw every input set. Raises TaskError."""
+    device = torch.device(request.device)
+    torch.backends.cuda.matmul.allow_tf32 = request.allow_tf32
+    torch.backends.cudnn.allow_tf32 = request.allow_tf32
+    task = load_task(request.task_path)  # TaskError propagates: a user error, not a verdict
+    init = init_inputs(task)
+    # Not an input seed: the constructor's RNG state would otherwise reproduce seed:0's inputs.
+    model_seed = _private_seed(request.seeds)
+    model = build_model(task, task.Model, init, model_seed, device)
+    sets = input_sets(task, request.seeds, device)
+    reference = Reference(task, init, model_seed, model, sets, None, [])
+    check_reference(task, model, _clone(next(iter(sets.values()))))
+    if not get_backend(request.backend).timing_meaningful(request.device) and request.device == "cpu":
+        _upcast_bf16(reference)
+    return reference
+
+
+def _upcast_bf16(reference: Reference) -> None:
+    """The Triton interpreter computes bf16 in fp32 after loading: check such a task in
+    fp32 (at bf16 tolerance) so an honest kernel is not failed for the interpreter's sake."""
+    has_bf16 = any(x.dtype == torch.bfloat16 for xs in reference.sets.values() for x in xs) or any(
+        p.dtype == torch.bfloat16 for p in reference.model.parameters())
+    if not has_bf16:
+        return
+    reference.sets = {n: [x.float() if x.dtype == torch.bfloat16 else x for x in xs] for n, xs in reference.sets.items()}
+    reference.model.float()
+    reference.tolerance_dtype = torch.bfloat16
+    reference.notes.append("bf16 task checked in fp32 at bf16 tolerance: the Triton interpreter cannot compute bf16 exactly")
+
+
+def _cpu_copy(values: list) -> list:
+    return [v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v for v in values]
+
+
 class Evaluation:
     def __init__(self, request: EvalRequest):
         self.request = request
@@ -132,6 +186,9 @@ class Evaluation:
         self.artifacts = Artifacts()
         self.input_set_names: list[str] = []
         self.guard: guards.Guard | None = None
+        # What the candidate returned on each input set (and under timing), as judged: for the
+        # verifier. Flattened, on the CPU.
+        self.outputs: dict[str, list] = {}
 
     # -- running candidate code -------------------------------------------------------------
 
@@ -252,6 +309,7 @@ class Evaluation:
                 raise _reject("cached_output", f"returned the same values as for an earlier input set ({name})", failed_input_set=name)
             raise self._mismatch(name, result)
         seen_outputs.append(snapshot)
+        self.outputs[name] = _cpu_copy(snapshot)
         return result
 
     @staticmethod
@@ -306,19 +364,11 @@ class Evaluation:
 
     def _run(self) -> dict:
         request, device = self.request, self.device
-        torch.backends.cuda.matmul.allow_tf32 = request.allow_tf32
-        torch.backends.cudnn.allow_tf32 = request.allow_tf32
-        task = load_task(request.task_path)  # TaskError propagates: a user error, not a verdict
-        init = init_inputs(task)
-        # Not an input seed: the constructor's RNG state would otherwise reproduce seed:0's inputs.
-        model_seed = _private_seed(request.seeds)
-        reference = build_model(task, task.Model, init, model_seed, device)
-        self.sets = input_sets(task, request.seeds, device)
+        setup = build_reference(request)
+        task, init, model_seed, reference = setup.task, setup.init, setup.model_seed, setup.model
+        self.sets, self.tolerance_dtype = setup.sets, setup.tolerance_dtype
+        self.artifacts.notes += setup.notes
         torch.manual_seed(model_seed)  # at import, torch.initial_seed() would reveal an input seed
-        self.ref_sample = check_reference(task, reference, _clone(next(iter(self.sets.values()))))
-        self.tolerance_dtype = None
-        if not self.backend.timing_meaningful(request.device) and request.device == "cpu":
-            self._upcast_bf16(reference)
 
         path = Path(request.candidate_path)
         try:
@@ -383,18 +433,6 @@ class Evaluation:
         return "\n".join(f"{e.key}: {getattr(e, key) / 1000:.3f} ms ({100 * getattr(e, key) / total:.0f}%), {e.count} call(s)"
                          for e in events[:top])
 
-    def _upcast_bf16(self, reference: torch.nn.Module) -> None:
-        """The Triton interpreter computes bf16 in fp32 after loading: check such a task in
-        fp32 (at bf16 tolerance) so an honest kernel is not failed for the interpreter's sake."""
-        has_bf16 = any(x.dtype == torch.bfloat16 for xs in self.sets.values() for x in xs) or any(
-            p.dtype == torch.bfloat16 for p in reference.parameters())
-        if not has_bf16:
-            return
-        self.sets = {n: [x.float() if x.dtype == torch.bfloat16 else x for x in xs] for n, xs in self.sets.items()}
-        reference.float()
-        self.tolerance_dtype = torch.bfloat16
-        self.artifacts.notes.append("bf16 task checked in fp32 at bf16 tolerance: the Triton interpreter cannot compute bf16 exactly")
-
     def _time(self, reference, candidate) -> dict:
         request = self.request
         meaningful = self.backend.timing_meaningful(request.device)
@@ -421,6 +459,7 @@ class Evaluation:
             expected = reference(*_clone(inputs))
         if not cmp.compare(flatten(outputs[0]), flatten(expected), self.tolerance_dtype, request.allow_tf32).ok:
             raise Outcome("incorrect", "inconsistent_under_timing", "the result computed while being timed is wrong")
+        self.outputs[TIMED_OUTPUT] = _cpu_copy(flatten(outputs[0]))
 
         fields = {"ref_timing": ref_stats, "candidate_timing": cand_stats,
                   "ref_time_ms": ref_stats.median_ms, "candidate_time_ms": cand_stats.median_ms,
@@ -436,6 +475,3 @@ class Evaluation:
             fields["message"] += f" — implausible (>{IMPLAUSIBLE_SPEEDUP:.0f}x): check the task for redundancy before trusting it"
         return fields
 
-
-def evaluate(request: EvalRequest) -> Verdict:
-    return Evaluation(request).run()

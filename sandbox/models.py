@@ -69,6 +69,17 @@ class Artifacts(BaseModel):
     ncu: str | None = None  # Nsight Compute metrics per candidate kernel (GPU with ncu only)
 
 
+class OutputCheck(BaseModel):
+    """The verifier's judgement of the outputs behind a `correct` verdict (verifier.py)."""
+
+    ok: bool
+    input_sets: list[str] = []  # the input sets it checked, in order
+    failed_input_set: str | None = None
+    detail: str = ""
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+
+
 class Verdict(BaseModel):
     status: Status
     reason: str  # machine-readable: "ok", "mismatch", "torch_op_in_forward", ...

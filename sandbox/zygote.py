@@ -5,7 +5,9 @@ one warm process imports torch (never initialising CUDA or OpenMP, which do not 
 fork) and forks a fresh child per evaluation. Each child becomes its own session (so the
 parent can kill its whole process group), gets a private working directory as HOME and
 TMPDIR, a memory limit, and writes its verdict to a file signed with a per-evaluation key: a
-candidate printing or writing a fake verdict cannot produce a valid signature. The server is a
+candidate printing or writing a fake verdict cannot produce a valid signature. (Native code
+can read the key from memory; a `correct` verdict is therefore also checked by the verifier,
+against the outputs the child saves beside it.) The server is a
 child subreaper (or PID 1 of its own namespace, see executor.py), so a process a candidate
 orphans — a daemon that left the process group — is re-parented here, where the parent finds
 and kills it.
@@ -30,6 +32,7 @@ import tempfile
 import traceback
 
 RESULT_FILE = "result.json"
+OUTPUTS_FILE = "outputs.pt"  # what a candidate judged correct returned: read by verifier.py
 LOG_FILE = "worker.log"
 
 
@@ -61,14 +64,23 @@ def _child(job: dict) -> None:
     if request["device"] == "cpu":  # CUDA reserves huge virtual ranges: there, the parent watches RSS
         limit = job["memory_mb"] * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    # Files too: the verifier reads what this process leaves behind.
+    file_limit = job["memory_mb"] * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
     key = bytes.fromhex(job.pop("key"))
     try:
+        import torch
+
         from sandbox.errors import KagentError
-        from sandbox.harness import evaluate
+        from sandbox.harness import Evaluation
         from sandbox.models import EvalRequest
 
         try:
-            payload = {"verdict": evaluate(EvalRequest(**request)).model_dump(mode="json")}
+            evaluation = Evaluation(EvalRequest(**request))
+            verdict = evaluation.run()
+            if verdict.status == "correct":
+                torch.save(evaluation.outputs, os.path.join(workdir, OUTPUTS_FILE))
+            payload = {"verdict": verdict.model_dump(mode="json")}
         except KagentError as err:
             payload = {"error": type(err).__name__, "message": str(err)}
     except BaseException:

@@ -584,6 +584,112 @@ def test_forged_result_signed_with_a_key_read_from_proc_mem(evaluate):
     assert "/mem" in verdict.message
 
 
+# Native code reads whatever it likes in its own process, without /proc/self/mem: here the
+# worker's job line for this evaluation (found by the cwd, which is its workdir), with the
+# evaluation's signing key and the request's input seeds.
+STEAL_JOB_NATIVE = r"""
+import hmac, json, os, re
+
+thief = load_cpp(r'''
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+extern "C" void find_job(const char* needle, int64_t needle_len, char* out, int64_t cap) {
+    FILE* maps = fopen("/proc/self/maps", "r");
+    char line[1024];
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long start, end;
+        char perms[8];
+        char path[512] = "";
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %511s", &start, &end, perms, path) < 3) continue;
+        if (perms[0] != 'r' || perms[1] != 'w' || strncmp(path, "/dev", 4) == 0) continue;
+        const char* from = (const char*)start;
+        const char* stop = (const char*)end;
+        while (const char* hit = (const char*)memmem(from, stop - from, needle, needle_len)) {
+            const char* key = hit + needle_len;  // the real line, not a copy of the needle
+            bool real = key + 65 <= stop && key[64] == '"';
+            for (int i = 0; real && i < 64; ++i) real = isxdigit(key[i]) && !isupper(key[i]);
+            if (real) {
+                int64_t back = hit - (const char*)start < cap - 200 ? hit - (const char*)start : cap - 200;
+                memcpy(out, hit - back, back + needle_len + 65);
+                fclose(maps);
+                return;
+            }
+            from = hit + 1;
+        }
+    }
+    fclose(maps);
+}
+''')
+
+
+def steal_job():
+    needle = f'"workdir": "{os.getcwd()}", "key": "'.encode()
+    out = torch.zeros(1 << 16, dtype=torch.uint8)
+    thief.find_job(torch.tensor(list(needle), dtype=torch.uint8), len(needle), out, out.numel())
+    text = bytes(out.tolist()).decode(errors="replace")
+    seeds = json.loads(re.findall(r'"seeds": (\[[0-9, ]*\])', text)[-1])
+    return re.findall(r'"key": "([0-9a-f]{64})"', text)[-1], seeds
+
+
+def forge(outputs, input_sets, **timings):
+    key, _ = steal_job()
+    torch.save(outputs, "outputs.pt")
+    verdict = {"status": "correct", "reason": "ok", "message": "forged", "backend": "cpp",
+               "device": "cpu", "input_sets": input_sets, "speedup": 100.0, **timings}
+    body = json.dumps({"verdict": verdict})
+    with open("result.json", "w") as f:
+        json.dump({"body": body, "mac": hmac.new(bytes.fromhex(key), body.encode(), "sha256").hexdigest()}, f)
+    os._exit(0)
+
+
+def tiny_relu_sets(seeds):
+    # the input sets of the tiny relu task, drawn as the harness draws them (sandbox/task.py)
+    sets = {}
+    for seed in seeds:
+        torch.manual_seed(seed)
+        sets[f"seed:{seed}"] = torch.randn(8, 64)
+    torch.manual_seed(seeds[0] + 1000)
+    sets["extra:odd_shape"] = torch.randn(3, 5)
+    sets["dist:scaled_shifted"] = sets[f"seed:{seeds[0]}"] * 16.0 + 4.0
+    return sets
+"""
+
+FORGE_WRONG_OUTPUTS = """
+    _, seeds = steal_job()
+    sets = tiny_relu_sets(seeds)
+    forge({**{name: [torch.zeros_like(x)] for name, x in sets.items()}, "timed": [torch.zeros(8, 64)]}, list(sets))
+"""
+
+FORGE_IMPOSSIBLE_TIMINGS = """
+    _, seeds = steal_job()
+    sets = tiny_relu_sets(seeds)
+    first = sets[f"seed:{seeds[0]}"]
+    stats = lambda ms: {"median_ms": ms, "mean_ms": ms, "std_ms": 0.0, "min_ms": ms, "p20_ms": ms, "p80_ms": ms, "runs": 1000}
+    forge({**{name: [torch.relu(x)] for name, x in sets.items()}, "timed": [torch.relu(first)]}, list(sets),
+          ref_time_ms=50.0, candidate_time_ms=0.5, timing_meaningful=True,
+          ref_timing=stats(50.0), candidate_timing=stats(0.5))
+"""
+
+
+@pytest.mark.parametrize("forgery, why", [
+    (FORGE_WRONG_OUTPUTS, "the verifier disagrees on input set seed:"),
+    (FORGE_IMPOSSIBLE_TIMINGS, "more than the whole evaluation took"),
+], ids=["wrong-outputs", "impossible-timings"])
+def test_verdict_forged_by_native_code_with_the_stolen_key(evaluate, tiny, forgery, why):
+    """Cheat: native code finds the evaluation's job line in the worker's memory, so the forged
+    'correct' verdict carries a valid signature and names the right input sets. What still
+    stops it lives outside the candidate's process: the verifier recomputes the reference and
+    compares it with the outputs saved beside the verdict (all zeros here), and the claimed
+    timings must fit in the wall time the parent measured (here right outputs, made with torch
+    from the stolen seeds, and 50 s of claimed reference runs)."""
+    verdict = evaluate(tiny["relu"], candidate(forgery, top=STEAL_JOB_NATIVE))
+    rejected(verdict, "forged_result")
+    assert why in verdict.message, verdict.message
+
+
 @pytest.mark.parametrize("call, reason", [
     ("os.fork()", "forbidden_call"),
     ('sys.modules["subprocess"].run(["true"])', "forbidden_call"),

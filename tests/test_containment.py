@@ -316,30 +316,34 @@ def test_api_keys_do_not_reach_the_candidate(tmp_path, monkeypatch, _cache_dir):
 
 def test_other_processes_environment_is_invisible(cpu_sandbox, tmp_path):
     """With a PID namespace the candidate sees no process outside its sandbox, so it cannot
-    read an API key from kagent's (or any process's) /proc/PID/environ."""
+    read an API key from kagent's (or any process's) /proc/PID/environ, nor reach the verifier
+    that checks its verdict (sandbox/verifier.py)."""
     if not cpu_sandbox.isolated:
         pytest.skip("no PID namespace on this machine (unshare --pid --mount-proc is not allowed)")
     holder = subprocess.Popen(["sleep", "60"], env={**os.environ, "OPENAI_API_KEY": SECRET})
     try:
         source = py_candidate('''
-seen, found = 0, []
+seen, found, verifier = 0, [], False
 for pid in os.listdir("/proc"):
     if pid.isdigit():
         try:
             env = open(f"/proc/{pid}/environ", "rb").read()
+            verifier = verifier or b"sandbox.verifier" in open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             continue
         seen += 1
         found += [e.decode() for e in env.split(b"\\0") if e.startswith(b"OPENAI_API_KEY=")]
-raise RuntimeError(f"holder_visible={os.path.exists('/proc/HOLDER')} seen={seen} found={found}")
+raise RuntimeError(f"holder_visible={os.path.exists('/proc/HOLDER')} seen={seen} found={found} verifier={verifier}")
 '''.replace("HOLDER", str(holder.pid)), imports="import os")
         verdict = run(cpu_sandbox, source, tmp_path)
     finally:
         holder.kill()
         holder.wait()
-    match = re.search(r"holder_visible=(\w+) seen=(\d+) found=(\[.*?\])", verdict.message)
+    match = re.search(r"holder_visible=(\w+) seen=(\d+) found=(\[.*?\]) verifier=(\w+)", verdict.message)
     assert match, verdict.message
     assert match.group(1) == "False" and int(match.group(2)) >= 1 and match.group(3) == "[]", verdict.message
+    assert cpu_sandbox._verifier is not None and cpu_sandbox._verifier.poll() is None  # it runs...
+    assert match.group(4) == "False", verdict.message  # ...out of the candidate's sight
     assert SECRET not in verdict.model_dump_json()
 
 

@@ -1,0 +1,90 @@
+"""The trusted side of an evaluation: a `correct` verdict is checked against a reference
+computed outside the sandbox.
+
+The harness runs in the candidate's process, so native code in a candidate can do whatever the
+harness can: read the verdict's signing key from memory, switch checks off, sign a verdict of
+its own. It cannot change what another process computes. The verifier is a long-lived process
+that kagent starts beside the fork server, outside the candidates' PID namespace (a candidate
+cannot name it), and that makes itself non-dumpable (a process of the same user cannot ptrace
+it or read its memory). For each verdict that claims `correct`, once the candidate's processes
+are dead, it rebuilds the task's reference from the request's seeds, draws the same input sets,
+and compares its own results with the outputs the worker saved beside the verdict (loaded as
+plain tensors: `weights_only`, no code runs).
+
+Protocol on stdin/stdout, one JSON object per line:
+  <- {"ready": true}
+  -> {"id": ID, "request": {...EvalRequest}, "outputs": PATH}
+  <- {"id": ID, "check": {...OutputCheck}}  or  {"id": ID, "error": NAME, "message": TEXT}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from sandbox import compare as cmp
+from sandbox.errors import KagentError, one_line
+from sandbox.harness import TIMED_OUTPUT, build_reference
+from sandbox.models import EvalRequest, OutputCheck
+
+
+def verify(request: EvalRequest, outputs_path: str) -> OutputCheck:
+    """Recompute the reference on every input set and compare the saved outputs with it."""
+    reference = build_reference(request)
+    names = list(reference.sets)
+    try:
+        saved = torch.load(outputs_path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        return OutputCheck(ok=False, detail="no outputs were saved with the verdict")
+    except Exception as err:  # anything a forger could write: a truncated zip, a pickle with code
+        return OutputCheck(ok=False, detail=f"the saved outputs cannot be read: {one_line(err)}")
+    if not isinstance(saved, dict) or set(saved) != {*names, TIMED_OUTPUT}:
+        return OutputCheck(ok=False, detail=f"the saved outputs are not one entry per input set ({', '.join(names)}) and the timed call")
+    worst_abs = worst_rel = 0.0
+    for name, inputs in reference.sets.items():
+        with torch.no_grad():
+            expected = cmp.flatten(reference.model(*[x.clone() for x in inputs]))
+        for entry in [name, TIMED_OUTPUT] if name == names[0] else [name]:
+            result = cmp.compare(saved[entry], expected, reference.tolerance_dtype, request.allow_tf32)
+            if not result.ok:
+                return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, detail=result.detail,
+                                   max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error)
+            worst_abs, worst_rel = max(worst_abs, result.max_abs_error or 0.0), max(worst_rel, result.max_rel_error or 0.0)
+    return OutputCheck(ok=True, input_sets=names, max_abs_error=worst_abs, max_rel_error=worst_rel)
+
+
+def _make_undumpable() -> None:
+    import ctypes
+
+    PR_SET_DUMPABLE = 4
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _send(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    _make_undumpable()
+    _send({"ready": True})
+    for line in sys.stdin:
+        job = json.loads(line)
+        try:
+            check = verify(EvalRequest(**job["request"]), job["outputs"])
+            _send({"id": job["id"], "check": check.model_dump(mode="json")})
+        except KagentError as err:
+            _send({"id": job["id"], "error": type(err).__name__, "message": str(err)})
+        except Exception as err:
+            _send({"id": job["id"], "error": "SandboxError", "message": f"the verifier failed: {one_line(err)}"})
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
