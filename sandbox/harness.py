@@ -35,7 +35,7 @@ from sandbox.backends import get_backend
 from sandbox.compare import flatten
 from sandbox.errors import CandidateError, CompileError
 from sandbox.models import Artifacts, EvalRequest, Verdict
-from sandbox.task import Task, build_model, check_reference, init_inputs, input_sets, load_module, load_task
+from sandbox.task import DISTRIBUTION_SHIFT, Task, build_model, check_reference, init_inputs, input_sets, load_module, load_task
 from sandbox.timing import time_interleaved
 from sandbox.trace import ForwardTrace, traced_call
 
@@ -416,6 +416,18 @@ class Evaluation:
             self.artifacts.ncu = ncu.profile(request.task_path, request.candidate_path)
         return {"max_abs_error": worst_abs, "max_rel_error": worst_rel, **timing}
 
+    def _check_inputs_followed(self, reference, cand_inputs: list, run_candidate, outputs: list) -> None:
+        """The timed calls all get the same tensors, so a result cached by the inputs' addresses
+        would serve them all. Give those tensors new values in place: the answer must follow."""
+        changed = self.sets[DISTRIBUTION_SHIFT[0]]  # same shapes as the first set, other values
+        for tensor, values in zip(cand_inputs, changed):
+            tensor.copy_(values)
+        self._guarded("forward after its inputs changed in place", run_candidate)
+        with torch.no_grad():
+            expected = reference(*_clone(cand_inputs))
+        if not cmp.compare(flatten(outputs[0]), flatten(expected), self.tolerance_dtype, self.request.allow_tf32).ok:
+            raise _reject("cached_output", "the result did not change when the inputs' values changed in place (cached by address)")
+
     def _profile_reference(self, reference, top: int = 6) -> str:
         """The ATen ops eager PyTorch runs for the task and their share of its time: tells the
         Judge what the kernel competes against (one GEMM, or a chain of memory-bound ops)."""
@@ -460,6 +472,7 @@ class Evaluation:
         if not cmp.compare(flatten(outputs[0]), flatten(expected), self.tolerance_dtype, request.allow_tf32).ok:
             raise Outcome("incorrect", "inconsistent_under_timing", "the result computed while being timed is wrong")
         self.outputs[TIMED_OUTPUT] = _cpu_copy(flatten(outputs[0]))
+        self._check_inputs_followed(reference, cand_inputs, run_candidate, outputs)
 
         fields = {"ref_timing": ref_stats, "candidate_timing": cand_stats,
                   "ref_time_ms": ref_stats.median_ms, "candidate_time_ms": cand_stats.median_ms,

@@ -270,6 +270,30 @@ def test_cached_values_in_a_fresh_tensor(evaluate):
     assert "earlier input set" in verdict.message
 
 
+def test_cached_by_input_address_under_timing(evaluate):
+    """Cheat: honest on the checked calls (each gets new tensors), but once the same input
+    tensor comes back three times in a row, as in the timing loop, return a copy of the answer
+    computed for it then: fresh allocations, a launch per call, right values while the inputs
+    stay as they were."""
+    verdict = evaluate(RELU, candidate("""
+        if _seen and _seen[-1] == x.data_ptr():
+            _seen.append(x.data_ptr())
+        else:
+            _seen[:] = [x.data_ptr()]
+            _cache.clear()
+        if len(_seen) >= 3 and _cache:
+            lib.noop(x)
+            return _cache[0].clone()
+        y = torch.empty_like(x)
+        lib.relu(x, y, x.numel())
+        if len(_seen) >= 3:
+            _cache.append(y.clone())
+        return y
+    """, top="_seen, _cache = [], []"))
+    rejected(verdict, "cached_output")
+    assert "changed in place" in verdict.message
+
+
 def test_stale_memory(evaluate, tiny):
     """Cheat: allocate the output and write nothing, hoping the allocator hands back the
     memory that held the reference's answer."""
