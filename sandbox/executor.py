@@ -303,6 +303,7 @@ class Sandbox:
             self._stop()
             self._start_verifier()  # imports torch while the worker does
             self._proc = self._start()
+            self._verifier_started()  # and is done before any timing runs beside it
         return self._proc
 
     def _start_verifier(self) -> None:
@@ -320,6 +321,17 @@ class Sandbox:
         log.close()
         self._verifier_messages = _Messages(self._verifier.stdout.fileno())
         self._verifier_ready = False
+
+    def _verifier_started(self) -> None:
+        """Wait until the verifier is ready."""
+        if self._verifier_ready:
+            return
+        ready = self._verifier_messages.read(STARTUP_TIMEOUT_S)
+        if not ready or not ready.get("ready"):
+            self._stop_verifier()
+            log = (self.root / "verifier.log").read_text(errors="replace").strip().splitlines()
+            raise errors.SandboxError(f"the verifier failed to start: {log[-1] if log else 'no output'}")
+        self._verifier_ready = True
 
     def _stop_verifier(self) -> None:
         proc, self._verifier = self._verifier, None
@@ -513,13 +525,7 @@ class Sandbox:
     def _verify(self, request: EvalRequest, workdir: Path, timeout_s: float) -> OutputCheck:
         """The verifier's judgement of the outputs saved in `workdir`."""
         self._start_verifier()
-        if not self._verifier_ready:
-            ready = self._verifier_messages.read(STARTUP_TIMEOUT_S)
-            if not ready or not ready.get("ready"):
-                self._stop_verifier()
-                log = (self.root / "verifier.log").read_text(errors="replace").strip().splitlines()
-                raise errors.SandboxError(f"the verifier failed to start: {log[-1] if log else 'no output'}")
-            self._verifier_ready = True
+        self._verifier_started()
         job_id = workdir.name
         try:
             self._verifier.stdin.write((json.dumps({
