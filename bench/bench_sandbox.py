@@ -160,7 +160,7 @@ try:
     row("  harness in the child (elapsed_s)", [cached[t]["harness"] for t in names])
     row("  timing loop (runs x ref+cand)", [cached[t]["timing"] for t in names])
     row("  checks, loading, rest", [cached[t]["harness"] - cached[t]["timing"] for t in names])
-    row("  fork, IPC, verdict (wall - elapsed)", [cached[t]["wall"] - cached[t]["harness"] for t in names])
+    row("  fork, IPC, verifier (wall - elapsed)", [cached[t]["wall"] - cached[t]["harness"] for t in names])
     row("  timed runs per side", [int(cached[t]["runs"]) for t in names])
     print(f"noise over {CACHED_REPS} cached evaluations, (max - min) / median:")
     for field in ("ref_time_ms", "candidate_time_ms", "speedup"):

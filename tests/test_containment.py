@@ -376,3 +376,14 @@ def test_private_home_and_tmp_removed_after_verdict(cpu_sandbox, tmp_path):
         assert path.is_relative_to(cwd) and path != cwd, path
     assert home != tmpdir
     assert not cwd.exists(), "the per-evaluation directory outlived its verdict"
+
+
+def test_a_dead_verifier_is_replaced(plain_sandbox):
+    """The verifier is one long-lived process: if it dies between evaluations (killed by an
+    operator, out of memory), the next `correct` verdict starts a new one, not an error."""
+    assert_usable(plain_sandbox)
+    first = plain_sandbox._verifier
+    first.kill()
+    first.wait()
+    assert_usable(plain_sandbox)
+    assert plain_sandbox._verifier is not first and plain_sandbox._verifier.poll() is None
