@@ -28,6 +28,7 @@ from sandbox import compare as cmp
 from sandbox.errors import KagentError, one_line
 from sandbox.harness import TIMED_OUTPUT, build_reference
 from sandbox.models import EvalRequest, OutputCheck
+from sandbox.zygote import PR_SET_DUMPABLE, prctl
 
 
 def verify(request: EvalRequest, outputs_path: str) -> OutputCheck:
@@ -55,23 +56,13 @@ def verify(request: EvalRequest, outputs_path: str) -> OutputCheck:
     return OutputCheck(ok=True, input_sets=names, max_abs_error=worst_abs, max_rel_error=worst_rel)
 
 
-def _make_undumpable() -> None:
-    import ctypes
-
-    PR_SET_DUMPABLE = 4
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _send(message: dict) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
 
 
 def main() -> None:
-    _make_undumpable()
+    prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem for other processes of this user
     _send({"ready": True})
     for line in sys.stdin:
         job = json.loads(line)

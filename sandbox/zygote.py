@@ -95,13 +95,16 @@ def _child(job: dict) -> None:
     os._exit(0)  # skip atexit handlers a candidate may have registered
 
 
-def _become_subreaper() -> None:
-    """Orphans of the candidates' processes become this server's children, not init's."""
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def prctl(option: int, value: int) -> None:
+    """Linux prctl(2); a no-op where there is none (the caller's protection is then absent)."""
     import ctypes
 
-    PR_SET_CHILD_SUBREAPER = 36
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
@@ -125,7 +128,7 @@ def _reap(jobs: dict[int, str]) -> None:
 
 
 def main() -> None:
-    _become_subreaper()
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the candidates' processes come back here
     import torch  # noqa: F401  (the point of the zygote: import once)
 
     if os.environ.get("TRITON_INTERPRET") == "1" or os.environ.get("KAGENT_PRELOAD_TRITON") == "1":
