@@ -265,6 +265,7 @@ class Sandbox:
         self._verifier: subprocess.Popen | None = None
         self._verifier_messages: _Messages | None = None
         self._verifier_ready = False
+        self.confined = False  # read-only filesystem and no capabilities (confine.py), once started
         self._lock = threading.Lock()
 
     @property
@@ -291,6 +292,7 @@ class Sandbox:
             proc.wait()
             tail = (self.root / "zygote.log").read_text(errors="replace")[-500:]
             raise errors.SandboxError(f"the sandbox worker failed to start: {tail.strip().splitlines()[-1] if tail.strip() else 'no output'}")
+        self.confined = bool(ready.get("confined"))
         # Under `unshare --fork` the fork server is unshare's only child.
         kids = _children(proc.pid) if prefix else [proc.pid]
         self._zygote_pid = kids[0] if kids else proc.pid

@@ -28,7 +28,7 @@ from sandbox import compare as cmp
 from sandbox.errors import KagentError, one_line
 from sandbox.harness import TIMED_OUTPUT, build_reference
 from sandbox.models import EvalRequest, OutputCheck
-from sandbox.zygote import PR_SET_DUMPABLE, prctl
+from sandbox.confine import PR_SET_DUMPABLE, prctl
 
 
 def verify(request: EvalRequest, outputs_path: str) -> OutputCheck:

@@ -10,10 +10,11 @@ can read the key from memory; a `correct` verdict is therefore also checked by t
 against the outputs the child saves beside it.) The server is a
 child subreaper (or PID 1 of its own namespace, see executor.py), so a process a candidate
 orphans — a daemon that left the process group — is re-parented here, where the parent finds
-and kills it.
+and kills it. As PID 1 of its own namespace it also locks the filesystem read-only around the
+workdirs and the build cache, and each child drops every capability (confine.py).
 
 Protocol on stdin/stdout, one JSON object per line:
-  <- {"ready": true}
+  <- {"ready": true, "confined": BOOL}
   -> {"id": ID, "request": {...EvalRequest}, "workdir": DIR, "key": HEX, "memory_mb": N}
   <- {"id": ID, "pid": PID}
   <- {"id": ID, "exit_code": CODE | null, "signal": SIG | null}
@@ -30,6 +31,8 @@ import select
 import sys
 import tempfile
 import traceback
+
+from sandbox.confine import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, drop_privileges, lock_filesystem, prctl
 
 RESULT_FILE = "result.json"
 OUTPUTS_FILE = "outputs.pt"  # what a candidate judged correct returned: read by verifier.py
@@ -67,6 +70,8 @@ def _child(job: dict) -> None:
     # Files too: the verifier reads what this process leaves behind.
     file_limit = job["memory_mb"] * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+    if job["confined"]:
+        drop_privileges()
     key = bytes.fromhex(job.pop("key"))
     try:
         import torch
@@ -95,20 +100,6 @@ def _child(job: dict) -> None:
     os._exit(0)  # skip atexit handlers a candidate may have registered
 
 
-PR_SET_DUMPABLE = 4
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def prctl(option: int, value: int) -> None:
-    """Linux prctl(2); a no-op where there is none (the caller's protection is then absent)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _reap(jobs: dict[int, str]) -> None:
     """Collect every child that ended: report a job's end, drop an orphan's."""
     while True:
@@ -127,6 +118,21 @@ def _reap(jobs: dict[int, str]) -> None:
             })
 
 
+def _confine() -> bool:
+    """As PID 1 of a namespace of our own: lock the filesystem, become non-dumpable. False
+    (with the reason on stderr) where the kernel refuses."""
+    if os.getpid() != 1:
+        return False
+    try:
+        from sandbox.backends.cpp import cache_dir
+
+        lock_filesystem([os.getcwd(), str(cache_dir().parent)])
+    except OSError as err:
+        print(f"kagent sandbox: filesystem not locked: {err}", file=sys.stderr)
+        return False
+    return prctl(PR_SET_DUMPABLE, 0)
+
+
 def main() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the candidates' processes come back here
     import torch  # noqa: F401  (the point of the zygote: import once)
@@ -143,8 +149,9 @@ def main() -> None:
     # do it here, once, so it is neither paid per evaluation nor mistaken for a candidate's patch.
     traced_call(torch.empty, 1)
 
+    confined = _confine()
     jobs: dict[int, str] = {}  # pid -> job id
-    _send({"ready": True})
+    _send({"ready": True, "confined": confined})
     stdin_open = True
     pending = b""  # read from the raw fd: a buffered reader could hide a second job from select
     while stdin_open or jobs:
@@ -163,6 +170,7 @@ def main() -> None:
         if b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             job = json.loads(line)
+            job["confined"] = confined
             pid = os.fork()
             if pid == 0:
                 _child(job)

@@ -170,8 +170,11 @@ def test_sigkill_then_resume_finishes_the_rest(tmp_path):
         found = list(runs.glob("batch-*/01_relu/*/archive.db"))
         if found:
             run_dir = found[0].parent
-            if rows(run_dir, "SELECT count(*) FROM candidates WHERE status = 'evaluated'")[0][0] >= 1:
-                break
+            try:
+                if rows(run_dir, "SELECT count(*) FROM candidates WHERE status = 'evaluated'")[0][0] >= 1:
+                    break
+            except sqlite3.OperationalError:  # the file exists, its tables not yet
+                pass
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -245,7 +245,8 @@ def test_spawned_processes_are_killed(request, cpp_built, tmp_path, sandbox_kind
     session, re-parented when its parent exits) are both gone once the verdict is back."""
     any_sandbox = request.getfixturevalue("cpu_sandbox" if sandbox_kind == "namespaced" else "plain_sandbox")
     marker = 10**9 + uuid.uuid4().int % 10**9  # a unique `sleep` argument to find it by
-    flag = tmp_path / "spawned"
+    # The candidate's one writable place that outlives its workdir: the build cache.
+    flag = Path(os.environ["KAGENT_CACHE_DIR"]) / f"spawned-{marker}"
     verdict = run(any_sandbox, cpp_candidate(f"spawn_{how}", marker, flag), tmp_path)
     assert flag.exists(), f"the candidate never spawned its process: {verdict.status} {verdict.message}"
     assert verdict.status == "correct", f"{verdict.status} ({verdict.reason}): {verdict.message}"
@@ -387,3 +388,54 @@ def test_a_dead_verifier_is_replaced(plain_sandbox):
     first.wait()
     assert_usable(plain_sandbox)
     assert plain_sandbox._verifier is not first and plain_sandbox._verifier.poll() is None
+
+
+ESCAPE = r'''import errno
+import torch
+from sandbox.backends.cpp import load_cpp
+
+lib = load_cpp(r"""
+#include <cerrno>
+#include <cstdint>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <unistd.h>
+
+static int64_t create(const char* path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return errno;
+    close(fd);
+    return 0;
+}
+
+extern "C" void escape(const char* outside, int64_t* result) {
+    result[0] = create(outside);
+    result[1] = mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND, nullptr) == 0 ? 0 : errno;
+    result[2] = ptrace(PTRACE_ATTACH, getppid(), nullptr, nullptr) == 0 ? 0 : errno;
+    result[3] = create("inside.txt");
+}
+""")
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, x):
+        result = torch.full((4,), -1, dtype=torch.int64)
+        lib.escape(torch.tensor(list(b"OUTSIDE\0"), dtype=torch.uint8), result)
+        names = [errno.errorcode.get(int(r), str(int(r))) if r else "ok" for r in result]
+        raise RuntimeError("outside={} remount={} ptrace={} inside={}".format(*names))
+'''
+
+
+def test_confined_candidate_cannot_write_outside_its_workdir(cpu_sandbox, tmp_path):
+    """Native code running as root (real or mapped) in a confined worker: a file outside the
+    workdir and the build cache cannot be created (read-only mounts), the root cannot be
+    remounted writable, and the fork server cannot be ptraced (no capabilities left, and the
+    server is not dumpable). Its own workdir stays writable."""
+    if not cpu_sandbox.isolated:
+        pytest.skip("no PID and mount namespace on this machine")
+    outside = tmp_path / "planted.txt"
+    verdict = run(cpu_sandbox, ESCAPE.replace("OUTSIDE", str(outside)), tmp_path)
+    assert "outside=EROFS remount=EPERM ptrace=EPERM inside=ok" in verdict.message, verdict.message
+    assert cpu_sandbox.confined
+    assert not outside.exists()

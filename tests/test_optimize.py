@@ -108,9 +108,11 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
         found = list(tmp_path.glob("*/archive.db"))
         if found:
             run_dir = found[0].parent
-            done = rows(str(run_dir), "SELECT count(*) FROM candidates WHERE status = 'evaluated'")[0][0]
-            if done >= 1:
-                break
+            try:
+                if rows(str(run_dir), "SELECT count(*) FROM candidates WHERE status = 'evaluated'")[0][0] >= 1:
+                    break
+            except sqlite3.OperationalError:  # the file exists, its tables not yet
+                pass
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
