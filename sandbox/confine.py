@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
@@ -20,9 +21,11 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 32, 1024, 2048, 4096, 16384
-MS_PRIVATE, MS_RELATIME = 1 << 18, 1 << 21
+MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 1 << 18, 1 << 21, 1 << 24
+ST_NOATIME, ST_RELATIME = 1024, 4096
 # statvfs flags kept on a read-only remount (a user namespace may not clear them): ST_* -> MS_*
-KEPT_FLAGS = {2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME, 4096: MS_RELATIME}
+KEPT_FLAGS = {2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, ST_NOATIME: MS_NOATIME, 2048: MS_NODIRATIME,
+              ST_RELATIME: MS_RELATIME}
 CAP_VERSION_3 = 0x20080522
 
 
@@ -51,7 +54,7 @@ def _mount_points() -> list[str]:
     with open("/proc/self/mountinfo") as f:
         for line in f:
             point = line.split()[4]
-            points.append(point.encode().decode("unicode_escape"))
+            points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point))
     return points
 
 
@@ -73,6 +76,8 @@ def lock_filesystem(writable: list[str]) -> None:
         except OSError:
             continue  # hidden by a later mount, or gone
         kept = sum(ms for st, ms in KEPT_FLAGS.items() if flags & st)
+        if not flags & (ST_NOATIME | ST_RELATIME):
+            kept |= MS_STRICTATIME  # what no flag means; left out, the kernel would pick relatime
         _mount(None, point, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
 
 
