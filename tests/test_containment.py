@@ -8,13 +8,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import CANDIDATES, TASKS
+from conftest import CANDIDATES, ROOT, TASKS
 from sandbox import executor
 from sandbox.backends import detect_backend
 from sandbox.executor import Sandbox
@@ -439,3 +440,27 @@ def test_confined_candidate_cannot_write_outside_its_workdir(cpu_sandbox, tmp_pa
     assert "outside=EROFS remount=EPERM ptrace=EPERM inside=ok" in verdict.message, verdict.message
     assert cpu_sandbox.confined
     assert not outside.exists()
+
+
+def test_confinement_in_a_user_namespace(tmp_path):
+    """The path a non-root kagent takes: `unshare --user --map-root-user`, where mounts
+    inherited from the host are locked. The read-only remount must still work there, keep the
+    writable directory writable, and survive the capability drop."""
+    writable, outside = tmp_path / "writable", tmp_path / "outside.txt"
+    writable.mkdir()
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from sandbox.confine import drop_privileges, lock_filesystem\n"
+              f"lock_filesystem([{str(writable)!r}]); drop_privileges()\n"
+              f"open({str(writable / 'ok.txt')!r}, 'w').write('x')\n"
+              "try:\n"
+              f"    open({str(outside)!r}, 'w')\n"
+              "except OSError as err:\n"
+              "    print('refused', err.errno)\n")
+    command = ["unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--mount-proc"]
+    probe = subprocess.run([*command, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("user namespaces are not allowed here")
+    done = subprocess.run([*command, sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "refused 30"  # EROFS
+    assert (writable / "ok.txt").exists() and not outside.exists()
