@@ -81,6 +81,21 @@ def lock_filesystem(writable: list[str]) -> None:
         _mount(None, point, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
 
 
+def create_gpu_device_nodes() -> None:
+    """The CUDA driver creates /dev/nvidia-uvm on first use through the setuid nvidia-modprobe,
+    which a process without privileges cannot run: create it before dropping them."""
+    import glob
+    import shutil
+    import subprocess
+
+    modprobe = shutil.which("nvidia-modprobe")
+    if glob.glob("/dev/nvidia[0-9]*") and not os.path.exists("/dev/nvidia-uvm") and modprobe:
+        try:
+            subprocess.run([modprobe, "-u", "-c=0"], capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            pass  # then CUDA fails in the candidate, and says so in its verdict
+
+
 def drop_privileges() -> None:
     """No capability, now or after any exec. Raises OSError if the kernel refuses."""
     if not prctl(PR_SET_NO_NEW_PRIVS, 1):

@@ -32,7 +32,8 @@ import sys
 import tempfile
 import traceback
 
-from sandbox.confine import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, drop_privileges, lock_filesystem, prctl
+from sandbox.confine import (PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, create_gpu_device_nodes, drop_privileges,
+                             lock_filesystem, prctl)
 
 RESULT_FILE = "result.json"
 OUTPUTS_FILE = "outputs.pt"  # what a candidate judged correct returned: read by verifier.py
@@ -126,6 +127,7 @@ def _confine() -> bool:
     try:
         from sandbox.backends.cpp import cache_dir
 
+        create_gpu_device_nodes()  # (a no-op without an NVIDIA GPU)
         lock_filesystem([os.getcwd(), str(cache_dir().parent)])
     except OSError as err:
         print(f"kagent sandbox: filesystem not locked: {err}", file=sys.stderr)
