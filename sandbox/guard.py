@@ -30,10 +30,13 @@ FORBIDDEN_MODULES = {
     "gc": "introspection", "inspect": "introspection", "traceback": "introspection",
     "agent": "forbidden_import", "sandbox": "forbidden_import",
 }
-ALLOWED_KAGENT_MODULES = {"sandbox.backends.cpp"}
+# What a candidate may take from kagent: the cpp backend's loader, by name (the module itself
+# would hand over what it imports: ctypes, the launch counter).
+ALLOWED_KAGENT_NAMES = {"sandbox.backends.cpp": {"load_cpp"}}
 INTROSPECTION_ATTRS = {
     "_getframe", "_current_frames", "f_back", "f_locals", "f_globals", "tb_frame", "gi_frame",
     "cr_frame", "settrace", "setprofile", "addaudithook", "get_referrers", "get_objects",
+    "__globals__",  # a function's module namespace: load_cpp's holds ctypes and the launch counter
 }
 # torch internals that switch off or bypass the dispatch mode tracing the forward's ATen ops:
 # compute run under them is invisible to the trace.
@@ -76,10 +79,12 @@ def scan_source(source: str, filename: str) -> tuple[str, str] | None:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            allowed = ALLOWED_KAGENT_NAMES.get(node.module)
+            if allowed is None:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                names = [f"{node.module}.{alias.name}" for alias in node.names if alias.name not in allowed]
         for name in names:
-            if name in ALLOWED_KAGENT_MODULES or name.rsplit(".", 1)[0] in ALLOWED_KAGENT_MODULES:
-                continue
             root = name.split(".")[0]
             if root in FORBIDDEN_MODULES:
                 return FORBIDDEN_MODULES[root], f"line {node.lineno}: imports {name}"

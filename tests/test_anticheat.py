@@ -350,6 +350,26 @@ def test_background_python_thread_evading_the_import_scan(evaluate, tiny):
     assert verdict.message.startswith("the output changed after the forward returned")
 
 
+@pytest.mark.parametrize("top, what", [
+    ("from sandbox.backends.cpp import load_cpp, ctypes", "sandbox.backends.cpp.ctypes"),
+    ("import sandbox.backends.cpp", "sandbox.backends.cpp"),
+    ("from sandbox.backends.cpp import launches", "sandbox.backends.cpp.launches"),
+], ids=["ctypes-through-the-backend", "the-backend-module", "the-launch-counter"])
+def test_only_load_cpp_comes_from_kagent(evaluate, tiny, top, what):
+    """Cheat: take what the cpp backend imported (ctypes, forbidden on its own; the launch
+    counter the kernel_not_launched check reads) through the one kagent module a candidate
+    may import from."""
+    verdict = evaluate(tiny["relu"], candidate(HONEST, top=top))
+    rejected(verdict, "forbidden_import")
+    assert what in verdict.message, verdict.message
+
+
+def test_function_globals_are_introspection(evaluate, tiny):
+    """Cheat: reach the backend's module namespace through load_cpp.__globals__."""
+    verdict = evaluate(tiny["relu"], candidate(HONEST, top='load_cpp.__globals__["launches"]'))
+    rejected(verdict, "introspection")
+
+
 def test_threading_import_is_rejected_statically(evaluate, tiny):
     """Cheat: import threading (or _thread, its lower layer) to leave work running."""
     for module in ("threading", "_thread"):
