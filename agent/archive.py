@@ -13,7 +13,8 @@ Schema (migration 1; `PRAGMA user_version` holds the number of migrations applie
       id TEXT PRIMARY KEY, task_path, task_name, model, judge_model, backend, device,
       config_json (the run's options, a JSON object),
       state (running | finished | stopped | crashed), stop_reason,
-      created_at, updated_at, pid (the process that last set the run running)
+      created_at, updated_at, pid (the process that last set the run running),
+      host (the machine that process runs on; migration 2)
 
     candidates   one row per kernel the Coder was asked for, in creation order
       id INTEGER PRIMARY KEY, iteration, island,
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 from datetime import datetime, timezone
@@ -130,8 +132,13 @@ def _migration_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX llm_calls_role ON llm_calls(role)")
 
 
+def _migration_2(conn: sqlite3.Connection) -> None:
+    # A pid says nothing on another machine (a run executed by a Ray worker): record the host.
+    conn.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+
+
 # MIGRATIONS[i] takes the schema from version i to version i + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -154,6 +161,7 @@ class RunRecord(BaseModel):
     created_at: str | None = None  # filled in by create_run when None
     updated_at: str | None = None
     pid: int | None = None  # create_run fills in this process's pid when None
+    host: str | None = None  # and this machine's name
 
 
 class CandidateRecord(BaseModel):
@@ -312,11 +320,13 @@ class Archive:
         fields["created_at"] = run.created_at or stamp
         fields["updated_at"] = run.updated_at or stamp
         fields["pid"] = run.pid if run.pid is not None else os.getpid()
+        fields["host"] = run.host or socket.gethostname()
         try:
             self._write(
                 "INSERT INTO runs (id, task_path, task_name, model, judge_model, backend, device, config_json,"
-                " state, stop_reason, created_at, updated_at, pid) VALUES (:id, :task_path, :task_name, :model,"
-                " :judge_model, :backend, :device, :config_json, :state, :stop_reason, :created_at, :updated_at, :pid)",
+                " state, stop_reason, created_at, updated_at, pid, host) VALUES (:id, :task_path, :task_name,"
+                " :model, :judge_model, :backend, :device, :config_json, :state, :stop_reason, :created_at,"
+                " :updated_at, :pid, :host)",
                 fields,
             )
         except sqlite3.IntegrityError:
@@ -331,8 +341,8 @@ class Archive:
     def set_state(self, state: RunState, stop_reason: str | None = None) -> None:
         """Set the run's state. Setting it running (a resume) also records this process's pid."""
         if state == "running":
-            self._write("UPDATE runs SET state = ?, stop_reason = ?, updated_at = ?, pid = ?",
-                        (state, stop_reason, now(), os.getpid()))
+            self._write("UPDATE runs SET state = ?, stop_reason = ?, updated_at = ?, pid = ?, host = ?",
+                        (state, stop_reason, now(), os.getpid(), socket.gethostname()))
         else:
             self._write("UPDATE runs SET state = ?, stop_reason = ?, updated_at = ?", (state, stop_reason, now()))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import socket
 import sqlite3
 import sys
 import threading
@@ -74,11 +75,11 @@ class ReadOnlyArchive(Archive):
         except BaseException:
             self._conn.close()
             raise
-        if version != SCHEMA_VERSION:
+        if not 1 <= version <= SCHEMA_VERSION:  # an older schema lacks only later columns: readable
             self._conn.close()
             if version == 0:
                 raise UsageError(f"{self.path}: the run archive is not initialised yet")
-            raise UsageError(f"{self.path}: archive schema v{version}, this kagent reads v{SCHEMA_VERSION}")
+            raise UsageError(f"{self.path}: archive schema v{version} is newer than this kagent (v{SCHEMA_VERSION})")
 
     @contextmanager
     def snapshot(self) -> Iterator["ReadOnlyArchive"]:
@@ -101,8 +102,14 @@ def pid_alive(pid: int | None) -> bool:
     return pid is None or pid <= 0 or executor.pid_alive(pid)
 
 
+def on_this_host(record: RunRecord) -> bool:
+    """Whether the run's process is one this machine can look up (archives before migration 2
+    name no host: assume this one)."""
+    return record.host in (None, socket.gethostname())
+
+
 def effective_state(record: RunRecord) -> str:
-    if record.state == "running" and not pid_alive(record.pid):
+    if record.state == "running" and on_this_host(record) and not pid_alive(record.pid):
         return "crashed"
     return record.state
 
@@ -298,6 +305,8 @@ def state_text(view: RunView) -> Text:
     text = Text(view.state, style=STATE_COLOURS.get(view.state, ""))
     if view.state == "crashed" and view.record.state == "running":
         text.append(f" (pid {view.record.pid} gone)", style="dim")
+    elif view.state == "running" and not on_this_host(view.record):
+        text.append(f" (on {view.record.host}, not checked from here)", style="dim")
     elif view.record.stop_reason:
         text.append(f" ({view.record.stop_reason})", style="dim")
     return text

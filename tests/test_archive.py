@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import signal
 import sqlite3
 import subprocess
@@ -41,7 +42,7 @@ def archive(tmp_path):
 def test_fresh_archive_is_migrated_and_reopen_keeps_version(tmp_path):
     run_dir = tmp_path / "runs" / "r1"
     with Archive.open(run_dir, create=True) as archive:
-        assert archive.schema_version == SCHEMA_VERSION == 1
+        assert archive.schema_version == SCHEMA_VERSION == 2
     conn = sqlite3.connect(run_dir / ARCHIVE_FILE)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -49,6 +50,21 @@ def test_fresh_archive_is_migrated_and_reopen_keeps_version(tmp_path):
     conn.close()
     with Archive.open(run_dir, create=False) as archive:
         assert archive.schema_version == SCHEMA_VERSION
+
+
+def test_a_v1_archive_is_migrated_on_open(tmp_path):
+    """An archive written before runs.host existed: opening it for writing (a resume) adds the
+    column; the run reads back with no host until it is set running again."""
+    with Archive.open(tmp_path, create=True) as archive:
+        archive.create_run(run_record())
+    with sqlite3.connect(tmp_path / ARCHIVE_FILE) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN host")
+        conn.execute("PRAGMA user_version = 1")
+    with Archive.open(tmp_path, create=False) as archive:
+        assert archive.schema_version == SCHEMA_VERSION
+        assert archive.run().host is None
+        archive.set_state("running")
+        assert archive.run().host == socket.gethostname()
 
 
 def test_missing_archive_is_a_usage_error(tmp_path):
@@ -68,9 +84,9 @@ def test_newer_schema_is_refused(tmp_path):
 
 def test_run_round_trip_and_state(archive):
     run = archive.run()
-    assert run.model_dump(exclude={"created_at", "updated_at", "pid"}) == run_record().model_dump(
-        exclude={"created_at", "updated_at", "pid"})
-    assert run.pid == os.getpid() and run.state == "running"
+    assert run.model_dump(exclude={"created_at", "updated_at", "pid", "host"}) == run_record().model_dump(
+        exclude={"created_at", "updated_at", "pid", "host"})
+    assert run.pid == os.getpid() and run.host == socket.gethostname() and run.state == "running"
     assert run.created_at.endswith("+00:00")
     archive.set_state("stopped", "budget")
     run = archive.run()

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -79,6 +80,36 @@ def test_runs_lists_runs_newest_first(two_runs):
     lines = table.stdout
     assert lines.index(newer["run_id"]) < lines.index(older["run_id"])
     assert "finished" in lines and "max_iters" in lines and "01_relu" in lines
+
+
+def test_a_run_on_another_host_is_not_called_crashed(two_runs, tmp_path):
+    """A run a Ray worker executes elsewhere: its pid means nothing here, so the archive's
+    `running` stands (with where it runs), while the same dead pid on this host is a crash."""
+    runs_dir, (older, _) = two_runs
+    elsewhere, here = tmp_path / "runs" / "elsewhere", tmp_path / "runs" / "here"
+    pid = dead_pid()
+    for copy, host in ((elsewhere, "gpu-node-7"), (here, socket.gethostname())):
+        shutil.copytree(older["run_dir"], copy)
+        with sqlite3.connect(copy / "archive.db") as db:
+            db.execute("UPDATE runs SET state = 'running', stop_reason = NULL, pid = ?, host = ?", (pid, host))
+    listed = {r["run_id"]: r for r in as_json("runs", "--runs-dir", str(tmp_path / "runs"))}
+    assert listed["elsewhere"]["state"] == "running" and listed["here"]["state"] == "crashed"
+    table = kagent("runs", "--runs-dir", str(tmp_path / "runs"))
+    assert "on gpu-node-7" in table.stdout, table.stdout
+
+
+def test_an_archive_from_before_the_host_column_is_still_read(two_runs, tmp_path):
+    """Schema v1 archives (no runs.host) list and show as before; their pid is checked here."""
+    runs_dir, (older, _) = two_runs
+    old = tmp_path / "runs" / "old-run"
+    shutil.copytree(older["run_dir"], old)
+    with sqlite3.connect(old / "archive.db") as db:
+        db.execute("ALTER TABLE runs DROP COLUMN host")
+        db.execute("UPDATE runs SET state = 'running', pid = ?", (dead_pid(),))
+        db.execute("PRAGMA user_version = 1")
+    listed = as_json("runs", "--runs-dir", str(tmp_path / "runs"))
+    assert [(r["run_id"], r["state"]) for r in listed] == [("old-run", "crashed")]
+    assert as_json("show", "old-run", "--runs-dir", str(tmp_path / "runs"))["run"]["state"] == "crashed"
 
 
 def test_a_running_run_whose_process_is_gone_shows_crashed(two_runs, tmp_path):
