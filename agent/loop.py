@@ -177,13 +177,14 @@ class Run:
         if completion is None:
             self.archive.mark_no_code(candidate_id, "the Coder's provider failed")
             return
-        self.finish(candidate_id, completion.text)
+        self.finish(candidate_id, completion.text, completion.truncated)
 
-    def finish(self, candidate_id: int, reply: str) -> None:
+    def finish(self, candidate_id: int, reply: str, truncated: bool = False) -> None:
         """From a Coder reply to an evaluated, judged candidate (also used by resume)."""
         source = extract_code(reply)
         if source is None:
-            self.archive.mark_no_code(candidate_id, "the reply contained no Python code defining ModelNew")
+            self.archive.mark_no_code(candidate_id, "the reply was cut off at the model's output token limit"
+                                      if truncated else "the reply contained no Python code defining ModelNew")
             return
         digest = hashlib.sha256(source.encode()).hexdigest()
         duplicate = self.archive.find_by_hash(digest)

@@ -398,3 +398,22 @@ def test_importing_the_registry_does_not_import_the_sdks():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_a_reply_cut_off_at_the_token_limit_is_flagged(keys):
+    """Both APIs say why the model stopped: at the output token limit, the reply (and any
+    kernel in it) is incomplete, and the loop reports that rather than a missing kernel."""
+    rec = recording("openai_chat.json")
+    for reason, truncated in (("length", True), ("stop", False)):
+        body = json.loads(json.dumps(rec["response"]["body"]))
+        body["choices"][0]["finish_reason"] = reason
+        server = Server((200, rec["response"]["headers"], body))
+        provider = make_provider(f"openai:{rec['request']['body']['model']}", http_client=server.client())
+        assert provider.complete("coder", messages_of(rec)).truncated is truncated
+    rec = recording("anthropic_messages.json")
+    for reason, truncated in (("max_tokens", True), ("end_turn", False)):
+        body = json.loads(json.dumps(rec["response"]["body"]))
+        body["stop_reason"] = reason
+        server = Server((200, rec["response"]["headers"], body))
+        provider = make_provider(f"anthropic:{rec['request']['body']['model']}", http_client=server.client())
+        assert provider.complete("coder", messages_of(rec)).truncated is truncated

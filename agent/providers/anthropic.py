@@ -51,5 +51,5 @@ class AnthropicProvider(Provider):
         return Completion(
             text=text, provider=self.name, model=self.model,
             input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens,
-            tokens_estimated=False, latency_s=latency,
+            tokens_estimated=False, latency_s=latency, truncated=response.stop_reason == "max_tokens",
         )

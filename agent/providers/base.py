@@ -26,6 +26,7 @@ class Completion(BaseModel):
     output_tokens: int
     tokens_estimated: bool  # True where the counts are estimates (cmd:, replay:)
     latency_s: float
+    truncated: bool = False  # the model stopped at its output token limit, mid-reply
 
 
 class Provider:

@@ -45,10 +45,11 @@ class OpenAIProvider(Provider):
         if not hasattr(response, "choices"):
             raise not_understood(self.name, self._client.base_url, response)
         text = (response.choices[0].message.content or "") if response.choices else ""
+        truncated = bool(response.choices) and response.choices[0].finish_reason == "length"
         usage = response.usage  # some compatible servers leave it out: then estimate
         return Completion(
             text=text, provider=self.name, model=self.model,
             input_tokens=usage.prompt_tokens if usage else sum(estimate_tokens(m.content) for m in messages),
             output_tokens=usage.completion_tokens if usage else estimate_tokens(text),
-            tokens_estimated=usage is None, latency_s=latency,
+            tokens_estimated=usage is None, latency_s=latency, truncated=truncated,
         )
