@@ -25,7 +25,7 @@ STATUS_COLOURS: dict[str, tuple[str, str]] = {
     "pending": ("#dddddd", "#1a1a1a"),
 }
 OTHER_COLOUR = ("#606060", "#ffffff")
-# A batch task's status (agent.batch): its badge in the batch table and the task's heading.
+# A batch task's status (agent.batch_files): its badge in the batch table and the task's heading.
 TASK_STATUS_COLOURS: dict[str, tuple[str, str]] = {
     "correct": STATUS_COLOURS["correct"],
     "no_correct": ("#d62728", "#ffffff"),

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.batch import BatchOptions, BatchState, BatchTask, find_tasks, optimize_task, summarize, work_dirs
+from agent.batch import find_tasks, optimize_task, work_dirs
+from agent.batch_files import BatchOptions, BatchState, BatchTask, summarize
 from agent.config import RunConfig
 from conftest import ROOT, TASKS
 
