@@ -25,30 +25,36 @@ import sys
 import torch
 
 from sandbox import compare as cmp
+from sandbox.confine import PR_SET_DUMPABLE, prctl
 from sandbox.errors import KagentError, one_line
 from sandbox.harness import TIMED_OUTPUT, build_reference
 from sandbox.models import EvalRequest, OutputCheck
-from sandbox.confine import PR_SET_DUMPABLE, prctl
 
 
 def verify(request: EvalRequest, outputs_path: str) -> OutputCheck:
     """Recompute the reference on every input set and compare the saved outputs with it."""
-    reference = build_reference(request)
-    names = list(reference.sets)
+    reference = build_reference(request)  # the task's errors are errors, not a judgement
+    expected = {}
+    for name, inputs in reference.sets.items():
+        with torch.no_grad():
+            expected[name] = cmp.flatten(reference.model(*[x.clone() for x in inputs]))
     try:
         saved = torch.load(outputs_path, map_location="cpu", weights_only=True, mmap=True)
+        return _compare(saved, expected, reference.tolerance_dtype, request.allow_tf32)
     except FileNotFoundError:
         return OutputCheck(ok=False, detail="no outputs were saved with the verdict")
-    except Exception as err:  # anything a forger could write: a truncated zip, a pickle with code
-        return OutputCheck(ok=False, detail=f"the saved outputs cannot be read: {one_line(err)}")
+    except Exception as err:  # anything a forger could write: a truncated zip, a pickle with code, odd objects
+        return OutputCheck(ok=False, detail=f"the saved outputs cannot be read or compared: {one_line(err)}")
+
+
+def _compare(saved: object, expected: dict[str, list], tolerance_dtype, allow_tf32: bool) -> OutputCheck:
+    names = list(expected)
     if not isinstance(saved, dict) or set(saved) != {*names, TIMED_OUTPUT}:
         return OutputCheck(ok=False, detail=f"the saved outputs are not one entry per input set ({', '.join(names)}) and the timed call")
     worst_abs = worst_rel = 0.0
-    for name, inputs in reference.sets.items():
-        with torch.no_grad():
-            expected = cmp.flatten(reference.model(*[x.clone() for x in inputs]))
+    for name in names:
         for entry in [name, TIMED_OUTPUT] if name == names[0] else [name]:
-            result = cmp.compare(saved[entry], expected, reference.tolerance_dtype, request.allow_tf32)
+            result = cmp.compare(saved[entry], expected[name], tolerance_dtype, allow_tf32)
             if not result.ok:
                 return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, detail=result.detail,
                                    max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error)

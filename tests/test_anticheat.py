@@ -11,7 +11,9 @@ need another kernel or task say so.
 
 from __future__ import annotations
 
+import os
 import textwrap
+import uuid
 
 import pytest
 
@@ -718,20 +720,35 @@ FORGE_IMPOSSIBLE_TIMINGS = """
 """
 
 
+# Outputs that are a pickle running a command when loaded: the verifier is outside the sandbox.
+FORGE_CODE_IN_OUTPUTS = """
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch MARKER",))
+
+    _, seeds = steal_job()
+    forge({"timed": Payload()}, list(tiny_relu_sets(seeds)))
+"""
+PWNED = f"/tmp/kagent-pwned-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.mark.parametrize("forgery, why", [
     (FORGE_WRONG_OUTPUTS, "the verifier disagrees on input set seed:"),
     (FORGE_IMPOSSIBLE_TIMINGS, "more than the whole evaluation took"),
-], ids=["wrong-outputs", "impossible-timings"])
+    (FORGE_CODE_IN_OUTPUTS.replace("MARKER", PWNED), "cannot be read"),
+], ids=["wrong-outputs", "impossible-timings", "code-in-outputs"])
 def test_verdict_forged_by_native_code_with_the_stolen_key(evaluate, tiny, forgery, why):
     """Cheat: native code finds the evaluation's job line in the worker's memory, so the forged
     'correct' verdict carries a valid signature and names the right input sets. What still
     stops it lives outside the candidate's process: the verifier recomputes the reference and
     compares it with the outputs saved beside the verdict (all zeros here), and the claimed
     timings must fit in the wall time the parent measured (here right outputs, made with torch
-    from the stolen seeds, and 50 s of claimed reference runs)."""
+    from the stolen seeds, and 50 s of claimed reference runs); and the saved outputs are read
+    as plain tensors, never run as code (here a pickle that would run a command)."""
     verdict = evaluate(tiny["relu"], candidate(forgery, top=STEAL_JOB_NATIVE))
     rejected(verdict, "forged_result")
     assert why in verdict.message, verdict.message
+    assert not os.path.exists(PWNED)  # loading the outputs ran nothing
 
 
 @pytest.mark.parametrize("call, reason", [
