@@ -58,9 +58,11 @@ def _mount_points() -> list[str]:
     return points
 
 
-def lock_filesystem(writable: list[str]) -> None:
+def lock_filesystem(writable: list[str]) -> list[str]:
     """Make every mount read-only but `writable` (bind-mounted onto themselves first). Only in
-    a mount namespace of our own: elsewhere this would change the host. Raises OSError."""
+    a mount namespace of our own: elsewhere this would change the host. Raises OSError if the
+    root cannot be locked; returns the other mounts that could not be, with why (one the new
+    /proc hides, such as a host's /proc/sys/fs/binfmt_misc, is no longer a mount point here)."""
     _mount(None, "/", MS_REC | MS_PRIVATE)  # nothing below propagates out of this namespace
     keep = []
     for path in writable:
@@ -68,6 +70,7 @@ def lock_filesystem(writable: list[str]) -> None:
         os.makedirs(path, exist_ok=True)
         _mount(path, path, MS_BIND | MS_REC)
         keep.append(path)
+    skipped: list[str] = []
     for point in _mount_points():
         if point in keep or any(point.startswith(k + "/") for k in keep):
             continue
@@ -78,7 +81,13 @@ def lock_filesystem(writable: list[str]) -> None:
         kept = sum(ms for st, ms in KEPT_FLAGS.items() if flags & st)
         if not flags & (ST_NOATIME | ST_RELATIME):
             kept |= MS_STRICTATIME  # what no flag means; left out, the kernel would pick relatime
-        _mount(None, point, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+        try:
+            _mount(None, point, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+        except OSError as err:
+            if point == "/":
+                raise
+            skipped.append(f"{point}: {err.strerror}")
+    return skipped
 
 
 def create_gpu_device_nodes() -> None:

@@ -128,7 +128,8 @@ def _confine() -> bool:
         from sandbox.backends.cpp import cache_dir
 
         create_gpu_device_nodes()  # (a no-op without an NVIDIA GPU)
-        lock_filesystem([os.getcwd(), str(cache_dir().parent)])
+        for skipped in lock_filesystem([os.getcwd(), str(cache_dir().parent)]):
+            print(f"kagent sandbox: left as it was: {skipped}", file=sys.stderr)
     except OSError as err:
         print(f"kagent sandbox: filesystem not locked: {err}", file=sys.stderr)
         return False
