@@ -109,7 +109,11 @@ def drop_privileges() -> None:
     """No capability, now or after any exec. Raises OSError if the kernel refuses."""
     if not prctl(PR_SET_NO_NEW_PRIVS, 1):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-    last_cap = int(open("/proc/sys/kernel/cap_last_cap").read()) if os.path.exists("/proc/sys/kernel/cap_last_cap") else 40
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last_cap = int(f.read())
+    except (OSError, ValueError):
+        last_cap = 63  # every bit a capability set has: dropping an unknown one just fails
     for cap in range(last_cap + 1):
         prctl(PR_CAPBSET_DROP, cap)  # fails without CAP_SETPCAP: then there is nothing to drop
 

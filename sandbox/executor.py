@@ -37,6 +37,7 @@ from sandbox.zygote import LOG_FILE, OUTPUTS_FILE, RESULT_FILE, sign
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MEMORY_MB = 8192
 STARTUP_TIMEOUT_S = 120.0
+ZYGOTE_LOG, VERIFIER_LOG = "zygote.log", "verifier.log"  # in the sandbox's root
 VERIFY_MIN_TIMEOUT_S = 60.0  # the verifier runs the (trusted) reference: allow it at least this
 POLL_S = 0.02  # how often the parent looks for the end of an evaluation
 MEMORY_POLL_S = 0.05  # how often it adds up the memory of the candidate's processes
@@ -245,6 +246,14 @@ class _Messages:
                 self.closed = True
             self.buffer += chunk
 
+    def about(self, job_id: str, timeout: float) -> dict | None:
+        """The next message about this job; messages about any other are stale."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.read(max(0.0, deadline - time.monotonic()))
+            if message is None or message.get("id") == job_id:
+                return message
+
 
 class Sandbox:
     """One warm worker for one device. `evaluate` is safe to call from several threads; the
@@ -277,26 +286,32 @@ class Sandbox:
 
     def _start(self) -> subprocess.Popen:
         prefix = namespace_prefix() if self.namespaces else ()
-        log = open(self.root / "zygote.log", "ab")
-        proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "sandbox.zygote"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-            env=worker_env(self.device, self.gpu), cwd=self.root, bufsize=0,
-            start_new_session=True,  # a Ctrl-C meant for kagent is handled by kagent
-        )
-        log.close()
-        self._messages = _Messages(proc.stdout.fileno())
+        proc, self._messages = self._spawn([*prefix, sys.executable, "-m", "sandbox.zygote"], ZYGOTE_LOG)
         ready = self._messages.read(STARTUP_TIMEOUT_S)
         if not ready or not ready.get("ready"):
             proc.kill()
             proc.wait()
-            tail = (self.root / "zygote.log").read_text(errors="replace")[-500:]
-            raise errors.SandboxError(f"the sandbox worker failed to start: {tail.strip().splitlines()[-1] if tail.strip() else 'no output'}")
+            raise errors.SandboxError(f"the sandbox worker failed to start: {self._last_log_line(ZYGOTE_LOG)}")
         self.confined = bool(ready.get("confined"))
         # Under `unshare --fork` the fork server is unshare's only child.
         kids = _children(proc.pid) if prefix else [proc.pid]
         self._zygote_pid = kids[0] if kids else proc.pid
         return proc
+
+    def _spawn(self, command: list[str], log_name: str) -> tuple[subprocess.Popen, _Messages]:
+        """A server process (the fork server or the verifier) with the worker environment,
+        talking JSON lines on stdin/stdout, its stderr appended to `log_name` in the root."""
+        with open(self.root / log_name, "ab") as log:
+            proc = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                env=worker_env(self.device, self.gpu), cwd=self.root, bufsize=0,
+                start_new_session=True,  # a Ctrl-C meant for kagent is handled by kagent
+            )
+        return proc, _Messages(proc.stdout.fileno())
+
+    def _last_log_line(self, log_name: str) -> str:
+        lines = (self.root / log_name).read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "no output"
 
     def _worker(self) -> subprocess.Popen:
         if self._closed:
@@ -314,14 +329,7 @@ class Sandbox:
         if self._verifier is not None and self._verifier.poll() is None:
             return
         self._stop_verifier()
-        log = open(self.root / "verifier.log", "ab")
-        self._verifier = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.verifier"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=log, env=worker_env(self.device, self.gpu), cwd=self.root, bufsize=0,
-            start_new_session=True,
-        )
-        log.close()
-        self._verifier_messages = _Messages(self._verifier.stdout.fileno())
+        self._verifier, self._verifier_messages = self._spawn([sys.executable, "-m", "sandbox.verifier"], VERIFIER_LOG)
         self._verifier_ready = False
 
     def _verifier_started(self) -> None:
@@ -331,8 +339,7 @@ class Sandbox:
         ready = self._verifier_messages.read(STARTUP_TIMEOUT_S)
         if not ready or not ready.get("ready"):
             self._stop_verifier()
-            log = (self.root / "verifier.log").read_text(errors="replace").strip().splitlines()
-            raise errors.SandboxError(f"the verifier failed to start: {log[-1] if log else 'no output'}")
+            raise errors.SandboxError(f"the verifier failed to start: {self._last_log_line(VERIFIER_LOG)}")
         self._verifier_ready = True
 
     def _stop_verifier(self) -> None:
@@ -418,7 +425,7 @@ class Sandbox:
         except OSError:
             self._stop()
             raise errors.SandboxError("the sandbox worker is gone") from None
-        started = self._next(job_id, 30)
+        started = self._messages.about(job_id, 30)
         if not started or "pid" not in started:
             self._stop()
             raise errors.SandboxError("the sandbox worker did not start the evaluation")
@@ -429,7 +436,7 @@ class Sandbox:
         finished = None
         tree: list[int] = []  # the candidate's processes at the last look
         while finished is None:
-            finished = self._next(job_id, POLL_S)
+            finished = self._messages.about(job_id, POLL_S)
             if finished is not None:
                 break
             now = time.monotonic()
@@ -465,14 +472,6 @@ class Sandbox:
             self._stop(force=True)  # leftovers a kill cannot end: start clean next time
         elapsed = time.monotonic() - begun
         return self._verdict(request, workdir, key, finished or {}, killed_for, timeout_s, memory_mb, elapsed)
-
-    def _next(self, job_id: str, timeout: float) -> dict | None:
-        """The worker's next message about this job; messages about any other are stale."""
-        deadline = time.monotonic() + timeout
-        while True:
-            message = self._messages.read(max(0.0, deadline - time.monotonic()))
-            if message is None or message.get("id") == job_id:
-                return message
 
     def _verdict(self, request, workdir, key, finished, killed_for, timeout_s, memory_mb, elapsed) -> Verdict:
         log_path = workdir / LOG_FILE
@@ -537,14 +536,10 @@ class Sandbox:
             self._stop_verifier()
             raise errors.SandboxError("the verifier is gone") from None
         wait_s = max(timeout_s, VERIFY_MIN_TIMEOUT_S)
-        deadline = time.monotonic() + wait_s
-        while True:
-            reply = self._verifier_messages.read(max(0.0, deadline - time.monotonic()))
-            if reply is None:
-                self._stop_verifier()
-                raise errors.SandboxError(f"the verifier did not answer within {wait_s:g} s")
-            if reply.get("id") == job_id:
-                break
+        reply = self._verifier_messages.about(job_id, wait_s)
+        if reply is None:
+            self._stop_verifier()
+            raise errors.SandboxError(f"the verifier did not answer within {wait_s:g} s")
         if "error" in reply:
             raise _error(reply.get("error"), reply.get("message"))
         return OutputCheck.model_validate(reply["check"])

@@ -276,7 +276,6 @@ class Evaluation:
                 raise _reject("cached_output", "the output was not freshly allocated in this call (cached or precomputed)")
 
     def _check_set(self, name: str, inputs, reference, candidate, seen_outputs: list) -> cmp.Comparison:
-        request = self.request
         cand_inputs, pristine = _clone(inputs), _clone(inputs)
         threads_before = threading.active_count()
         out, trace = self._guarded(f"forward on {name}", self._traced, candidate, cand_inputs, _poison)
@@ -297,13 +296,12 @@ class Evaluation:
         if threading.active_count() > threads_before or not cmp.same_values(flatten(out), snapshot):
             raise _reject("background_work", "the output changed after the forward returned (work left running)")
         # Judge what the forward returned, not what a thread may have written since.
-        result = cmp.compare(snapshot, expected, self.tolerance_dtype, request.allow_tf32)
+        result = self._compare(snapshot, expected)
         if not result.ok:
             time.sleep(SETTLE_S)
             if not cmp.same_values(flatten(out), snapshot):
                 raise _reject("background_work", f"wrong when the forward returned, then changed ({name}): work left running")
-            if (result.bad_fraction or 0) >= STALE_FRACTION and cmp.compare(
-                    flatten(again), expected, self.tolerance_dtype, request.allow_tf32).ok:
+            if (result.bad_fraction or 0) >= STALE_FRACTION and self._compare(flatten(again), expected).ok:
                 raise _reject("stale_memory", f"wrong on fresh memory but right after the reference ran ({name}): it returns stale memory", failed_input_set=name)
             if any(cmp.same_values(snapshot, previous) for previous in seen_outputs):
                 raise _reject("cached_output", f"returned the same values as for an earlier input set ({name})", failed_input_set=name)
@@ -311,6 +309,15 @@ class Evaluation:
         seen_outputs.append(snapshot)
         self.outputs[name] = _cpu_copy(snapshot)
         return result
+
+    def _compare(self, out: list, expected: list) -> cmp.Comparison:
+        return cmp.compare(out, expected, self.tolerance_dtype, self.request.allow_tf32)
+
+    def _agrees(self, out, reference, inputs: list) -> bool:
+        """Whether `out` is what the reference computes from (a copy of) `inputs`."""
+        with torch.no_grad():
+            expected = reference(*_clone(inputs))
+        return self._compare(flatten(out), flatten(expected)).ok
 
     @staticmethod
     def _traced(candidate, inputs: list, fill):
@@ -423,9 +430,7 @@ class Evaluation:
         for tensor, values in zip(cand_inputs, changed):
             tensor.copy_(values)
         self._guarded("forward after its inputs changed in place", run_candidate)
-        with torch.no_grad():
-            expected = reference(*_clone(cand_inputs))
-        if not cmp.compare(flatten(outputs[0]), flatten(expected), self.tolerance_dtype, self.request.allow_tf32).ok:
+        if not self._agrees(outputs[0], reference, cand_inputs):
             raise _reject("cached_output", "the result did not change when the inputs' values changed in place (cached by address)")
 
     def _profile_reference(self, reference, top: int = 6) -> str:
@@ -467,9 +472,7 @@ class Evaluation:
         )
         if sum(launches.snapshot()[0].values()) < cand_stats.runs:
             raise _reject("kernel_not_launched", "the kernel was not launched on every timed call")
-        with torch.no_grad():
-            expected = reference(*_clone(inputs))
-        if not cmp.compare(flatten(outputs[0]), flatten(expected), self.tolerance_dtype, request.allow_tf32).ok:
+        if not self._agrees(outputs[0], reference, inputs):
             raise Outcome("incorrect", "inconsistent_under_timing", "the result computed while being timed is wrong")
         self.outputs[TIMED_OUTPUT] = _cpu_copy(flatten(outputs[0]))
         self._check_inputs_followed(reference, cand_inputs, run_candidate, outputs)
