@@ -4,6 +4,9 @@ real verdicts: nothing about a sandbox result is faked)."""
 from __future__ import annotations
 
 import os
+import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,34 @@ from sandbox.models import EvalRequest, Verdict
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "tasks"
 CANDIDATES = Path(__file__).resolve().parent / "candidates"
+
+
+def archive_rows(run_dir: str | Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of a query on a run's archive.db, read with a connection of its own."""
+    db = sqlite3.connect(Path(run_dir) / "archive.db")
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def first_evaluated_run(root: Path, pattern: str, proc: subprocess.Popen, timeout_s: float) -> Path | None:
+    """Poll while `proc` runs for a run directory (root.glob(pattern) finds its archive.db)
+    with an evaluated candidate: the moment to kill a run mid-way. Its directory, or the last
+    one seen (None if none) when time is up or the process ended."""
+    deadline = time.monotonic() + timeout_s
+    run_dir = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(root.glob(pattern))
+        if found:
+            run_dir = found[0].parent
+            try:
+                if archive_rows(run_dir, "SELECT count(*) FROM candidates WHERE status = 'evaluated'")[0][0] >= 1:
+                    return run_dir
+            except sqlite3.OperationalError:  # the file exists, its tables not yet
+                pass
+        time.sleep(0.2)
+    return run_dir
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,10 +11,8 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,8 @@ import pytest
 from agent.batch import find_tasks, optimize_task, work_dirs
 from agent.batch_files import BatchOptions, BatchState, BatchTask, summarize
 from agent.config import RunConfig
-from conftest import ROOT, TASKS
+from conftest import ROOT, TASKS, first_evaluated_run
+from conftest import archive_rows as rows
 
 SCRIPT = Path(__file__).resolve().parent / "scripted_model.py"
 BROKEN = "import torch\n\n\nclass Model(torch.nn.Module):\n    pass\n"  # no get_inputs / get_init_inputs
@@ -44,14 +43,6 @@ def batch_json(*args: str) -> tuple[dict, subprocess.CompletedProcess]:
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
     return json.loads(lines[0]), proc
-
-
-def rows(run_dir: str | Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(Path(run_dir) / "archive.db")
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 def by_task(summary: dict) -> dict[str, dict]:
@@ -165,18 +156,7 @@ def test_sigkill_then_resume_finishes_the_rest(tmp_path):
         [sys.executable, "-m", "agent.cli", "batch", str(tasks), "--model", scripted("sleep", "1"), "--max-iters",
          "2", "--concurrency", "1", "--workers", "1", "--runs-dir", str(runs), "--json"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    run_dir = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = list(runs.glob("batch-*/01_relu/*/archive.db"))
-        if found:
-            run_dir = found[0].parent
-            try:
-                if rows(run_dir, "SELECT count(*) FROM candidates WHERE status = 'evaluated'")[0][0] >= 1:
-                    break
-            except sqlite3.OperationalError:  # the file exists, its tables not yet
-                pass
-        time.sleep(0.2)
+    run_dir = first_evaluated_run(runs, "batch-*/01_relu/*/archive.db", proc, timeout_s=180)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert run_dir is not None

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TASKS
+from conftest import archive_rows as query
 
 SCRIPT = Path(__file__).resolve().parent / "scripted_model.py"
 RELU = str(TASKS / "01_relu.py")
@@ -35,11 +36,6 @@ def as_json(*args: str):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
     return json.loads(lines[0])
-
-
-def query(run_dir, sql: str, params: tuple = ()) -> list[tuple]:
-    with sqlite3.connect(Path(run_dir) / "archive.db") as db:
-        return db.execute(sql, params).fetchall()
 
 
 def dead_pid() -> int:

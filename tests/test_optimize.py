@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TASKS
+from conftest import ROOT, TASKS, first_evaluated_run
+from conftest import archive_rows as rows
 
 SCRIPT = Path(__file__).resolve().parent / "scripted_model.py"
 RELU = str(TASKS / "01_relu.py")
@@ -37,11 +37,6 @@ def optimize_json(*args: str, **kwargs) -> dict:
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
     return json.loads(lines[0])
-
-
-def rows(run_dir: str, sql: str) -> list[tuple]:
-    with sqlite3.connect(Path(run_dir) / "archive.db") as db:
-        return db.execute(sql).fetchall()
 
 
 def test_run_improves_over_iterations(tmp_path):
@@ -102,18 +97,7 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
             "--runs-dir", str(tmp_path), "--json"]
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "optimize", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    run_dir = None
-    while time.monotonic() < deadline:
-        found = list(tmp_path.glob("*/archive.db"))
-        if found:
-            run_dir = found[0].parent
-            try:
-                if rows(str(run_dir), "SELECT count(*) FROM candidates WHERE status = 'evaluated'")[0][0] >= 1:
-                    break
-            except sqlite3.OperationalError:  # the file exists, its tables not yet
-                pass
-        time.sleep(0.2)
+    run_dir = first_evaluated_run(tmp_path, "*/archive.db", proc, timeout_s=120)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert run_dir is not None
