@@ -53,8 +53,8 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from sandbox.errors import UsageError
-from sandbox.models import Verdict
+from kagent.sandbox.errors import UsageError
+from kagent.sandbox.models import Verdict
 
 ARCHIVE_FILE = "archive.db"
 

@@ -41,13 +41,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from agent.batch_files import (BATCH_FILE, DONE, STATUS_STYLE, BatchOptions, BatchState, BatchTask, load_state, now,
+from kagent.agent.batch_files import (BATCH_FILE, DONE, STATUS_STYLE, BatchOptions, BatchState, BatchTask, load_state, now,
                                print_summary, speedup_text, summarize, write_atomic, write_summary)
-from agent.config import load_prices
-from agent.console import console, err_console, fail
-from agent.providers import MODEL_HELP, PRICES_HELP
-from sandbox.errors import KagentError, TaskError, UsageError, one_line
-from sandbox.executor import pid_alive
+from kagent.agent.config import load_prices
+from kagent.agent.console import console, err_console, fail
+from kagent.agent.providers import MODEL_HELP, PRICES_HELP
+from kagent.sandbox.errors import KagentError, TaskError, UsageError, one_line
+from kagent.sandbox.executor import pid_alive
 
 POLL_S = 1.0  # how often the scheduler looks for new run directories while tasks run
 
@@ -108,8 +108,8 @@ def optimize_task(config_json: str, resume_dir: str | None) -> dict:
     Returns the run's RunSummary.as_json(), or an error dict {"error": one line, "error_kind":
     "task_error" (a broken task file) or "error", "run_dir": the run's directory or None}.
     A plain top-level function of plain arguments, so that Ray can ship it."""
-    from agent import loop
-    from agent.config import RunConfig
+    from kagent.agent import loop
+    from kagent.agent.config import RunConfig
 
     config = RunConfig.model_validate_json(config_json)
     run = None
@@ -135,7 +135,7 @@ def optimize_task(config_json: str, resume_dir: str | None) -> dict:
 
 
 def _valid_run_dir(run_dir: Path) -> bool:
-    from agent.archive import Archive
+    from kagent.agent.archive import Archive
 
     try:
         with Archive.open(run_dir, create=False) as archive:
@@ -146,7 +146,7 @@ def _valid_run_dir(run_dir: Path) -> bool:
 
 
 def _read_totals(run_dir: Path):
-    from agent.archive import Archive
+    from kagent.agent.archive import Archive
 
     try:
         with Archive.open(run_dir, create=False) as archive:
@@ -205,7 +205,7 @@ class Batch:
         return sum(task.cost_usd for task in self.state.tasks)
 
     def config_json(self, task: BatchTask, cost_cap: float | None) -> str:
-        from agent.config import RunConfig
+        from kagent.agent.config import RunConfig
 
         fields = self.template.model_dump() | {
             "task_path": task.task_path, "runs_dir": str(self.dir / task.work_dir), "max_cost": cost_cap,
@@ -356,7 +356,7 @@ def _invalid(err: ValidationError, flags: dict[str, str]) -> UsageError:
 
 def build_template(options: BatchOptions, task_path: str):
     """A RunConfig with every per-task option (validated now: a bad value fails before anything runs)."""
-    from agent.config import RunConfig
+    from kagent.agent.config import RunConfig
 
     budgets = {k: v for k, v in (("max_iters", options.max_iters), ("max_cost", options.task_max_cost),
                                   ("time_limit_s", options.time_limit_s), ("concurrency", options.concurrency))
@@ -372,7 +372,7 @@ def build_template(options: BatchOptions, task_path: str):
 
 def check_models(options: BatchOptions) -> None:
     """Model specs and API keys: a ConfigError now rather than in every task."""
-    from agent.providers import make_provider
+    from kagent.agent.providers import make_provider
 
     for spec in (options.model, options.judge_model or options.model):
         make_provider(spec, base_url=options.base_url)
@@ -387,7 +387,7 @@ def check_executor(options: BatchOptions) -> None:
 
 def _ray_module():
     try:
-        from agent.executors import ray as ray_executor
+        from kagent.agent.executors import ray as ray_executor
     except ImportError as err:
         raise UsageError(f"--executor ray: not available here ({one_line(err, 200)})") from None
     if not (hasattr(ray_executor, "submit_task") or hasattr(getattr(ray_executor, "RayExecutor", None), "submit_task")):
@@ -405,8 +405,8 @@ def _alive(pid: int) -> bool:
 
 def new_batch(task_dir: Path, runs_dir: Path, options: dict):
     """Validate everything, then create the batch directory; returns (batch_dir, state, template)."""
-    from sandbox.backends import BACKENDS
-    from sandbox.executor import gpu_available
+    from kagent.sandbox.backends import BACKENDS
+    from kagent.sandbox.executor import gpu_available
 
     if not task_dir.exists():
         raise UsageError(f"{task_dir}: no such directory")

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sandbox.errors import UsageError, one_line
+from kagent.sandbox.errors import UsageError, one_line
 
 BATCH_FILE = "batch.json"
 SUMMARY_JSON = "summary.json"

@@ -12,16 +12,26 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from agent.console import console, err_console, fail
-from agent.providers import MODEL_HELP, PRICES_HELP
-from sandbox.errors import CandidateError, KagentError, UsageError
+from kagent.agent.console import console, err_console, fail
+from kagent.agent.providers import MODEL_HELP, PRICES_HELP
+from kagent.sandbox.errors import CandidateError, KagentError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM agent that writes fast, honest kernels.")
 
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import kagent
+
+        console.print(f"kagent {kagent.__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
     """kagent: turn a PyTorch task into a fast, honest kernel."""
 
 
@@ -38,8 +48,8 @@ def read_candidate(candidate: Path) -> str:
 
 
 def resolve_backend_device(candidate: Path, backend: Optional[str], device: Optional[str]) -> tuple[str, str]:
-    from sandbox.backends import BACKENDS, detect_backend
-    from sandbox.executor import gpu_available
+    from kagent.sandbox.backends import BACKENDS, detect_backend
+    from kagent.sandbox.executor import gpu_available
 
     if backend is None:
         backend = detect_backend(read_candidate(candidate))
@@ -92,8 +102,8 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON verdict on stdout."),
 ) -> None:
     """Check a candidate kernel against a task: correctness, anti-cheat checks, speedup."""
-    from sandbox.executor import Sandbox
-    from sandbox.models import EvalRequest
+    from kagent.sandbox.executor import Sandbox
+    from kagent.sandbox.models import EvalRequest
 
     try:
         if not task.is_file():
@@ -157,11 +167,11 @@ def optimize_command(
     """Search for the fastest correct kernel for a task with a Coder and a Judge LLM."""
     from rich.live import Live
 
-    from agent import loop
-    from agent.config import RunConfig, load_prices
-    from agent.providers import parse_model_spec
-    from sandbox.backends import BACKENDS
-    from sandbox.executor import gpu_available
+    from kagent.agent import loop
+    from kagent.agent.config import RunConfig, load_prices
+    from kagent.agent.providers import parse_model_spec
+    from kagent.sandbox.backends import BACKENDS
+    from kagent.sandbox.executor import gpu_available
 
     budgets = {k: v for k, v in (("max_iters", max_iters), ("max_cost", max_cost), ("time_limit_s", time_limit),
                                   ("concurrency", concurrency)) if v is not None}
@@ -220,11 +230,11 @@ def optimize_command(
 
 
 # Commands defined in their own modules register here, one line each.
-from agent.batch import batch_command  # noqa: E402  (kagent batch)
+from kagent.agent.batch import batch_command  # noqa: E402  (kagent batch)
 app.command("batch")(batch_command)
-from agent.report import report_command  # noqa: E402  (kagent report)
+from kagent.agent.report import report_command  # noqa: E402  (kagent report)
 app.command("report")(report_command)
-from agent.inspect_runs import runs_command, show_command  # noqa: E402  (kagent runs, kagent show)
+from kagent.agent.inspect_runs import runs_command, show_command  # noqa: E402  (kagent runs, kagent show)
 app.command("runs")(runs_command)
 app.command("show")(show_command)
 

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox.errors import UsageError
-from sandbox.models import BackendName, DeviceName
+from kagent.sandbox.errors import UsageError
+from kagent.sandbox.models import BackendName, DeviceName
 
 # USD per million tokens (input, output), by "provider:model". Override per run with --prices.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {

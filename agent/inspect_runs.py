@@ -31,10 +31,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from agent.console import console, err_console, fail
-from agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, CandidateRecord, RunRecord, Totals
-from sandbox import executor
-from sandbox.errors import KagentError, UsageError
+from kagent.agent.console import console, err_console, fail
+from kagent.agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, CandidateRecord, RunRecord, Totals
+from kagent.sandbox import executor
+from kagent.sandbox.errors import KagentError, UsageError
 
 # Runs live directly under a runs directory, or in a batch directory there (`kagent batch`
 # puts each task's run in batch-*/<task>/<run-id>/; a run directly in batch-*/ is found too).

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.prompts import render
-from agent.providers import Message
-from sandbox.models import Verdict
+from kagent.agent.prompts import render
+from kagent.agent.providers import Message
+from kagent.sandbox.models import Verdict
 
 JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
 

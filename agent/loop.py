@@ -22,17 +22,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from agent.archive import Archive, LLMCallRecord, RunRecord
-from agent.config import RunConfig
-from agent.executors import make_executor
-from agent.extract import extract_code
-from agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
-from agent.prompts import render
-from agent.providers import Completion, Message, Provider, make_provider
-from agent.selection import Choice, IslandPolicy, fitness
-from sandbox.errors import ProviderError
-from sandbox.models import EvalRequest, Verdict
-from sandbox.task import validate_task
+from kagent.agent.archive import Archive, LLMCallRecord, RunRecord
+from kagent.agent.config import RunConfig
+from kagent.agent.executors import make_executor
+from kagent.agent.extract import extract_code
+from kagent.agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
+from kagent.agent.prompts import render
+from kagent.agent.providers import Completion, Message, Provider, make_provider
+from kagent.agent.selection import Choice, IslandPolicy, fitness
+from kagent.sandbox.errors import ProviderError
+from kagent.sandbox.models import EvalRequest, Verdict
+from kagent.sandbox.task import validate_task
 
 MAX_PROVIDER_FAILURES = 3  # consecutive failed LLM calls end the run
 

@@ -7,12 +7,12 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-from sandbox.errors import KagentError
+from kagent.sandbox.errors import KagentError
 
 
 @cache
 def template(name: str) -> Template:
-    return Template(resources.files("prompts").joinpath(f"{name}.md").read_text())
+    return Template(resources.files("kagent.prompts").joinpath(f"{name}.md").read_text())
 
 
 def render(name: str, **values) -> str:

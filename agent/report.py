@@ -27,12 +27,12 @@ from typing import Any, Optional
 
 import typer
 
-from agent.console import fail
-from agent.report_plots import (
+from kagent.agent.console import fail
+from kagent.agent.report_plots import (
     BEST_RING, CURVE_COLOUR, OTHER_COLOUR, POINT_COLOUR, STATUS_COLOURS, STATUS_ORDER, TASK_STATUS_COLOURS,
     curve_caption, curve_svg, esc, finite, lineage_legend, lineage_svg, verdicts_svg,
 )
-from sandbox.errors import KagentError, UsageError
+from kagent.sandbox.errors import KagentError, UsageError
 
 ARCHIVE_FILE = "archive.db"  # agent.archive.ARCHIVE_FILE (not imported: keep `kagent --help` light)
 SUMMARY_FILE = "summary.json"
@@ -98,7 +98,7 @@ class RunData:
 
 def load_run(run_dir: Path) -> RunData:
     """Everything the report shows about one run, read through the archive API."""
-    from agent.archive import Archive
+    from kagent.agent.archive import Archive
 
     try:
         with Archive.open(run_dir, create=False) as archive:

@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.report import Node, RunData
+    from kagent.agent.report import Node, RunData
 
 # Verdict colours, shared by the lineage graph, the verdict counts and the status badges.
 # (fill, text drawn on it)

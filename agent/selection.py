@@ -27,8 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agent.archive import CandidateRecord
-from sandbox.models import Verdict
+from kagent.agent.archive import CandidateRecord
+from kagent.sandbox.models import Verdict
 
 # Fitness of a candidate that is not correct, by status: each below every correct candidate
 # (>= 1), compiled-but-wrong above what did not compile, cheating at zero.

@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sandbox.backends.cpp import COMPILER, FLAGS  # noqa: E402  (imports no torch)
-from sandbox.executor import Sandbox  # noqa: E402
-from sandbox.models import EvalRequest  # noqa: E402
+from kagent.sandbox.backends.cpp import COMPILER, FLAGS  # noqa: E402  (imports no torch)
+from kagent.sandbox.executor import Sandbox  # noqa: E402
+from kagent.sandbox.models import EvalRequest  # noqa: E402
 
 TASKS = {  # name: (task file, honest cpp candidate)
     "relu": ("tasks/01_relu.py", "tests/candidates/01_relu/cpp.py"),

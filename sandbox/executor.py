@@ -30,9 +30,9 @@ import time
 import uuid
 from pathlib import Path
 
-from sandbox import errors
-from sandbox.models import EvalRequest, OutputCheck, Verdict
-from sandbox.zygote import LOG_FILE, OUTPUTS_FILE, RESULT_FILE, sign
+from kagent.sandbox import errors
+from kagent.sandbox.models import EvalRequest, OutputCheck, Verdict
+from kagent.sandbox.zygote import LOG_FILE, OUTPUTS_FILE, RESULT_FILE, sign
 
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MEMORY_MB = 8192
@@ -286,7 +286,7 @@ class Sandbox:
 
     def _start(self) -> subprocess.Popen:
         prefix = namespace_prefix() if self.namespaces else ()
-        proc, self._messages = self._spawn([*prefix, sys.executable, "-m", "sandbox.zygote"], ZYGOTE_LOG)
+        proc, self._messages = self._spawn([*prefix, sys.executable, "-m", "kagent.sandbox.zygote"], ZYGOTE_LOG)
         ready = self._messages.read(STARTUP_TIMEOUT_S)
         if not ready or not ready.get("ready"):
             proc.kill()
@@ -329,7 +329,7 @@ class Sandbox:
         if self._verifier is not None and self._verifier.poll() is None:
             return
         self._stop_verifier()
-        self._verifier, self._verifier_messages = self._spawn([sys.executable, "-m", "sandbox.verifier"], VERIFIER_LOG)
+        self._verifier, self._verifier_messages = self._spawn([sys.executable, "-m", "kagent.sandbox.verifier"], VERIFIER_LOG)
         self._verifier_ready = False
 
     def _verifier_started(self) -> None:

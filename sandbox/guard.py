@@ -28,11 +28,11 @@ FORBIDDEN_MODULES = {
     "threading": "forbidden_import", "_thread": "forbidden_import", "concurrent": "forbidden_import",
     "signal": "forbidden_import",
     "gc": "introspection", "inspect": "introspection", "traceback": "introspection",
-    "agent": "forbidden_import", "sandbox": "forbidden_import",
+    "kagent": "forbidden_import", "agent": "forbidden_import", "sandbox": "forbidden_import",
 }
 # What a candidate may take from kagent: the cpp backend's loader, by name (the module itself
 # would hand over what it imports: ctypes, the launch counter).
-ALLOWED_KAGENT_NAMES = {"sandbox.backends.cpp": {"load_cpp"}}
+ALLOWED_KAGENT_NAMES = {"kagent.sandbox.backends.cpp": {"load_cpp"}}
 INTROSPECTION_ATTRS = {
     "_getframe", "_current_frames", "f_back", "f_locals", "f_globals", "tb_frame", "gi_frame",
     "cr_frame", "settrace", "setprofile", "addaudithook", "get_referrers", "get_objects",
@@ -186,7 +186,7 @@ def _harness_namespaces() -> dict[str, tuple[dict, bool]]:
     through sys.modules."""
     found = {}
     for name, module in list(sys.modules.items()):
-        if module is None or not (name == "sandbox" or name.startswith("sandbox.")):
+        if module is None or not (name == "kagent" or name.startswith("kagent.")):
             continue
         found[name] = (vars(module), True)
         for value in list(vars(module).values()):

@@ -28,16 +28,16 @@ from typing import Callable
 
 import torch
 
-from sandbox import compare as cmp
-from sandbox import launches, ncu
-from sandbox import guard as guards
-from sandbox.backends import get_backend
-from sandbox.compare import flatten
-from sandbox.errors import CandidateError, CompileError
-from sandbox.models import Artifacts, EvalRequest, Verdict
-from sandbox.task import DISTRIBUTION_SHIFT, Task, build_model, check_reference, init_inputs, input_sets, load_module, load_task
-from sandbox.timing import time_interleaved
-from sandbox.trace import ForwardTrace, traced_call
+from kagent.sandbox import compare as cmp
+from kagent.sandbox import launches, ncu
+from kagent.sandbox import guard as guards
+from kagent.sandbox.backends import get_backend
+from kagent.sandbox.compare import flatten
+from kagent.sandbox.errors import CandidateError, CompileError
+from kagent.sandbox.models import Artifacts, EvalRequest, Verdict
+from kagent.sandbox.task import DISTRIBUTION_SHIFT, Task, build_model, check_reference, init_inputs, input_sets, load_module, load_task
+from kagent.sandbox.timing import time_interleaved
+from kagent.sandbox.trace import ForwardTrace, traced_call
 
 REJECTED_REASONS = {
     "torch_op_in_forward", "fallback_to_reference", "kernel_not_launched", "output_aliases_input",

@@ -52,7 +52,7 @@ def profile(task_path: str, candidate_path: str, timeout_s: float = 120) -> str 
     ncu = shutil.which("ncu")
     if ncu is None:
         return None
-    command = [ncu, "--csv", "--metrics", ",".join(METRICS), sys.executable, "-m", "sandbox.ncu_target",
+    command = [ncu, "--csv", "--metrics", ",".join(METRICS), sys.executable, "-m", "kagent.sandbox.ncu_target",
                task_path, candidate_path]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)

@@ -1,13 +1,13 @@
 """The process `ncu` profiles: one forward of a candidate on the GPU, nothing else.
 
-    python -m sandbox.ncu_target TASK CANDIDATE
+    python -m kagent.sandbox.ncu_target TASK CANDIDATE
 """
 
 import sys
 
 import torch
 
-from sandbox.task import build_model, init_inputs, input_sets, load_module, load_task
+from kagent.sandbox.task import build_model, init_inputs, input_sets, load_module, load_task
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from sandbox.errors import TaskError
+from kagent.sandbox.errors import TaskError
 
 REQUIRED = ("Model", "get_inputs", "get_init_inputs")
 EXTRA_INPUTS_HOOK = "get_extra_inputs"

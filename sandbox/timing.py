@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from sandbox.models import TimingStats
+from kagent.sandbox.models import TimingStats
 
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # larger than any current GPU's L2
 # A process's first ~0.1 s of calls run a few percent slower than the rest (measured on CPU:

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sandbox import launches
+from kagent.sandbox import launches
 
 # Ops that allocate, reshape, view or move memory without computing anything from it. A
 # candidate may call these; any other ATen op in its forward is PyTorch doing the work.

@@ -24,11 +24,11 @@ import sys
 
 import torch
 
-from sandbox import compare as cmp
-from sandbox.confine import PR_SET_DUMPABLE, prctl
-from sandbox.errors import KagentError, one_line
-from sandbox.harness import TIMED_OUTPUT, build_reference
-from sandbox.models import EvalRequest, OutputCheck
+from kagent.sandbox import compare as cmp
+from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
+from kagent.sandbox.errors import KagentError, one_line
+from kagent.sandbox.harness import TIMED_OUTPUT, build_reference
+from kagent.sandbox.models import EvalRequest, OutputCheck
 
 
 def verify(request: EvalRequest, outputs_path: str) -> OutputCheck:

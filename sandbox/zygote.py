@@ -32,7 +32,7 @@ import sys
 import tempfile
 import traceback
 
-from sandbox.confine import (PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, create_gpu_device_nodes, drop_privileges,
+from kagent.sandbox.confine import (PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, create_gpu_device_nodes, drop_privileges,
                              lock_filesystem, prctl)
 
 RESULT_FILE = "result.json"
@@ -77,9 +77,9 @@ def _child(job: dict) -> None:
     try:
         import torch
 
-        from sandbox.errors import KagentError
-        from sandbox.harness import Evaluation
-        from sandbox.models import EvalRequest
+        from kagent.sandbox.errors import KagentError
+        from kagent.sandbox.harness import Evaluation
+        from kagent.sandbox.models import EvalRequest
 
         try:
             evaluation = Evaluation(EvalRequest(**request))
@@ -125,7 +125,7 @@ def _confine() -> bool:
     if os.getpid() != 1:
         return False
     try:
-        from sandbox.backends.cpp import cache_dir
+        from kagent.sandbox.backends.cpp import cache_dir
 
         create_gpu_device_nodes()  # (a no-op without an NVIDIA GPU)
         for skipped in lock_filesystem([os.getcwd(), str(cache_dir().parent)]):
@@ -145,8 +145,8 @@ def main() -> None:
             import triton  # noqa: F401
         except ImportError:
             pass
-    import sandbox.harness  # noqa: F401
-    from sandbox.trace import traced_call
+    import kagent.sandbox.harness  # noqa: F401
+    from kagent.sandbox.trace import traced_call
 
     # The first dispatch-mode entry imports torch._dynamo, which rewraps torch functions:
     # do it here, once, so it is neither paid per evaluation nor mistaken for a candidate's patch.

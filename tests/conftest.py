@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.backends import detect_backend
-from sandbox.executor import Sandbox
-from sandbox.models import EvalRequest, Verdict
+from kagent.sandbox.backends import detect_backend
+from kagent.sandbox.executor import Sandbox
+from kagent.sandbox.models import EvalRequest, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "tasks"

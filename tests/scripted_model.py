@@ -16,7 +16,7 @@ import sys
 import time
 
 SLOW = '''import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r"""
 #include <cstdint>
@@ -37,7 +37,7 @@ class ModelNew(torch.nn.Module):
 '''
 
 FAST = '''import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r"""
 #include <cstdint>

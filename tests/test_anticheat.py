@@ -98,7 +98,7 @@ def candidate(*forward: str, top: str = "", init: str = "", methods: str = "") -
 
     return "\n".join([
         "import torch",
-        "from sandbox.backends.cpp import load_cpp",
+        "from kagent.sandbox.backends.cpp import load_cpp",
         "",
         f"lib = load_cpp(r'''{LIBRARY}''')",
         textwrap.dedent(top).strip(),
@@ -353,9 +353,9 @@ def test_background_python_thread_evading_the_import_scan(evaluate, tiny):
 
 
 @pytest.mark.parametrize("top, what", [
-    ("from sandbox.backends.cpp import load_cpp, ctypes", "sandbox.backends.cpp.ctypes"),
-    ("import sandbox.backends.cpp", "sandbox.backends.cpp"),
-    ("from sandbox.backends.cpp import launches", "sandbox.backends.cpp.launches"),
+    ("from kagent.sandbox.backends.cpp import load_cpp, ctypes", "kagent.sandbox.backends.cpp.ctypes"),
+    ("import kagent.sandbox.backends.cpp", "kagent.sandbox.backends.cpp"),
+    ("from kagent.sandbox.backends.cpp import launches", "kagent.sandbox.backends.cpp.launches"),
 ], ids=["ctypes-through-the-backend", "the-backend-module", "the-launch-counter"])
 def test_only_load_cpp_comes_from_kagent(evaluate, tiny, top, what):
     """Cheat: take what the cpp backend imported (ctypes, forbidden on its own; the launch
@@ -403,7 +403,7 @@ def test_async_only_under_timing(evaluate, tiny):
     "torch.allclose = lambda *args, **kwargs: True",
     "time.perf_counter_ns = lambda: 0",
     # the harness is not importable (a static check), but it is in sys.modules
-    'sys.modules["sandbox.compare"].compare = lambda *a, **k: sys.modules["sandbox.compare"].Comparison(True)',
+    'sys.modules["kagent.sandbox.compare"].compare = lambda *a, **k: sys.modules["kagent.sandbox.compare"].Comparison(True)',
 ], ids=["torch", "timer", "harness"])
 def test_patched_harness(evaluate, patch):
     """Cheat: replace what the harness relies on at import, then return garbage."""
@@ -454,7 +454,7 @@ def test_introspection_from_a_method_the_harness_calls(evaluate):
 
 BF16_MATMUL = r'''
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r"""
 #include <cstdint>
@@ -495,7 +495,7 @@ def test_silently_lowered_precision(evaluate):
 
 SOFTMAX_8192 = r'''
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r"""
 #include <cmath>
@@ -777,7 +777,7 @@ def test_implausible_speedup_is_flagged(evaluate, tiny):
 
 LINEAR_CANDIDATE = r'''
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r"""
 #include <cstdint>

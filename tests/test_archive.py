@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, LLMCallRecord, RunRecord
-from sandbox.errors import UsageError
-from sandbox.models import Verdict
+from kagent.agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, LLMCallRecord, RunRecord
+from kagent.sandbox.errors import UsageError
+from kagent.sandbox.models import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,7 +200,7 @@ def test_sigkill_loses_nothing_written(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from agent.archive import Archive, RunRecord
+        from kagent.agent.archive import Archive, RunRecord
         archive = Archive.open(Path({str(tmp_path)!r}), create=True)
         archive.create_run(RunRecord(id="r", task_path="t", task_name="t", model="m", backend="cpp", device="cpu"))
         for i in range(3):

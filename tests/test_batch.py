@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.batch import find_tasks, optimize_task, work_dirs
-from agent.batch_files import BatchOptions, BatchState, BatchTask, summarize
-from agent.config import RunConfig
+from kagent.agent.batch import find_tasks, optimize_task, work_dirs
+from kagent.agent.batch_files import BatchOptions, BatchState, BatchTask, summarize
+from kagent.agent.config import RunConfig
 from conftest import ROOT, TASKS, first_evaluated_run
 from conftest import archive_rows as rows
 
@@ -33,7 +33,7 @@ def scripted(mode: str, *extra: str) -> str:
 
 
 def kagent(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kagent.agent.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=env or dict(os.environ))
 
 
@@ -153,7 +153,7 @@ def test_sigkill_then_resume_finishes_the_rest(tmp_path):
     shutil.copy(TASKS / "03_sum_dim.py", tasks / "03_sum_dim.py")
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "batch", str(tasks), "--model", scripted("sleep", "1"), "--max-iters",
+        [sys.executable, "-m", "kagent.agent.cli", "batch", str(tasks), "--model", scripted("sleep", "1"), "--max-iters",
          "2", "--concurrency", "1", "--workers", "1", "--runs-dir", str(runs), "--json"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run_dir = first_evaluated_run(runs, "batch-*/01_relu/*/archive.db", proc, timeout_s=180)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CANDIDATES, ROOT, TASKS
-from sandbox.executor import gpu_available
+from kagent.sandbox.executor import gpu_available
 
 RELU = TASKS / "01_relu.py"
 HONEST = CANDIDATES / "01_relu" / "cpp.py"
@@ -22,7 +22,7 @@ BROKEN = CANDIDATES / "01_relu" / "broken_grid.py"
 VERDICT_FIELDS = {"status", "reason", "message", "backend", "device", "max_abs_error", "ref_time_ms",
                   "candidate_time_ms", "speedup", "timing_meaningful"}
 SPINNING = '''import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 class ModelNew(torch.nn.Module):
     def forward(self, x):
@@ -40,7 +40,7 @@ def env(tmp_path_factory):
 
 
 def kagent(env, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *map(str, args)], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "kagent.agent.cli", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -69,7 +69,7 @@ def one_json_object(stdout: str) -> dict:
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "kagent"
     assert script.exists(), "the `kagent` entry point is not installed in this environment"
-    assert "agent.cli" in script.read_text()
+    assert "kagent.agent.cli" in script.read_text()
 
 
 def test_json_correct_exits_0(evaluations):

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from conftest import CANDIDATES, ROOT, TASKS
-from sandbox import executor
-from sandbox.backends import detect_backend
-from sandbox.executor import Sandbox
-from sandbox.models import EvalRequest, Verdict
+from kagent.sandbox import executor
+from kagent.sandbox.backends import detect_backend
+from kagent.sandbox.executor import Sandbox
+from kagent.sandbox.models import EvalRequest, Verdict
 
 RELU_TASK = TASKS / "01_relu.py"
 HONEST = CANDIDATES / "01_relu" / "cpp.py"
@@ -51,7 +51,7 @@ CPP_MODES = {"relu": 0, "segfault": 1, "spin": 2, "malloc_bomb": 3, "fork_hog": 
 CPP_TEMPLATE = '''import os
 
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r"""
 #include <cstdint>
@@ -129,7 +129,7 @@ def py_candidate(forward_body: str, imports: str = "") -> str:
     """A candidate whose forward runs `forward_body` (Python), then returns a copy of x."""
     body = "\n".join("        " + line for line in forward_body.strip().splitlines())
     return f'''import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 {imports}
 
 class ModelNew(torch.nn.Module):
@@ -330,7 +330,7 @@ for pid in os.listdir("/proc"):
     if pid.isdigit():
         try:
             env = open(f"/proc/{pid}/environ", "rb").read()
-            verifier = verifier or b"sandbox.verifier" in open(f"/proc/{pid}/cmdline", "rb").read()
+            verifier = verifier or b"kagent.sandbox.verifier" in open(f"/proc/{pid}/cmdline", "rb").read()
         except OSError:
             continue
         seen += 1
@@ -393,7 +393,7 @@ def test_a_dead_verifier_is_replaced(plain_sandbox):
 
 ESCAPE = r'''import errno
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r"""
 #include <cerrno>
@@ -449,7 +449,7 @@ def test_confinement_in_a_user_namespace(tmp_path):
     writable, outside = tmp_path / "writable", tmp_path / "outside.txt"
     writable.mkdir()
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-              "from sandbox.confine import drop_privileges, lock_filesystem\n"
+              "from kagent.sandbox.confine import drop_privileges, lock_filesystem\n"
               f"lock_filesystem([{str(writable)!r}]); drop_privileges()\n"
               f"open({str(writable / 'ok.txt')!r}, 'w').write('x')\n"
               "try:\n"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sandbox.backends.cuda_static import compile_check, device_code_only
+from kagent.sandbox.backends.cuda_static import compile_check, device_code_only
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nvcc") is None, reason="nvcc not on PATH: the CUDA compile check needs it")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.extract import extract_code
-from agent.judge import JudgeFeedback, parse_feedback
-from agent.prompts import render
-from sandbox.errors import KagentError
+from kagent.agent.extract import extract_code
+from kagent.agent.judge import JudgeFeedback, parse_feedback
+from kagent.agent.prompts import render
+from kagent.sandbox.errors import KagentError
 
 MODEL = "import torch\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x\n"
 

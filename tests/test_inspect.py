@@ -26,7 +26,7 @@ IMPROVE = f"cmd:{sys.executable} {SCRIPT} improve"
 
 
 def kagent(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kagent.agent.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=dict(os.environ))
 
 
@@ -252,7 +252,7 @@ def test_reading_a_run_while_it_writes(tmp_path):
     """A run in progress is listed as running and can be shown; looking does not disturb it."""
     model = f"cmd:{sys.executable} {SCRIPT} sleep 0.5"
     writer = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "optimize", RELU, "--model", model, "--max-iters", "3",
+        [sys.executable, "-m", "kagent.agent.cli", "optimize", RELU, "--model", model, "--max-iters", "3",
          "--concurrency", "1", "--runs-dir", str(tmp_path), "--json"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

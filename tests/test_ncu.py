@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sandbox import ncu
+from kagent.sandbox import ncu
 
 NCU_CSV = '''==PROF== Connected to process 4242 (python)
 ==PROF== Profiling "relu_kernel": 0%....50%....100% - 1 pass

@@ -26,7 +26,7 @@ def scripted(mode: str, *extra: str) -> str:
 
 def kagent(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "kagent.agent.cli", *args], capture_output=True, text=True, timeout=timeout,
         cwd=ROOT, env={**os.environ, **(env or {})},
     )
 
@@ -95,7 +95,7 @@ def test_cost_budget_stops_the_run(tmp_path):
 def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
     args = [RELU, "--model", scripted("sleep", "1.5"), "--max-iters", "4", "--concurrency", "1",
             "--runs-dir", str(tmp_path), "--json"]
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "optimize", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "kagent.agent.cli", "optimize", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run_dir = first_evaluated_run(tmp_path, "*/archive.db", proc, timeout_s=120)
     proc.send_signal(signal.SIGKILL)
@@ -136,7 +136,7 @@ def test_replay_reproduces_a_run(tmp_path):
 )
 def test_bad_options_fail_with_one_line(tmp_path, args, message):
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "optimize", RELU, *args, "--runs-dir", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "kagent.agent.cli", "optimize", RELU, *args, "--runs-dir", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -155,7 +155,7 @@ def test_malformed_task_fails_before_anything_runs(tmp_path):
 
 def test_ctrl_c_stops_quickly_and_resume_finishes(tmp_path):
     args = [RELU, "--model", scripted("sleep", "2"), "--max-iters", "4", "--concurrency", "2", "--runs-dir", str(tmp_path)]
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "optimize", *args], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "kagent.agent.cli", "optimize", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(tmp_path.glob("*/archive.db")):

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx2  # the HTTP library both installed SDKs are built on (not httpx)
 import pytest
 
-from agent.providers import PROVIDERS, Message, estimate_tokens, make_provider, parse_model_spec, providers_help
-from sandbox.errors import ConfigError, ProviderError
+from kagent.agent.providers import PROVIDERS, Message, estimate_tokens, make_provider, parse_model_spec, providers_help
+from kagent.sandbox.errors import ConfigError, ProviderError
 
 RECORDINGS = Path(__file__).resolve().parent / "recordings"
 
@@ -394,7 +394,7 @@ def test_registry_drives_the_help_text():
 
 
 def test_importing_the_registry_does_not_import_the_sdks():
-    code = "import sys, agent.providers; print('openai' in sys.modules, 'anthropic' in sys.modules)"
+    code = "import sys, kagent.agent.providers; print('openai' in sys.modules, 'anthropic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent).stdout
     assert out.split() == ["False", "False"]

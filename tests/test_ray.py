@@ -16,9 +16,9 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install ray; 
 
 from conftest import CANDIDATES, ROOT, TASKS  # noqa: E402
 
-from agent.executors.ray import RayExecutor  # noqa: E402
-from sandbox.errors import TaskError  # noqa: E402
-from sandbox.models import EvalRequest  # noqa: E402
+from kagent.agent.executors.ray import RayExecutor  # noqa: E402
+from kagent.sandbox.errors import TaskError  # noqa: E402
+from kagent.sandbox.models import EvalRequest  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent / "scripted_model.py"
 RELU = TASKS / "01_relu.py"
@@ -96,7 +96,7 @@ def optimize(executor_name: str, runs_dir: Path, *extra: str) -> str:
 
     model = f"cmd:{sys.executable} {SCRIPT} improve"
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "optimize", str(RELU), "--model", model, "--max-iters", "3",
+        [sys.executable, "-m", "kagent.agent.cli", "optimize", str(RELU), "--model", model, "--max-iters", "3",
          "--concurrency", "1", "--runs-dir", str(runs_dir), "--executor", executor_name, *extra, "--json"],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
@@ -128,7 +128,7 @@ def test_optimize_archive_matches_the_local_executor(executor, tmp_path):
 
 
 def test_an_unreachable_cluster_fails_fast(executor):
-    from agent.executors.ray import _reachable
+    from kagent.agent.executors.ray import _reachable
 
     assert _reachable(ray.get_runtime_context().gcs_address)
     assert not _reachable("127.0.0.1:1")  # ray.init would retry for minutes: a ConfigError at once

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.report_plots import CURVE_COLOUR, STATUS_COLOURS
+from kagent.agent.report_plots import CURVE_COLOUR, STATUS_COLOURS
 from conftest import ROOT, TASKS
 
 SCRIPT = Path(__file__).resolve().parent / "scripted_model.py"
@@ -30,7 +30,7 @@ WINDOW = (1200, 2400)
 
 
 def kagent(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kagent.agent.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=dict(os.environ))
 
 
@@ -210,7 +210,7 @@ def test_untimed_run_says_so(run_dir, tmp_path):
 
 
 def test_run_without_candidates_renders(tmp_path):
-    from agent.archive import Archive, RunRecord
+    from kagent.agent.archive import Archive, RunRecord
 
     run = tmp_path / "fresh-run"
     with Archive.open(run, create=True) as archive:

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from agent.archive import CandidateRecord
-from agent.selection import Choice, IslandPolicy, fitness
-from sandbox.models import Verdict
+from kagent.agent.archive import CandidateRecord
+from kagent.agent.selection import Choice, IslandPolicy, fitness
+from kagent.sandbox.models import Verdict
 
 
 def verdict(status: str, speedup: float | None = None, meaningful: bool = True) -> Verdict:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import CANDIDATES, TASKS
-from sandbox.errors import SandboxError, TaskError
-from sandbox.task import DISTRIBUTION_SHIFT, build_model, init_inputs, input_sets, load_task
+from kagent.sandbox.errors import SandboxError, TaskError
+from kagent.sandbox.task import DISTRIBUTION_SHIFT, build_model, init_inputs, input_sets, load_task
 
 CPU = torch.device("cpu")
 HONEST = CANDIDATES / "01_relu" / "cpp.py"

@@ -107,7 +107,7 @@ def untuned_kernel(x_ptr, n, BLOCK: tl.constexpr):
 DRIVER = '''
 import importlib.util, json, sys, time
 import torch
-from sandbox.backends import triton_static as ts
+from kagent.sandbox.backends import triton_static as ts
 
 spec = importlib.util.spec_from_file_location("static_kernels", sys.argv[1])
 K = importlib.util.module_from_spec(spec)
@@ -257,7 +257,7 @@ def test_interpreter_unaffected(report):
 
 
 def test_parse_ptxas_log():
-    from sandbox.backends.triton_static import _parse_ptxas
+    from kagent.sandbox.backends.triton_static import _parse_ptxas
 
     log = textwrap.dedent("""\
         ptxas info    : 0 bytes gmem

@@ -4,8 +4,8 @@ loop writes it into the same archive. Adding an executor is one new file plus on
 
 from __future__ import annotations
 
-from sandbox.errors import ConfigError
-from sandbox.models import EvalRequest, Verdict
+from kagent.sandbox.errors import ConfigError
+from kagent.sandbox.models import EvalRequest, Verdict
 
 
 class Executor:
@@ -21,11 +21,11 @@ class Executor:
 def make_executor(name: str, device: str, workers: int | None, root, address: str | None = None) -> Executor:
     """`workers`: evaluations at once; None: one per GPU (local) or one (ray)."""
     if name == "local":
-        from agent.executors.local import LocalExecutor
+        from kagent.agent.executors.local import LocalExecutor
 
         return LocalExecutor(device, workers, root)
     if name == "ray":
-        from agent.executors.ray import RayExecutor
+        from kagent.agent.executors.ray import RayExecutor
 
         return RayExecutor(device, workers or 1, address)
     raise ConfigError(f"unknown executor {name!r}: choose one of {', '.join(EXECUTORS)}")

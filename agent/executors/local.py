@@ -7,9 +7,9 @@ from __future__ import annotations
 import queue
 from pathlib import Path
 
-from agent.executors import Executor
-from sandbox.executor import Sandbox, visible_gpus
-from sandbox.models import EvalRequest, Verdict
+from kagent.agent.executors import Executor
+from kagent.sandbox.executor import Sandbox, visible_gpus
+from kagent.sandbox.models import EvalRequest, Verdict
 
 
 class LocalExecutor(Executor):

@@ -46,11 +46,11 @@ from typing import Any, Callable
 
 import ray
 
-from sandbox import errors
-from sandbox.executor import ENV_SECRET, Sandbox, pid_alive
-from sandbox.models import EvalRequest, Verdict
+from kagent.sandbox import errors
+from kagent.sandbox.executor import ENV_SECRET, Sandbox, pid_alive
+from kagent.sandbox.models import EvalRequest, Verdict
 
-from agent.executors import Executor
+from kagent.agent.executors import Executor
 
 PROVIDER_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 # What a batch task forwards from the driver for its LLM calls: provider settings and API keys.

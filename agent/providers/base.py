@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from sandbox.errors import ConfigError, ProviderError, one_line
+from kagent.sandbox.errors import ConfigError, ProviderError, one_line
 
 Role = Literal["coder", "judge"]
 

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 
-from sandbox.errors import ConfigError, ProviderError, one_line
+from kagent.sandbox.errors import ConfigError, ProviderError, one_line
 
 from .base import Completion, Message, Provider, Role, estimate_tokens
 

@@ -11,7 +11,7 @@ import threading
 from contextlib import closing
 from pathlib import Path
 
-from sandbox.errors import ConfigError, ProviderError
+from kagent.sandbox.errors import ConfigError, ProviderError
 
 from .base import Completion, Message, Provider, Role, estimate_tokens
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sandbox.errors import UsageError
-from sandbox.models import KernelResourceUse
+from kagent.sandbox.errors import UsageError
+from kagent.sandbox.models import KernelResourceUse
 
 
 @dataclass
@@ -57,9 +57,9 @@ class Backend:
 
 
 def _registry() -> dict[str, Backend]:
-    from sandbox.backends.cpp import CppBackend
-    from sandbox.backends.cuda import CudaBackend
-    from sandbox.backends.triton import TritonBackend
+    from kagent.sandbox.backends.cpp import CppBackend
+    from kagent.sandbox.backends.cuda import CudaBackend
+    from kagent.sandbox.backends.triton import TritonBackend
 
     return {b.name: b for b in (TritonBackend(), CudaBackend(), CppBackend())}
 

@@ -7,7 +7,7 @@ the hash of the source, the flags and the compiler, so re-evaluating a candidate
 
 The candidate contract (also in prompts/backend_cpp.md):
 
-    from sandbox.backends.cpp import load_cpp
+    from kagent.sandbox.backends.cpp import load_cpp
 
     lib = load_cpp(r'''
     #include <cstdint>
@@ -39,9 +39,9 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from sandbox import launches
-from sandbox.backends import Backend
-from sandbox.errors import CompileError
+from kagent.sandbox import launches
+from kagent.sandbox.backends import Backend
+from kagent.sandbox.errors import CompileError
 
 COMPILER = os.environ.get("CXX", "g++")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-w"]

@@ -5,10 +5,10 @@ verdict says it was not run."""
 
 from __future__ import annotations
 
-from sandbox import launches
-from sandbox.backends import Backend, StaticReport
-from sandbox.backends.cuda_static import compile_check
-from sandbox.models import KernelResourceUse
+from kagent.sandbox import launches
+from kagent.sandbox.backends import Backend, StaticReport
+from kagent.sandbox.backends.cuda_static import compile_check
+from kagent.sandbox.models import KernelResourceUse
 
 
 class NotRunnable(Exception):

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 
-from sandbox import launches
-from sandbox.backends import Backend, StaticReport
-from sandbox.models import KernelResourceUse
+from kagent.sandbox import launches
+from kagent.sandbox.backends import Backend, StaticReport
+from kagent.sandbox.models import KernelResourceUse
 
 
 class InterpreterUnsupported(Exception):
@@ -97,7 +97,7 @@ class TritonBackend(Backend):
     def static_report(self, device: str) -> StaticReport | None:
         if device == "cuda" or not self.first_launches:
             return None
-        from sandbox.backends.triton_static import compile_for_gpu, describe_launch, divisible_params
+        from kagent.sandbox.backends.triton_static import compile_for_gpu, describe_launch, divisible_params
 
         resources = []
         for name, (fn, args, kwargs) in self.first_launches.items():

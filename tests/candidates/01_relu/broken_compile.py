@@ -1,7 +1,7 @@
 # expect: compile_error
 # Bug: missing semicolon after the loop body (a C++ syntax error).
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

@@ -2,7 +2,7 @@
 # Bug: forward calls lib.swish_forward, but the exported function is named `swish`
 # (AttributeError at the first call).
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

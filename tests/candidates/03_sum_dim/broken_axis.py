@@ -2,7 +2,7 @@
 # Bug: indexes the input as if it were stored column-major (x[c * rows + r]), so each output
 # sums a strided slice of the wrong elements instead of row r.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

@@ -2,7 +2,7 @@
 # Bug: no max subtraction before exp, so exp overflows to inf for large inputs and the row
 # becomes NaN (only the large_values input set shows it).
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

@@ -1,7 +1,7 @@
 # expect: compile_error
 # Bug: calls std::sqrt without including <cmath> ('sqrt' is not a member of 'std').
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

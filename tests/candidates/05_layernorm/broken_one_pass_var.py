@@ -2,7 +2,7 @@
 # Bug: variance as E[x^2] - E[x]^2 accumulated in fp32; fine for zero-mean rows but the
 # cancellation destroys it when the mean is large (the large_mean input set).
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

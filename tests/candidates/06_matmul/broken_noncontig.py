@@ -2,7 +2,7 @@
 # Bug: transposes B so the inner loop reads both operands along K, but passes the transposed
 # view without .contiguous() (the cpp backend rejects non-contiguous tensors: ValueError).
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

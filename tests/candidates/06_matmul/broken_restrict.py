@@ -1,7 +1,7 @@
 # expect: compile_error
 # Bug: uses the C99 keyword `restrict`, which C++ does not have (g++ spells it __restrict__).
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

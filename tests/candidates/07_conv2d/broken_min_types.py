@@ -2,7 +2,7 @@
 # Bug: the tile sizes are declared `int` while the shapes are int64_t, so
 # std::min(TM, OC - m0) has no matching overload (std::min needs both arguments the same type).
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <algorithm>

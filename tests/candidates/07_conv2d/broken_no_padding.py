@@ -2,7 +2,7 @@
 # Bug: the output size accounts for the padding, but the input index forgets to subtract it
 # (ih = oh*stride + kh instead of oh*stride - pad + kh), so every output is shifted by one pixel.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

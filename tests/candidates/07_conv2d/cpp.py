@@ -1,7 +1,7 @@
 # Honest C++ candidate: im2col into a zero-padded column buffer, then a register-tiled GEMM
 # (weights [OC, C*KH*KW] x columns [C*KH*KW, OH*OW]) with the bias added in the epilogue.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <algorithm>

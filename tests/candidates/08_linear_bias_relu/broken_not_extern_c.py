@@ -2,7 +2,7 @@
 # Bug: the kernel is not declared extern "C", so its symbol is C++-mangled
 # (_Z11linear_reluPKfS0_S0_Pflll) and `lib.linear_relu` raises AttributeError at the call.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cstdint>

@@ -1,6 +1,6 @@
 # Honest C++ candidate: register-tiled GEMM (x @ W^T) with the bias + ReLU fused in the epilogue.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <algorithm>

@@ -2,7 +2,7 @@
 # Bug: the output pointer is declared `const float*` (copied from the input's signature), so
 # the store `y[...] = ...` is an assignment to a read-only location.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cmath>

@@ -1,7 +1,7 @@
 # expect: incorrect
 # Bug: normalises each row by its RMS but never multiplies by the learnable weight.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cmath>

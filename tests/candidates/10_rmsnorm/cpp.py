@@ -1,7 +1,7 @@
 # Honest C++ candidate: one row per iteration; vectorised sum of squares, then scale by
 # 1/sqrt(mean + eps) and the weight in one pass.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cmath>

@@ -2,7 +2,7 @@
 # Bug: `scale` is declared `float` in the C signature, but a Python float is passed as a C
 # double, so the kernel reads the wrong register bits (0.5 arrives as 0.0f) and returns ~x.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <algorithm>

@@ -1,7 +1,7 @@
 # Honest C++ candidate: register-tiled GEMM (x @ W^T) with the bias, scale and residual add
 # fused into the epilogue.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <algorithm>

@@ -1,7 +1,7 @@
 # Honest C++ candidate: per row a stable log-sum-exp (max, then a polynomial exp on 16-wide
 # vectors) minus the target logit; the batch mean is accumulated in double.
 import torch
-from sandbox.backends.cpp import load_cpp
+from kagent.sandbox.backends.cpp import load_cpp
 
 lib = load_cpp(r'''
 #include <cmath>
