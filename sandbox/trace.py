@@ -81,3 +81,25 @@ def traced_call(fn, *args, fill: Callable[[torch.Tensor], None] | None = None) -
     finally:
         trace.launches, trace.launch_failures = launches.snapshot()
     return out, trace
+
+
+class _OpNames(TorchDispatchMode):
+    def __init__(self, names: list[str]):
+        super().__init__()
+        self.names = names
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = op_name(func)
+        if name not in ALLOWED_OPS and name not in self.names:
+            self.names.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def compute_ops(fn, *args) -> list[str]:
+    """The ATen compute ops (overload-packet names such as "addmm", "_softmax", in first-call
+    order, each once) that `fn(*args)` executes, memory plumbing (ALLOWED_OPS) left out. For
+    the trusted reference: what kind of work a kernel for it must do."""
+    names: list[str] = []
+    with torch.no_grad(), _OpNames(names):
+        fn(*args)
+    return names
