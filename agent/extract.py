@@ -20,3 +20,23 @@ def extract_code(reply: str) -> str | None:
         start = re.search(r"^(import|from)\s", reply, re.MULTILINE)
         return reply[start.start() if start else 0:].strip() + "\n"
     return None
+
+
+IDEA = re.compile(r"^\s*\**idea\**\s*:\**\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+IDEA_CHARS = 160  # one line of the run's history per candidate
+
+
+def extract_idea(reply: str) -> str | None:
+    """The one-line idea of a Coder reply: its `Idea: ...` line (coder.md asks for one), else
+    the first line of prose before the code; None when the reply is code only. At most
+    IDEA_CHARS characters."""
+    match = IDEA.search(reply)
+    if match is None:
+        prose = FENCE.split(reply, maxsplit=1)[0] if FENCE.search(reply) else ""
+        lines = [line.strip() for line in prose.splitlines() if line.strip()]
+        if not lines:
+            return None
+        text = lines[0]
+    else:
+        text = match.group(1).strip()
+    return text if len(text) <= IDEA_CHARS else text[:IDEA_CHARS - 1] + "…"

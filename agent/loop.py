@@ -25,7 +25,8 @@ from typing import Callable
 from kagent.agent.archive import Archive, LLMCallRecord, RunRecord
 from kagent.agent.config import RunConfig
 from kagent.agent.executors import make_executor
-from kagent.agent.extract import extract_code
+from kagent.agent.extract import extract_code, extract_idea
+from kagent.agent.knowledge import guides_for
 from kagent.agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
 from kagent.agent.prompts import render
 from kagent.agent.providers import Completion, Message, Provider, make_provider
@@ -33,8 +34,10 @@ from kagent.agent.selection import Choice, IslandPolicy, fitness
 from kagent.sandbox.errors import ProviderError
 from kagent.sandbox.models import EvalRequest, Verdict
 from kagent.sandbox.task import validate_task
+from kagent.sandbox.trace import reference_ops
 
 MAX_PROVIDER_FAILURES = 3  # consecutive failed LLM calls end the run
+HISTORY_LINES = 12  # the Coder sees this many of the run's latest candidates, one line each
 
 
 def now() -> str:
@@ -94,6 +97,8 @@ class Run:
         self.policy = IslandPolicy(num_islands=config.islands, seed=config.seed)
         self.device_text = device_description(config.device)
         self.backend_guide = render(f"backend_{config.backend}")
+        self.guides_text = "\n\n".join(render("guide", title=g.title, text=g.text)
+                                        for g in guides_for(reference_ops(config.task_path), config.backend)) or "none"
         self.executor = make_executor(config.executor, config.device, config.eval_workers, run_dir / "sandbox",
                                       config.ray_address)
         self.lock = threading.Lock()  # selection and budget decisions
@@ -169,8 +174,29 @@ class Run:
                 "coder", task_name=self.task_path.name, task_source=self.task_source.strip(),
                 backend_guide=self.backend_guide, device_description=self.device_text,
                 parent_section=parent_section, inspiration_section="\n\n".join(inspirations) or "none yet",
+                guides_section=self.guides_text, history_section=self._history() or "nothing yet",
             )),
         ]
+
+    def _history(self) -> str:
+        """One line per finished candidate of this run (the latest HISTORY_LINES): its idea, in
+        the Coder's words, and what came of it, so the Coder does not repeat failed ideas."""
+        replies = {call.candidate_id: call.reply for call in self.archive.llm_calls("coder") if call.reply}
+        lines = []
+        for record in self.archive.candidates():
+            if record.status == "pending":
+                continue
+            outcome = record.verdict_status or record.status
+            if record.verdict_reason and record.verdict_reason != "ok":
+                outcome += f" ({record.verdict_reason})"
+            if record.speedup is not None:
+                outcome += f", {record.speedup:.2f}x vs eager"
+            elif record.message and not record.verdict_status:
+                outcome += f": {record.message}"
+            lines.append(render("history_line", candidate_id=record.id,
+                                parent_text=f" (from #{record.parent_id})" if record.parent_id else "",
+                                idea=extract_idea(replies.get(record.id, "")) or "no idea stated", outcome=outcome))
+        return "\n".join(lines[-HISTORY_LINES:])
 
     def attempt(self, candidate_id: int, choice: Choice) -> None:
         completion = self._ask(self.coder, self.config.model, "coder", self._coder_messages(choice), candidate_id)
