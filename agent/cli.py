@@ -74,17 +74,22 @@ def resolve_backend_device(candidate: Path, backend: Optional[str], device: Opti
 
 
 def print_verdict(verdict) -> None:
+    """The verdict for a person: status line, then one fact per row. Fits an 80-column terminal:
+    long values break between items (input sets) or words, never inside a number."""
     style = STATUS_STYLE.get(verdict.status, "red")
-    console.print(f"[bold {style}]{verdict.status}[/] ({verdict.reason}) {verdict.message}", highlight=False)
+    console.print(Text.assemble((verdict.status, f"bold {style}"), f" ({verdict.reason})"))
+    console.print(Text(verdict.message), highlight=False)
     table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
     if verdict.input_sets:
-        table.add_row("input sets", ", ".join(verdict.input_sets))
+        table.add_row("input sets", "\n".join(verdict.input_sets))
     if verdict.max_abs_error is not None:
         table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {verdict.max_rel_error:.3g}")
     if verdict.ref_time_ms is not None:
         meaningful = "" if verdict.timing_meaningful else "  (not a performance measurement)"
-        table.add_row("time ref / candidate", f"{verdict.ref_time_ms:.3f} ms / {verdict.candidate_time_ms:.3f} ms{meaningful}")
+        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.3f} ms / {verdict.candidate_time_ms:.3f} ms{meaningful}")
     if verdict.speedup is not None:
         table.add_row("speedup", f"{verdict.speedup:.2f}x" + ("  [red]implausible[/]" if verdict.implausible_speedup else ""))
     for use in verdict.artifacts.resources:

@@ -24,6 +24,7 @@ from typing import Callable
 
 from kagent.agent.archive import Archive, LLMCallRecord, RunRecord
 from kagent.agent.config import RunConfig
+from kagent.agent.console import failure_tail
 from kagent.agent.executors import make_executor
 from kagent.agent.extract import extract_code
 from kagent.agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
@@ -99,8 +100,7 @@ def candidate_line(candidate_id: int, verdict: Verdict) -> str:
     line = f"#{candidate_id} {verdict.status}{speedup}"
     if verdict.status != "correct":
         line += f" ({verdict.reason}): {verdict.message}"
-        tail = verdict.artifacts.traceback or verdict.artifacts.stderr_tail
-        last = next((text for text in reversed((tail or "").splitlines()) if text.strip()), None)
+        last = failure_tail(verdict, lines=1)
         if last and verdict.status in ("runtime_error", "timeout", "compile_error"):
             line += f" | {one_line(last, 160)}"
     return line
