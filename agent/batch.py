@@ -479,7 +479,7 @@ def batch_command(
         if resume is not None:
             given = (("TASK_DIR", task_dir), ("--model", model), ("--judge-model", judge_model),
                      ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--executor", executor),
-                     ("--ray-address", ray_address), ("--prices", prices), ("--runs-dir", runs_dir))
+                     ("--ray-address", ray_address), ("--prices", prices))
             fixed = [flag for flag, value in given if value is not None]
             if fixed:
                 raise UsageError(f"--resume continues a batch with its own {', '.join(fixed)}: leave "

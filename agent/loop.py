@@ -242,8 +242,14 @@ class Run:
         digest = hashlib.sha256(source.encode()).hexdigest()
         duplicate = self.archive.find_by_hash(digest)
         kernel_path = self.run_dir / "candidates" / f"{candidate_id:04d}.py"
-        kernel_path.write_text(source)
         self.archive.set_candidate_source(candidate_id, source, digest, str(kernel_path))
+        try:
+            kernel_path.write_text(source)
+        except OSError as err:  # a full disk: kagent's failure, not the kernel's (--resume retries)
+            verdict = harness_error(self.config, "harness_error", f"cannot write {kernel_path}: {err.strerror or err}")
+            self.archive.record_verdict(candidate_id, verdict, None)
+            self.say(candidate_line(candidate_id, verdict))
+            return
         # A source whose evaluation kagent failed (status error) was never judged: evaluate it again.
         if duplicate is not None and duplicate.id != candidate_id and duplicate.verdict_status != "error":
             self.archive.mark_no_code(candidate_id, f"identical to candidate #{duplicate.id}")
