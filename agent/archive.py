@@ -363,7 +363,7 @@ class Archive:
     def set_candidate_source(self, candidate_id: int, source: str, source_hash: str, kernel_path: str | None) -> None:
         self._update(candidate_id, "source = ?, source_hash = ?, kernel_path = ?", (source, source_hash, kernel_path))
 
-    def record_verdict(self, candidate_id: int, verdict: Verdict, fitness: float) -> None:
+    def record_verdict(self, candidate_id: int, verdict: Verdict, fitness: float | None) -> None:
         self._update(
             candidate_id,
             "status = 'evaluated', verdict_status = ?, verdict_reason = ?, speedup = ?, fitness = ?, message = ?,"

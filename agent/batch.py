@@ -45,6 +45,7 @@ from kagent.agent.batch_files import (BATCH_FILE, DONE, STATUS_STYLE, BatchOptio
                                print_summary, speedup_text, summarize, write_atomic, write_summary)
 from kagent.agent.config import load_prices
 from kagent.agent.console import console, err_console, fail
+from kagent.agent.options import OPTION_FLAGS, absolute, choose_target, invalid_option
 from kagent.agent.providers import MODEL_HELP, PRICES_HELP
 from kagent.sandbox.errors import KagentError, TaskError, UsageError, one_line
 from kagent.sandbox.executor import pid_alive
@@ -100,7 +101,8 @@ def _stop_when_asked(run) -> None:
 
 
 # What a resumed task's run takes from the batch rather than from its archived config.
-RESUME_OVERRIDES = ("max_iters", "max_cost", "time_limit_s", "concurrency", "executor", "ray_address")
+RESUME_OVERRIDES = ("max_iters", "max_cost", "time_limit_s", "concurrency", "llm_timeout_s", "executor",
+                    "ray_address")
 
 
 def optimize_task(config_json: str, resume_dir: str | None) -> dict:
@@ -343,23 +345,13 @@ class Batch:
 # ---------------------------------------------------------------- setting a batch up
 
 
-OPTION_FLAGS = {"max_iters": "--max-iters", "max_cost": "--max-cost", "time_limit_s": "--time-limit",
-                "concurrency": "--concurrency", "workers": "--workers", "executor": "--executor",
-                "backend": "--backend", "device": "--device", "prices": "--prices"}
-
-
-def _invalid(err: ValidationError, flags: dict[str, str]) -> UsageError:
-    first = err.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else ""
-    return UsageError(f"invalid {flags.get(field, field or 'option')}: {first['msg']}")
-
-
 def build_template(options: BatchOptions, task_path: str):
     """A RunConfig with every per-task option (validated now: a bad value fails before anything runs)."""
     from kagent.agent.config import RunConfig
 
     budgets = {k: v for k, v in (("max_iters", options.max_iters), ("max_cost", options.task_max_cost),
-                                  ("time_limit_s", options.time_limit_s), ("concurrency", options.concurrency))
+                                  ("time_limit_s", options.time_limit_s), ("concurrency", options.concurrency),
+                                  ("llm_timeout_s", options.llm_timeout_s))
                if v is not None}
     try:
         return RunConfig(task_path=task_path, model=options.model, judge_model=options.judge_model,
@@ -367,7 +359,7 @@ def build_template(options: BatchOptions, task_path: str):
                          executor=options.executor, ray_address=options.ray_address, prices=options.prices,
                          **budgets)
     except ValidationError as err:
-        raise _invalid(err, OPTION_FLAGS | {"max_cost": "--task-max-cost"}) from None
+        raise invalid_option(err, OPTION_FLAGS | {"max_cost": "--task-max-cost"}) from None
 
 
 def check_models(options: BatchOptions) -> None:
@@ -404,10 +396,8 @@ def _alive(pid: int) -> bool:
 
 
 def new_batch(task_dir: Path, runs_dir: Path, options: dict):
-    """Validate everything, then create the batch directory; returns (batch_dir, state, template)."""
-    from kagent.sandbox.backends import BACKENDS
-    from kagent.sandbox.executor import gpu_available
-
+    """Validate everything (the same checks as `kagent optimize`), then create the batch
+    directory; returns (batch_dir, state, template). Paths must be absolute already."""
     if not task_dir.exists():
         raise UsageError(f"{task_dir}: no such directory")
     if not task_dir.is_dir():
@@ -416,14 +406,11 @@ def new_batch(task_dir: Path, runs_dir: Path, options: dict):
     paths = find_tasks(task_dir)
     if not paths:
         raise UsageError(f"{task_dir}: no task files (*.py) in this directory")
-    backend = options.pop("backend") or ("triton" if gpu_available() else "cpp")
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    device = options.pop("device") or BACKENDS[backend].default_device(gpu_available())
+    backend, device = choose_target(options.pop("backend"), options.pop("device"))
     try:
         opts = BatchOptions(task_dir=str(task_dir), backend=backend, device=device, **options)
     except ValidationError as err:
-        raise _invalid(err, OPTION_FLAGS) from None
+        raise invalid_option(err, OPTION_FLAGS) from None
     template = build_template(opts, str(paths[0]))
     check_models(opts)
     check_executor(opts)
@@ -446,7 +433,7 @@ def reopen_batch(batch_dir: Path, overrides: dict):
     try:
         state.options = BatchOptions.model_validate(state.options.model_dump() | overrides)
     except ValidationError as err:
-        raise _invalid(err, OPTION_FLAGS) from None
+        raise invalid_option(err, OPTION_FLAGS) from None
     template = build_template(state.options, state.tasks[0].task_path)
     check_models(state.options)
     check_executor(state.options)
@@ -471,6 +458,7 @@ def batch_command(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if there is one)."),
     max_iters: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates (default 10)."),
     time_limit: Optional[float] = typer.Option(None, help="Per task: stop after this many seconds."),
+    llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
     task_max_cost: Optional[float] = typer.Option(None, help="Per task: stop once this many USD were spent."),
     concurrency: Optional[int] = typer.Option(None, help="Per task: candidates in flight at once (default 2)."),
     max_cost: Optional[float] = typer.Option(None, help="The whole batch: start no task once this many USD were "
@@ -479,13 +467,15 @@ def batch_command(
     executor: Optional[str] = typer.Option(None, help="local (threads here) or ray (tasks and evaluations on Ray)."),
     ray_address: Optional[str] = typer.Option(None, help="With --executor ray: join this cluster (auto, HOST:6379); "
                                                          "default: start a local Ray instance."),
-    runs_dir: Path = typer.Option(Path("runs"), help="Where the batch directory is made."),
+    runs_dir: Optional[Path] = typer.Option(None, help="Where the batch directory is made (default: runs)."),
     prices: Optional[Path] = typer.Option(None, help=PRICES_HELP),
     resume: Optional[Path] = typer.Option(None, help="Continue the batch in this directory."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON summary on stdout at the end."),
 ) -> None:
     """Optimize every task in a directory, several at once; report correct rate, fast_p, speedups."""
-    budgets = {k: v for k, v in (("max_iters", max_iters), ("time_limit_s", time_limit),
+    # Absolute here, once: the paths go into batch.json and to workers in other directories.
+    task_dir, runs_dir, prices, resume = absolute(task_dir), absolute(runs_dir), absolute(prices), absolute(resume)
+    budgets = {k: v for k, v in (("max_iters", max_iters), ("time_limit_s", time_limit), ("llm_timeout_s", llm_timeout),
                                   ("task_max_cost", task_max_cost), ("concurrency", concurrency),
                                   ("max_cost", max_cost), ("workers", workers)) if v is not None}
     try:
@@ -502,17 +492,17 @@ def batch_command(
             if task_dir is None or model is None:
                 raise UsageError("give a TASK_DIR and --model PROVIDER:MODEL (or --resume BATCH_DIR)")
             price_table = load_prices(prices)
-            batch_dir, state, template = new_batch(task_dir, runs_dir, {
+            batch_dir, state, template = new_batch(task_dir, runs_dir or absolute(Path("runs")), {
                 "model": model, "judge_model": judge_model, "base_url": base_url, "backend": backend,
                 "device": device, "executor": executor or "local", "ray_address": ray_address,
                 "prices": price_table, **budgets})
     except KagentError as err:
-        fail(err)
+        fail(err, as_json)
     batch = Batch(batch_dir, state, template)
     try:
         batch.open_executor()
     except KagentError as err:
-        fail(err)
+        fail(err, as_json)
     started = time.monotonic()
     n = len(state.tasks)
     batch.say(f"kagent batch {escape(str(batch.dir))}: {n} task{'s' if n != 1 else ''}, "

@@ -57,6 +57,7 @@ class BatchOptions(BaseModel):
     time_limit_s: float | None = None  # per task
     task_max_cost: float | None = None  # per task, USD
     concurrency: int | None = None  # per task
+    llm_timeout_s: float | None = None  # per LLM call (None: RunConfig's default)
     max_cost: float | None = Field(default=None, gt=0)  # the whole batch, USD
     workers: int = Field(default=2, ge=1)  # tasks at once
     executor: Literal["local", "ray"] = "local"

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from kagent.agent.console import console, err_console, fail
 from kagent.agent.providers import MODEL_HELP, PRICES_HELP
@@ -18,6 +19,10 @@ from kagent.sandbox.errors import CandidateError, KagentError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM agent that writes fast, honest kernels.")
 
+# typer 0.29 labels every option with its type, so a flag reads `--json <bool>` as if it took a
+# value: show flags bare.
+_display_type = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _display_type(self, ctx)
 
 
 def _print_version(value: bool) -> None:
@@ -69,17 +74,22 @@ def resolve_backend_device(candidate: Path, backend: Optional[str], device: Opti
 
 
 def print_verdict(verdict) -> None:
+    """The verdict for a person: status line, then one fact per row. Fits an 80-column terminal:
+    long values break between items (input sets) or words, never inside a number."""
     style = STATUS_STYLE.get(verdict.status, "red")
-    console.print(f"[bold {style}]{verdict.status}[/] ({verdict.reason}) {verdict.message}", highlight=False)
+    console.print(Text.assemble((verdict.status, f"bold {style}"), f" ({verdict.reason})"))
+    console.print(Text(verdict.message), highlight=False)
     table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
     if verdict.input_sets:
-        table.add_row("input sets", ", ".join(verdict.input_sets))
+        table.add_row("input sets", "\n".join(verdict.input_sets))
     if verdict.max_abs_error is not None:
         table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {verdict.max_rel_error:.3g}")
     if verdict.ref_time_ms is not None:
         meaningful = "" if verdict.timing_meaningful else "  (not a performance measurement)"
-        table.add_row("time ref / candidate", f"{verdict.ref_time_ms:.3f} ms / {verdict.candidate_time_ms:.3f} ms{meaningful}")
+        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.3f} ms / {verdict.candidate_time_ms:.3f} ms{meaningful}")
     if verdict.speedup is not None:
         table.add_row("speedup", f"{verdict.speedup:.2f}x" + ("  [red]implausible[/]" if verdict.implausible_speedup else ""))
     for use in verdict.artifacts.resources:
@@ -129,6 +139,12 @@ def eval_command(
     raise typer.Exit(0 if verdict.status == "correct" else 1)
 
 
+# The run ended for a reason other than a budget or Ctrl-C: its provider (or kagent's own
+# evaluation) kept failing. The exit code of such a run (README).
+EXIT_RUN_FAILED = 3
+RESUME_FIXED = "leave them out (budgets may change: --max-iters, --max-cost, --time-limit, --concurrency, --llm-timeout)"
+
+
 def _progress_table(run) -> Table:
     totals = run.archive.totals()
     counts: dict[str, int] = {}
@@ -142,6 +158,8 @@ def _progress_table(run) -> Table:
         f"#{totals.best_candidate_id} (not timed)" if totals.best_candidate_id else "-")
     table.add_row("best speedup", best)
     table.add_row("tokens / cost", f"{totals.tokens_in + totals.tokens_out} / ${totals.cost_usd:.4f}")
+    if run.last_error:
+        table.add_row("last error", Text(run.last_error))
     return table
 
 
@@ -157,64 +175,79 @@ def optimize_command(
     max_cost: Optional[float] = typer.Option(None, help="Stop once this many USD were spent on LLM calls."),
     time_limit: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
     concurrency: Optional[int] = typer.Option(None, help="Candidates in flight at once (default 2)."),
-    runs_dir: Path = typer.Option(Path("runs"), help="Where runs are written."),
+    llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
+    runs_dir: Optional[Path] = typer.Option(None, help="Where runs are written (default: runs)."),
     prices: Optional[Path] = typer.Option(None, help=PRICES_HELP),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
-    executor: str = typer.Option("local", help="Where evaluations run: local (this machine) or ray (a Ray cluster)."),
+    executor: Optional[str] = typer.Option(None, help="Where evaluations run: local (this machine, the default) "
+                                                      "or ray (a Ray cluster)."),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', HOST:6379); default: start a local one."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON summary on stdout at the end."),
 ) -> None:
     """Search for the fastest correct kernel for a task with a Coder and a Judge LLM."""
     from rich.live import Live
 
+    from pydantic import ValidationError
+
     from kagent.agent import loop
     from kagent.agent.config import RunConfig, load_prices
+    from kagent.agent.options import absolute, choose_target, invalid_option
     from kagent.agent.providers import parse_model_spec
-    from kagent.sandbox.backends import BACKENDS
-    from kagent.sandbox.executor import gpu_available
 
+    # Every path the user gave, made absolute here: it crosses into worker processes that run
+    # in other directories (README, "Paths").
+    task, runs_dir, prices, resume = absolute(task), absolute(runs_dir), absolute(prices), absolute(resume)
     budgets = {k: v for k, v in (("max_iters", max_iters), ("max_cost", max_cost), ("time_limit_s", time_limit),
-                                  ("concurrency", concurrency)) if v is not None}
+                                  ("concurrency", concurrency), ("llm_timeout_s", llm_timeout)) if v is not None}
     try:
-        price_table = load_prices(prices)
         if resume is not None:
+            given = (("TASK", task), ("--model", model), ("--judge-model", judge_model), ("--base-url", base_url),
+                     ("--backend", backend), ("--device", device), ("--runs-dir", runs_dir), ("--prices", prices),
+                     ("--executor", executor), ("--ray-address", ray_address))
+            fixed = [flag for flag, value in given if value is not None]
+            if fixed:
+                raise UsageError(f"--resume continues the run with its own {', '.join(fixed)}: {RESUME_FIXED}")
             if not (resume / "archive.db").is_file():
                 raise UsageError(f"{resume}: not a run directory (no archive.db)")
-            run = loop.reopen(resume, budgets)
+            try:
+                run = loop.reopen(resume, budgets)
+            except ValidationError as err:
+                raise invalid_option(err) from None
         else:
             if task is None or model is None:
                 raise UsageError("give a TASK and --model PROVIDER:MODEL (or --resume RUN_DIR)")
             for spec in (model, judge_model or model):
                 parse_model_spec(spec)
-            backend = backend or ("triton" if gpu_available() else "cpp")
-            if backend not in BACKENDS:
-                raise UsageError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-            device = device or BACKENDS[backend].default_device(gpu_available())
-            config = RunConfig(
-                task_path=str(task.resolve()) if task.exists() else str(task), model=model, judge_model=judge_model,
-                base_url=base_url, backend=backend, device=device, runs_dir=str(runs_dir), prices=price_table, **budgets,
-                executor=executor, ray_address=ray_address,
-            )
+            backend, device = choose_target(backend, device)
+            try:
+                config = RunConfig(
+                    task_path=str(task), model=model, judge_model=judge_model, base_url=base_url, backend=backend,
+                    device=device, runs_dir=str(runs_dir or absolute(Path("runs"))), prices=load_prices(prices),
+                    executor=executor or "local", ray_address=ray_address, **budgets,
+                )
+            except ValidationError as err:
+                raise invalid_option(err) from None
             run = loop.start(config)
     except KagentError as err:
-        fail(err)
-    except ValueError as err:  # pydantic validation of the config
-        fail(UsageError(f"invalid option: {str(err).splitlines()[-1].strip()}"))
+        fail(err, as_json)
     try:
         with Live(_progress_table(run), console=err_console, refresh_per_second=4, transient=as_json) as live:
             run.on_update = lambda r: live.update(_progress_table(r))
-            run.say = lambda message: live.console.print(message, highlight=False)
+            run.say = lambda message: live.console.print(Text(message), highlight=False, soft_wrap=True)
             if resume is not None:
                 run.resume_pending()
             stop_reason = run.run()
     except KeyboardInterrupt:
         if not run.interrupted:  # interrupted outside the loop (resuming pending candidates)
             run.interrupt()
-        err_console.print(f"stopped: resume with kagent optimize --resume {run.run_dir}")
+        run.close()
+        err_console.print(Text(f"stopped: resume with kagent optimize --resume {run.run_dir}"), soft_wrap=True)
+        if as_json:
+            sys.stdout.write(json.dumps(loop.summarize(run, "interrupted").as_json()) + "\n")
         raise typer.Exit(130)
     except KagentError as err:
         run.archive.set_state("crashed", str(err))
-        fail(err)
+        fail(err, as_json)
     finally:
         run.close()
     summary = loop.summarize(run, stop_reason)
@@ -223,10 +256,12 @@ def optimize_command(
     else:
         best = f"{summary.best_speedup:.2f}x" if summary.best_speedup else "n/a"
         console.print(f"stopped by {summary.stop_reason}: {summary.correct}/{summary.candidates} correct, "
-                      f"best {best}, {summary.tokens} tokens, ${summary.cost_usd:.4f}")
+                      f"best {best}, {summary.tokens} tokens, ${summary.cost_usd:.4f}", highlight=False)
+        if summary.error:
+            console.print(Text(f"error: {summary.error}"), soft_wrap=True)
         if summary.best_path:
-            console.print(f"best kernel: {summary.best_path}")
-    raise typer.Exit(0)
+            console.print(Text(f"best kernel: {summary.best_path}"), soft_wrap=True)
+    raise typer.Exit(EXIT_RUN_FAILED if summary.stop_reason in ("provider_error", "harness_error") else 0)
 
 
 # Commands defined in their own modules register here, one line each.

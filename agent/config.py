@@ -41,6 +41,9 @@ class RunConfig(BaseModel):
     executor: Literal["local", "ray"] = "local"  # where evaluations run
     ray_address: str | None = None  # join this Ray cluster; None starts a local one
     eval_timeout_s: float = Field(default=120.0, gt=0)
+    # Seconds one LLM call may take (retries included for openai:/anthropic:); reasoning models
+    # can think for minutes on a kernel.
+    llm_timeout_s: float = Field(default=600.0, gt=0)
     islands: int = Field(default=2, ge=1)
     seed: int = 0
     runs_dir: str = "runs"

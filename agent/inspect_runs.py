@@ -31,10 +31,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from kagent.agent.console import console, err_console, fail
+from kagent.agent.console import console, err_console, fail, failure_tail
 from kagent.agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, CandidateRecord, RunRecord, Totals
 from kagent.sandbox import executor
-from kagent.sandbox.errors import KagentError, UsageError
+from kagent.sandbox.errors import KagentError, UsageError, one_line
 
 # Runs live directly under a runs directory, or in a batch directory there (`kagent batch`
 # puts each task's run in batch-*/<task>/<run-id>/; a run directly in batch-*/ is found too).
@@ -51,6 +51,7 @@ STATUS_COLOURS = {
     "timeout": "yellow",
     "not_run": "cyan",
     "no_code": "dim",
+    "error": "bold white",  # kagent failed, not the kernel
     "pending": "dim",
 }
 STATE_COLOURS = {"running": "cyan", "finished": "green", "stopped": "yellow", "crashed": "red"}
@@ -301,8 +302,11 @@ def candidate_json(view: RunView, record: CandidateRecord) -> dict[str, Any]:
 # ---------------------------------------------------------------- rendering
 
 
-def state_text(view: RunView) -> Text:
+def state_text(view: RunView, short: bool = False) -> Text:
+    """The run's state, with why in parentheses unless `short` (a narrow terminal)."""
     text = Text(view.state, style=STATE_COLOURS.get(view.state, ""))
+    if short:
+        return text
     if view.state == "crashed" and view.record.state == "running":
         text.append(f" (pid {view.record.pid} gone)", style="dim")
     elif view.state == "running" and not on_this_host(view.record):
@@ -328,11 +332,20 @@ def runs_table(views: list[RunView], runs_dir: Path, width: int) -> Table:
             "untimed" if totals.best_speedup is None else fmt_speedup(totals.best_speedup))
         rows.append([Text(view.run_id), Text(view.record.task_name), Text(view.record.model), Text(best),
                      Text(f"{totals.correct}/{totals.candidates}"), Text(f"${totals.cost_usd:.4f}"), state_text(view)])
-    widths = [max(len(header), *(row[i].cell_len for row in rows)) for i, header in enumerate(headers)]
-    # Run ids stay whole (they are what `kagent show` takes): the model gives way first, then
-    # the task (both cut with an ellipsis), then the state (folded onto a second line).
-    excess = sum(widths) + 2 * (len(headers) - 1) - width
-    for column, floor in ((2, 6), (1, 7), (6, 9)):
+    def widths_now() -> list[int]:
+        return [max(len(header), *(row[i].cell_len for row in rows)) for i, header in enumerate(headers)]
+
+    widths = widths_now()
+    # Run ids stay whole (they are what `kagent show` takes) and no value wraps: the model gives
+    # way first (cut with an ellipsis), then the state drops its reason, then model and task
+    # give way further.
+    gaps = 2 * (len(headers) - 1)
+    if sum(widths) + gaps - max(widths[2] - 16, 0) > width:
+        for row, view in zip(rows, views):
+            row[6] = state_text(view, short=True)
+        widths = widths_now()
+    excess = sum(widths) + gaps - width
+    for column, floor in ((2, 6), (1, 7)):
         cut = min(max(excess, 0), max(widths[column] - floor, 0))
         widths[column] -= cut
         excess -= cut
@@ -340,7 +353,7 @@ def runs_table(views: list[RunView], runs_dir: Path, width: int) -> Table:
                   header_style="bold", title_style="bold")
     for i, header in enumerate(headers):
         table.add_column(header, justify="right" if 3 <= i <= 5 else "left", width=widths[i] if i in (1, 2, 6) else None,
-                         no_wrap=i != 6, overflow="ellipsis" if i in (1, 2) else "fold")
+                         no_wrap=True, overflow="ellipsis" if i in (1, 2) else "fold")
     for row in rows:
         for i in (1, 2):
             row[i].truncate(widths[i], overflow="ellipsis")
@@ -358,6 +371,9 @@ def candidate_label(record: CandidateRecord, best_id: int | None) -> Text:
         label.append(f" {fmt_speedup(record.speedup)}")
     if record.id == best_id:
         label.append(" best", style="bold")
+    last = failure_tail(record.verdict, lines=1)
+    if last and status in ("runtime_error", "timeout", "error"):
+        label.append(f"  {one_line(last, 100)}", style="dim")  # why it died, at a glance
     return label
 
 

@@ -24,6 +24,7 @@ from typing import Callable
 
 from kagent.agent.archive import Archive, LLMCallRecord, RunRecord
 from kagent.agent.config import RunConfig
+from kagent.agent.console import failure_tail
 from kagent.agent.executors import make_executor
 from kagent.agent.extract import extract_code, extract_idea
 from kagent.agent.knowledge import guides_for
@@ -31,12 +32,13 @@ from kagent.agent.judge import JudgeFeedback, judge_messages, parse_feedback, re
 from kagent.agent.prompts import render
 from kagent.agent.providers import Completion, Message, Provider, make_provider
 from kagent.agent.selection import Choice, IslandPolicy, fitness
-from kagent.sandbox.errors import ProviderError
+from kagent.sandbox.errors import KagentError, ProviderError, SandboxError, UsageError, one_line
 from kagent.sandbox.models import EvalRequest, Verdict
 from kagent.sandbox.task import validate_task
 from kagent.sandbox.trace import reference_ops
 
 MAX_PROVIDER_FAILURES = 3  # consecutive failed LLM calls end the run
+MAX_HARNESS_FAILURES = 3  # consecutive evaluations kagent itself could not run end the run
 HISTORY_LINES = 12  # the Coder sees this many of the run's latest candidates, one line each
 
 
@@ -75,14 +77,36 @@ class RunSummary:
     best_path: Path | None
     tokens: int
     cost_usd: float
+    error: str | None = None  # why the run ended, when a provider or kagent itself kept failing
 
     def as_json(self) -> dict:
         return {
             "run_id": self.run_id, "run_dir": str(self.run_dir), "stop_reason": self.stop_reason,
             "candidates": self.candidates, "correct": self.correct, "best_candidate_id": self.best_candidate_id,
             "best_speedup": self.best_speedup, "best_path": str(self.best_path) if self.best_path else None,
-            "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6),
+            "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6), "error": self.error,
         }
+
+
+def harness_error(config: RunConfig, reason: str, message: str) -> Verdict:
+    """A verdict of status `error`: kagent, the machine or a stop failed this evaluation, not the
+    kernel. Reasons: `interrupted` (Ctrl-C killed it), `worker_failed` (the sandbox could not
+    run it), `harness_error` (anything else: a missing file, a full disk). No fitness, no Judge,
+    no repair; `--resume` evaluates the candidate again."""
+    return Verdict(status="error", reason=reason, message=message, backend=config.backend, device=config.device)
+
+
+def candidate_line(candidate_id: int, verdict: Verdict) -> str:
+    """One line for a person about a finished candidate: id, verdict, speedup, why it failed
+    (the verdict's message and, for one that died, the last line of its stderr)."""
+    speedup = f" {verdict.speedup:.2f}x" if verdict.speedup is not None else ""
+    line = f"#{candidate_id} {verdict.status}{speedup}"
+    if verdict.status != "correct":
+        line += f" ({verdict.reason}): {verdict.message}"
+        last = failure_tail(verdict, lines=1)
+        if last and verdict.status in ("runtime_error", "timeout", "compile_error"):
+            line += f" | {one_line(last, 160)}"
+    return line
 
 
 class Run:
@@ -104,6 +128,8 @@ class Run:
         self.lock = threading.Lock()  # selection and budget decisions
         self.started = time.monotonic()
         self.provider_failures = 0
+        self.harness_failures = 0
+        self.last_error: str | None = None  # the last provider or harness failure, one line
         self.stop_reason: str | None = None
         self.interrupted = False
         self.on_update = on_update or (lambda run: None)
@@ -122,7 +148,24 @@ class Run:
             return "time_limit"
         if self.provider_failures >= MAX_PROVIDER_FAILURES:
             return "provider_error"
+        if self.harness_failures >= MAX_HARNESS_FAILURES:
+            return "harness_error"
         return None
+
+    def _time_left(self) -> float | None:
+        if self.config.time_limit_s is None:
+            return None
+        return max(0.0, self.config.time_limit_s - (time.monotonic() - self.started))
+
+    @property
+    def stopping(self) -> bool:
+        """A stop that ends work in flight: Ctrl-C, or the time limit."""
+        return self.interrupted or self.stop_reason == "time_limit"
+
+    def cancel_calls(self) -> None:
+        """End the LLM calls in flight (cmd: process groups are killed) and refuse new ones."""
+        self.coder.cancel()
+        self.judge.cancel()
 
     # -- one attempt --------------------------------------------------------------------------
 
@@ -133,8 +176,14 @@ class Run:
             completion, error = provider.complete(role, messages), None
         except ProviderError as err:
             completion, error = None, str(err)
-        with self.lock:
-            self.provider_failures = self.provider_failures + 1 if error else 0
+        if error and not provider.cancelled:  # a cancelled call is the stop's doing, not the provider's
+            with self.lock:
+                self.provider_failures += 1
+                self.last_error = error
+            self.say(f"#{candidate_id} {role} LLM call failed: {error}")
+        elif not error:
+            with self.lock:
+                self.provider_failures = 0
         tokens_in, tokens_out = (completion.input_tokens, completion.output_tokens) if completion else (0, 0)
         price = self.config.price(spec)
         self.archive.add_llm_call(LLMCallRecord(
@@ -184,7 +233,7 @@ class Run:
         replies = {call.candidate_id: call.reply for call in self.archive.llm_calls("coder") if call.reply}
         lines = []
         for record in self.archive.candidates():
-            if record.status == "pending":
+            if record.status == "pending" or record.verdict_status == "error":  # not the kernel's outcome
                 continue
             outcome = record.verdict_status or record.status
             if record.verdict_reason and record.verdict_reason != "ok":
@@ -201,7 +250,11 @@ class Run:
     def attempt(self, candidate_id: int, choice: Choice) -> None:
         completion = self._ask(self.coder, self.config.model, "coder", self._coder_messages(choice), candidate_id)
         if completion is None:
-            self.archive.mark_no_code(candidate_id, "the Coder's provider failed")
+            stopped = self.coder.cancelled
+            self.archive.mark_no_code(candidate_id, "the run stopped before the Coder replied" if stopped
+                                      else f"the Coder's provider failed: {self.last_error}")
+            if not stopped:
+                self.say(f"#{candidate_id} no code: the Coder's provider failed")
             return
         self.finish(candidate_id, completion.text, completion.truncated)
 
@@ -215,28 +268,59 @@ class Run:
         digest = hashlib.sha256(source.encode()).hexdigest()
         duplicate = self.archive.find_by_hash(digest)
         kernel_path = self.run_dir / "candidates" / f"{candidate_id:04d}.py"
-        kernel_path.write_text(source)
         self.archive.set_candidate_source(candidate_id, source, digest, str(kernel_path))
-        if duplicate is not None and duplicate.id != candidate_id:
+        try:
+            kernel_path.write_text(source)
+        except OSError as err:  # a full disk: kagent's failure, not the kernel's (--resume retries)
+            verdict = harness_error(self.config, "harness_error", f"cannot write {kernel_path}: {err.strerror or err}")
+            self.archive.record_verdict(candidate_id, verdict, None)
+            self.say(candidate_line(candidate_id, verdict))
+            return
+        # A source whose evaluation kagent failed (status error) was never judged: evaluate it again.
+        if duplicate is not None and duplicate.id != candidate_id and duplicate.verdict_status != "error":
             self.archive.mark_no_code(candidate_id, f"identical to candidate #{duplicate.id}")
+            self.say(f"#{candidate_id} no code: identical to candidate #{duplicate.id}")
             return
         if self.interrupted:
             return  # pending, with its reply archived: --resume evaluates it
+        self.evaluate_and_judge(candidate_id, source, kernel_path)
+
+    def evaluate_and_judge(self, candidate_id: int, source: str, kernel_path: Path) -> None:
+        """Evaluate a candidate's kernel file, archive the verdict, and ask the Judge about it
+        unless kagent failed the evaluation (status error) or the run is stopping."""
         verdict = self.evaluate(kernel_path)
         self.archive.record_verdict(candidate_id, verdict, fitness(verdict))
+        self.say(candidate_line(candidate_id, verdict))
         self.on_update(self)
-        if self.interrupted:
+        if verdict.status == "error" or self.stopping:
             return
         feedback = self.ask_judge(candidate_id, source, verdict)
         if feedback is not None:
             self.archive.record_judge(candidate_id, feedback.model_dump())
 
     def evaluate(self, kernel_path: Path) -> Verdict:
+        """The sandbox's verdict on one kernel file, or a verdict of status `error` when kagent
+        could not evaluate it (see `harness_error`)."""
         request = EvalRequest(
             task_path=str(self.task_path), candidate_path=str(kernel_path), backend=self.config.backend,
             device=self.config.device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
         )
-        return self.executor.evaluate(request, timeout_s=self.config.eval_timeout_s)
+        try:
+            verdict = self.executor.evaluate(request, timeout_s=self.config.eval_timeout_s)
+        except SandboxError as err:
+            verdict = harness_error(self.config, "worker_failed", one_line(err))
+        except (KagentError, OSError) as err:
+            verdict = harness_error(self.config, "harness_error", one_line(err))
+        if self.interrupted:  # Ctrl-C killed the worker: whatever it reported says nothing of the kernel
+            verdict = harness_error(self.config, "interrupted",
+                                    "the run was interrupted during this evaluation (--resume evaluates it again)")
+        with self.lock:
+            if verdict.status == "error" and verdict.reason != "interrupted":
+                self.harness_failures += 1
+                self.last_error = f"{verdict.reason}: {verdict.message}"
+            else:
+                self.harness_failures = 0
+        return verdict
 
     def ask_judge(self, candidate_id: int, source: str, verdict: Verdict) -> JudgeFeedback | None:
         messages = judge_messages(self.task_path.name, self.task_source, candidate_id, source, verdict, self.device_text)
@@ -253,9 +337,17 @@ class Run:
     # -- the whole run ------------------------------------------------------------------------
 
     def resume_pending(self) -> None:
-        """Candidates a killed run left unfinished: finish those whose reply was recorded."""
+        """Candidates a stopped run left unfinished: finish those whose reply was recorded, and
+        evaluate again those kagent failed to evaluate (status error: interrupted, ...)."""
         replies = {c.candidate_id: c.reply for c in self.archive.llm_calls(role="coder") if c.reply is not None}
         for record in self.archive.candidates():
+            if self.interrupted:
+                return
+            if record.verdict_status == "error" and record.source is not None:
+                kernel_path = self.run_dir / "candidates" / f"{record.id:04d}.py"
+                kernel_path.write_text(record.source)
+                self.evaluate_and_judge(record.id, record.source, kernel_path)
+                continue
             if record.status != "pending":
                 continue
             if record.id in replies:
@@ -289,13 +381,18 @@ class Run:
                     in_flight.add(pool.submit(self.attempt, *nxt))
                 if not in_flight:
                     break
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                left = None if self.stop_reason else self._time_left()
+                done, in_flight = wait(in_flight, timeout=left, return_when=FIRST_COMPLETED)
+                if not done and left is not None:  # the time limit passed with calls in flight
+                    with self.lock:
+                        self.stop_reason = self.stop_reason or "time_limit"
+                    self.cancel_calls()
                 for future in done:
                     future.result()  # an unexpected error in an attempt is a bug: surface it
                 self.on_update(self)
         except KeyboardInterrupt:
             self.interrupt()
-            self.say("stopping: LLM calls in flight finish and are archived (Ctrl-C again to quit now)")
+            self.say("stopping: LLM calls and evaluations in flight are ended (Ctrl-C again to quit now)")
             try:
                 pool.shutdown(wait=True, cancel_futures=True)
             except KeyboardInterrupt:
@@ -311,6 +408,7 @@ class Run:
         self.stop_reason = "interrupted"
         self.interrupted = True
         self.archive.set_state("stopped", "interrupted")
+        self.cancel_calls()
         self.executor.close()
 
     def close(self) -> None:
@@ -323,10 +421,14 @@ def write_best(run: Run) -> Path | None:
     if best is None:
         return None
     speedup = f"{best.speedup:.2f}x over eager PyTorch" if best.speedup else "speedup not measured on this device"
+    slower = ""
+    if best.speedup is not None and best.speedup < 1.0:
+        slower = (f"# SLOWER than eager PyTorch: this kernel takes {1 / best.speedup:.1f}x the time of the task's own\n"
+                  f"# Model on this device; it is correct, but the PyTorch Model is the faster choice.\n")
     header = (
         f"# kagent best kernel: a drop-in ModelNew for {run.task_path.name}\n"
         f"# task: {run.task_path}\n# backend: {run.config.backend}  device: {run.config.device} ({run.device_text})\n"
-        f"# speedup: {speedup} (candidate #{best.id})\n# run: {run.run_dir}\n"
+        f"# speedup: {speedup} (candidate #{best.id})\n{slower}# run: {run.run_dir}\n"
     )
     path = run.run_dir / "best.py"
     path.write_text(header + best.source)
@@ -346,6 +448,7 @@ def summarize(run: Run, stop_reason: str) -> RunSummary:
         run_id=run.run_dir.name, run_dir=run.run_dir, stop_reason=stop_reason, candidates=totals.candidates,
         correct=totals.correct, best_candidate_id=totals.best_candidate_id, best_speedup=totals.best_speedup,
         best_path=best_path, tokens=totals.tokens_in + totals.tokens_out, cost_usd=totals.cost_usd,
+        error=run.last_error if stop_reason in ("provider_error", "harness_error") else None,
     )
 
 
@@ -368,13 +471,34 @@ def start(config: RunConfig, on_update=None) -> Run:
 
 
 def reopen(run_dir: Path, overrides: dict, on_update=None) -> Run:
+    """The run in `run_dir`, its archived config updated with `overrides` (budgets), set running
+    again. UsageError when another live process still runs it."""
     archive = Archive.open(run_dir, create=False)
-    config = RunConfig.model_validate(json.loads(archive.run().config_json) | overrides)
-    coder, judge = providers(config)
+    try:
+        record = archive.run()
+        if record.state == "running" and record.pid != os.getpid() and running_here(record.pid, record.host):
+            raise UsageError(f"{run_dir}: the run is still running (pid {record.pid}): stop it before --resume")
+        config = RunConfig.model_validate(json.loads(record.config_json) | overrides)
+        coder, judge = providers(config)
+    except BaseException:
+        archive.close()
+        raise
     archive.set_state("running")
     return Run(config, run_dir, archive, coder, judge, on_update)
 
 
+def running_here(pid: int | None, host: str | None) -> bool:
+    """Whether `pid` is a live kagent process on this machine (not another that reused the pid)."""
+    import socket
+
+    if pid is None or host not in (None, socket.gethostname()):
+        return False
+    try:
+        return b"kagent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def providers(config: RunConfig) -> tuple[Provider, Provider]:
-    return (make_provider(config.model, base_url=config.base_url),
-            make_provider(config.judge, base_url=config.base_url))
+    return (make_provider(config.model, base_url=config.base_url, timeout_s=config.llm_timeout_s),
+            make_provider(config.judge, base_url=config.base_url, timeout_s=config.llm_timeout_s))

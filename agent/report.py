@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import typer
 
-from kagent.agent.console import fail
+from kagent.agent.console import fail, failure_tail
 from kagent.agent.report_plots import (
     BEST_RING, CURVE_COLOUR, OTHER_COLOUR, POINT_COLOUR, STATUS_COLOURS, STATUS_ORDER, TASK_STATUS_COLOURS,
     curve_caption, curve_svg, esc, finite, lineage_legend, lineage_svg, verdicts_svg,
@@ -58,6 +58,7 @@ class Node:
     message: str | None
     source: str | None
     depth: int = 0
+    tail: str | None = None  # the end of a failed candidate's traceback or stderr
 
 
 @dataclass
@@ -128,6 +129,7 @@ def load_run(run_dir: Path) -> RunData:
             status=record.verdict_status or record.status, reason=record.verdict_reason,
             speedup=finite(record.speedup), timed=bool(verdict and verdict.timing_meaningful),
             fitness=finite(record.fitness), message=record.message, source=record.source,
+            tail=failure_tail(verdict),
         )
         node.depth = depth[node.id] = depth[node.parent_id] + 1 if node.parent_id in depth else 0
         data.nodes.append(node)
@@ -250,11 +252,12 @@ def candidates_table(data: RunData, prefix: str) -> str:
     for node in data.nodes:
         best = ' class="best"' if node.id == data.best_id else ""
         parent = f'<a href="#{prefix}c{node.parent_id}">#{node.parent_id}</a>' if node.parent_id is not None else "–"
+        tail = f'<pre class="tail">{esc(node.tail)}</pre>' if node.tail else ""
         body.append(
             f'<tr id="{prefix}c{node.id}"{best}><td>#{node.id}{" ★" if best else ""}</td><td>{parent}</td>'
             f"<td>{esc(node.operation)}</td><td>{node.island}</td><td>{badge(node.status)}</td>"
             f"<td>{esc(node.reason or '')}</td><td class=\"num\">{fmt_speedup(node.speedup, node.timed)}</td>"
-            f'<td class="msg">{esc(node.message or "")}</td></tr>'
+            f'<td class="msg">{esc(node.message or "")}{tail}</td></tr>'
         )
     return f'<div class="scroll"><table class="cands"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table></div>'
 
@@ -343,6 +346,7 @@ table.cands tbody tr:nth-child(even), table.tasks tbody tr:nth-child(even) { bac
 tr.best { outline: 2px solid #2e9e44; outline-offset: -2px; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 td.msg { max-width: 520px; overflow-wrap: anywhere; }
+pre.tail { margin: 4px 0 0; font-size: 11px; white-space: pre-wrap; color: #8a3b12; }
 .scroll { overflow-x: auto; }
 .badge { display: inline-block; padding: 1px 7px; border-radius: 10px; font-size: 12px; font-weight: 600;
   white-space: nowrap; }

@@ -22,6 +22,7 @@ STATUS_COLOURS: dict[str, tuple[str, str]] = {
     "rejected": ("#9467bd", "#ffffff"),
     "not_run": ("#17becf", "#1a1a1a"),
     "no_code": ("#a0a0a0", "#1a1a1a"),
+    "error": ("#404040", "#ffffff"),  # kagent failed, not the kernel
     "pending": ("#dddddd", "#1a1a1a"),
 }
 OTHER_COLOUR = ("#606060", "#ffffff")

@@ -15,7 +15,8 @@ Each turn is one of:
   1 + the number of children it already has, so the search spreads over the elites.
 - draft: write one from scratch, when the island has nothing correct to build on.
 
-Failures are never refine parents, pending and no-code candidates are never picked, and
+Failures are never refine parents; pending, no-code and `error` candidates (kagent failed, not
+the kernel: they have no fitness) are never picked, and
 identical sources (deduplicated by hash upstream) count once. The policy is a pure function of
 the records, the iteration and the seed, so a resumed run makes the same choices.
 """
@@ -43,9 +44,12 @@ FAILURE_FITNESS = {
 REPAIRABLE = frozenset({"incorrect", "runtime_error"})
 
 
-def fitness(verdict: Verdict) -> float:
+def fitness(verdict: Verdict) -> float | None:
     """Correctness first, then speed: a correct candidate scores 1 + speedup (speedup taken as
-    1.0 when the timing is not meaningful); anything else scores below 0.5."""
+    1.0 when the timing is not meaningful); any other verdict scores below 0.5. None for status
+    `error` (kagent failed, not the kernel): not evaluated, so never a parent nor a repair target."""
+    if verdict.status == "error":
+        return None
     if verdict.status != "correct":
         return FAILURE_FITNESS.get(verdict.status, 0.0)
     if verdict.timing_meaningful and verdict.speedup is not None:

@@ -287,6 +287,7 @@ class Sandbox:
     def _start(self) -> subprocess.Popen:
         prefix = namespace_prefix() if self.namespaces else ()
         proc, self._messages = self._spawn([*prefix, sys.executable, "-m", "kagent.sandbox.zygote"], ZYGOTE_LOG)
+        self._proc = proc  # now, not once ready: a close() meanwhile (Ctrl-C) must be able to end it
         ready = self._messages.read(STARTUP_TIMEOUT_S)
         if not ready or not ready.get("ready"):
             proc.kill()
@@ -348,7 +349,7 @@ class Sandbox:
             return
         try:
             proc.stdin.close()
-            proc.wait(timeout=5)
+            proc.wait(timeout=5 if self._verifier_ready else 0)  # one still starting cannot hear "stop"
         except (OSError, subprocess.TimeoutExpired):
             proc.kill()
             proc.wait()
@@ -357,10 +358,11 @@ class Sandbox:
     def _stop(self, force: bool = False) -> None:
         """End the worker and everything below it: politely (end of input) unless `force`."""
         proc, self._proc = self._proc, None
+        started = self._zygote_pid is not None  # a worker still starting up cannot hear "stop"
         if self._zygote_pid is not None:
             kill_tree(self._zygote_pid)
         if proc is not None:
-            if proc.poll() is None and not force:
+            if proc.poll() is None and not force and started:
                 try:
                     proc.stdin.close()
                     proc.wait(timeout=5)

@@ -485,7 +485,7 @@ class Evaluation:
             fields["message"] = f"correct on {n} input sets; not timed for performance ({self.artifacts.notes[0] if self.artifacts.notes else 'no meaningful timer'})"
             return fields
         fields["speedup"] = speedup
-        fields["message"] = f"correct on {n} input sets; {speedup:.2f}x vs eager PyTorch ({cand_stats.median_ms:.3f} ms vs {ref_stats.median_ms:.3f} ms)"
+        fields["message"] = f"correct on {n} input sets; {speedup:.2f}x vs eager PyTorch"
         if speedup > IMPLAUSIBLE_SPEEDUP:
             fields["implausible_speedup"] = True
             fields["message"] += f" — implausible (>{IMPLAUSIBLE_SPEEDUP:.0f}x): check the task for redundancy before trusting it"

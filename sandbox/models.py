@@ -7,8 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# `error`: kagent, the machine or the user's input failed, not the kernel (see README, reasons
+# `interrupted`, `worker_failed`, `harness_error`); never a candidate's fitness.
 Status = Literal[
-    "correct", "incorrect", "compile_error", "runtime_error", "timeout", "rejected", "not_run"
+    "correct", "incorrect", "compile_error", "runtime_error", "timeout", "rejected", "not_run", "error"
 ]
 BackendName = Literal["triton", "cuda", "cpp"]
 DeviceName = Literal["cpu", "cuda"]

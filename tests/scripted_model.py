@@ -9,6 +9,9 @@ MODE:
   garbage  the Coder answers prose without code; the Judge answers prose too.
   fail     exits non-zero (a provider failure).
   sleep    sleeps, then behaves like improve (for kill / resume tests).
+  dawdle   the Coder's kernel is a correct ReLU that sleeps 0.3 s per call: an evaluation
+           takes several seconds (for stopping one mid-way).
+  crash    the Coder's kernel writes "kernel exploded: bad index" to stderr and aborts.
 """
 
 import json
@@ -57,6 +60,13 @@ class ModelNew(torch.nn.Module):
 '''
 
 
+DAWDLE = FAST.replace("#include <cstdint>", "#include <cstdint>\n#include <unistd.h>").replace(
+    "int64_t n) {", "int64_t n) {\n    usleep(300000);  // slow on purpose: a long evaluation")
+
+CRASH = FAST.replace("#include <cstdint>", "#include <cstdint>\n#include <cstdio>\n#include <cstdlib>").replace(
+    "int64_t n) {", 'int64_t n) {\n    fprintf(stderr, "kernel exploded: bad index %ld\\n", (long)n); abort();')
+
+
 def coder(request: dict) -> str:
     prompt = request["messages"][-1]["content"]
     if "candidate #" in prompt and "The kernel you start from" in prompt:
@@ -86,6 +96,9 @@ def main() -> None:
         sys.exit(3)
     if mode == "garbage":
         print("I would rather talk about the weather." if request["role"] == "coder" else "Looks fine to me.")
+        return
+    if mode in ("dawdle", "crash") and request["role"] == "coder":
+        print(f"```python\n{DAWDLE if mode == 'dawdle' else CRASH}```")
         return
     if mode == "sleep":
         time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 1.0)

@@ -75,9 +75,11 @@ def test_garbage_replies_cost_attempts_not_the_run(tmp_path):
 
 
 def test_failing_provider_stops_the_run_cleanly(tmp_path):
-    summary = optimize_json(RELU, "--model", scripted("fail"), "--max-iters", "10", "--concurrency", "1",
-                            "--runs-dir", str(tmp_path))
-    assert summary["stop_reason"] == "provider_error"
+    proc = kagent("optimize", RELU, "--model", scripted("fail"), "--max-iters", "10", "--concurrency", "1",
+                  "--runs-dir", str(tmp_path), "--json")
+    assert proc.returncode == 3, proc.stderr[-2000:]  # ended by its provider: not a completed run
+    summary = json.loads(proc.stdout)
+    assert summary["stop_reason"] == "provider_error" and "scripted failure" in summary["error"]
     errors = rows(summary["run_dir"], "SELECT error FROM llm_calls")
     assert len(errors) == 3 and all("exit" in e[0] for e in errors)
 
@@ -131,7 +133,7 @@ def test_replay_reproduces_a_run(tmp_path):
         (["--model", "nosuch:model"], "unknown provider"),
         (["--model", "openai:gpt-5"], "OPENAI_API_KEY"),
         (["--model", "anthropic:claude-sonnet-4-5"], "ANTHROPIC_API_KEY"),
-        (["--model", "cmd:true", "--backend", "fortran"], "unknown backend"),
+        (["--model", "cmd:true", "--backend", "fortran"], "invalid --backend 'fortran'"),
     ],
 )
 def test_bad_options_fail_with_one_line(tmp_path, args, message):

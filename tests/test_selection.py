@@ -226,3 +226,15 @@ def test_no_more_repairs_once_a_repair_is_correct():
     fixed = records.add(0, "repair", broken, verdict("correct", 1.8))
     choice = IslandPolicy(num_islands=1, max_repairs=2, elite_size=1).choose(records.items, 3)
     assert (choice.operation, choice.parent_id) == ("refine", fixed)
+
+
+def test_an_error_verdict_is_not_evaluated_no_parent_no_repair():
+    """Status error (kagent failed, e.g. Ctrl-C killed the evaluation) has no fitness: never a
+    parent, never repaired, never an inspiration, even when it is the only candidate."""
+    assert fitness(verdict("error")) is None
+    records = Records()
+    failed = records.add(0, v=verdict("error"))
+    assert records[failed].fitness is None
+    for iteration in range(1, 6):
+        choice = IslandPolicy().choose(records.items, iteration)
+        assert choice.operation == "draft" and choice.parent_id is None and failed not in choice.inspiration_ids

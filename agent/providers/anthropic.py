@@ -35,6 +35,7 @@ class AnthropicProvider(Provider):
                                            max_retries=max_retries, http_client=http_client)
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
+        self.check_cancelled()  # a request in flight is bounded by --llm-timeout, not cancelled
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         chat = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
         extra = {"system": system} if system else {}

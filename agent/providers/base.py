@@ -44,6 +44,7 @@ class Provider:
         self.base_url = base_url
         self.timeout_s = timeout_s
         self.max_retries = max_retries
+        self.cancelled = False  # set by cancel(): every call from then on fails at once
 
     @property
     def spec(self) -> str:
@@ -51,6 +52,16 @@ class Provider:
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
         raise NotImplementedError
+
+    def cancel(self) -> None:
+        """End the calls in flight as far as the provider can (Ctrl-C, --time-limit) and make
+        every later call raise ProviderError. Callable from any thread; idempotent."""
+        self.cancelled = True
+
+    def check_cancelled(self) -> None:
+        """Raise ProviderError if cancel() was called: no new request after a stop."""
+        if self.cancelled:
+            raise ProviderError(f"{self.name}: cancelled (the run is stopping)")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec}>"

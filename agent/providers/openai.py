@@ -35,6 +35,7 @@ class OpenAIProvider(Provider):
                                      http_client=http_client)
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
+        self.check_cancelled()  # a request in flight is bounded by --llm-timeout, not cancelled
         start = time.monotonic()
         try:
             response = self._client.chat.completions.create(

@@ -39,6 +39,7 @@ class ReplayProvider(Provider):
         self.lock = threading.Lock()  # the run loop asks from several threads at once
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
+        self.check_cancelled()
         recorded = self.replies.get(role, [])
         with self.lock:
             n = self.cursor.get(role, 0)
