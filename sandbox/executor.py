@@ -76,9 +76,12 @@ def worker_env(device: str, gpu: str | None = None) -> dict[str, str]:
 
 
 def gpu_available() -> bool:
-    """Without importing torch (which the parent avoids) or initialising CUDA (which the
-    fork server must not): an NVIDIA device node and a working driver."""
-    return any(Path("/dev").glob("nvidia[0-9]*")) and shutil.which("nvidia-smi") is not None
+    """Whether evaluations can run on a GPU here: one nvidia-smi lists and a CUDA build of torch
+    (probes.gpu_ready, the answer `kagent doctor` gives), without importing torch (which the
+    parent avoids) or initialising CUDA (which the fork server must not)."""
+    from kagent.sandbox import probes
+
+    return probes.gpu_ready(probes.probe_gpu(), probes.probe_torch()).can_run
 
 
 def visible_gpus() -> list[str]:
