@@ -1,0 +1,218 @@
+"""`kagent doctor` as a user runs it, on this machine and on machines faked by putting scripts
+named nvidia-smi, nvcc and ncu first on PATH (the real probes run and parse them); and the
+other commands giving the same answers (`--device cuda`, `--backend cuda`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CANDIDATES, ROOT, TASKS
+from kagent.sandbox import executor, probes
+
+SMI_FAILS = "echo \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\"; exit 9"
+SMI_TWO_H200 = """case "$1" in
+  --query-gpu=*)
+    echo "0, GPU-0a1b2c3d-0000-0000-0000-000000000000, NVIDIA H200, 143771, 9.0, 570.86.15"
+    echo "1, GPU-9f8e7d6c-0000-0000-0000-000000000000, NVIDIA H200, 143771, 9.0, 570.86.15" ;;
+  *) echo "| NVIDIA-SMI 570.86.15      Driver Version: 570.86.15      CUDA Version: 12.8     |" ;;
+esac"""
+NVCC_12_8 = 'echo "Cuda compilation tools, release 12.8, V12.8.93"'
+NCU = 'echo "NVIDIA (R) Nsight Compute Command Line Profiler"; echo "Version 2025.1.0.0 (build 35237751) (public-release)"'
+GPU_TOOLS = ("nvidia-smi", "nvcc", "ncu")
+
+
+def fake_path(directory: Path, **scripts: str) -> str:
+    """PATH with `scripts` (name -> shell body; nvidia_smi for nvidia-smi) first, and without
+    the directories that hold this machine's own GPU tools."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, body in scripts.items():
+        path = directory / name.replace("_", "-")
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    real = [d for d in os.environ["PATH"].split(os.pathsep)
+            if d and not any(os.path.exists(os.path.join(d, tool)) for tool in GPU_TOOLS)]
+    return os.pathsep.join([str(directory), *real])
+
+
+def user_env(**changes: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_", "CUDA_"))}
+    env["COLUMNS"] = "200"
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def kagent(env: dict[str, str], *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kagent.agent.cli", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def doctor_json(env: dict[str, str]) -> dict:
+    result = kagent(env, "doctor", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout[-2000:]
+    report = json.loads(lines[0])
+    assert {"gpu", "backends", "isolation", "timing"} <= set(report)
+    assert set(report["backends"]) == {"cpp", "triton", "cuda"}
+    return report
+
+
+@pytest.fixture
+def fresh_probes():
+    """In-process probes answer once per process: forget their answers around a test."""
+    cached = [probes.probe_gpu, probes.probe_torch, probes.probe_triton, probes.probe_nvcc, probes.probe_ncu]
+    for probe in cached:
+        probe.cache_clear()
+    yield
+    for probe in cached:
+        probe.cache_clear()
+
+
+def test_doctor_on_this_cpu_machine(tmp_path):
+    env = user_env(PATH=fake_path(tmp_path / "bin"))  # this machine's PATH, less any GPU tool
+    report = doctor_json(env)
+    assert report["gpu"]["available"] is False and "no NVIDIA GPU" in report["gpu"]["reason"]
+    cpp, triton, cuda = (report["backends"][name] for name in ("cpp", "triton", "cuda"))
+    assert cpp["can_run"] and cpp["can_time"], cpp
+    assert triton["can_run"] and not triton["can_time"] and "interpreter" in triton["reason"], triton
+    assert not cuda["can_run"] and not cuda["can_time"], cuda
+    assert report["compiler"]["works"] and report["compiler"]["openmp_threads"] >= 1
+    assert report["compiler"]["simd_bits"] in (0, 128, 256, 512)
+    # The sandbox's own decision, asked in this process: the doctor must say the same.
+    assert report["isolation"]["namespaces"] == bool(executor.namespace_prefix())
+    assert report["isolation"]["namespaces"] or not report["isolation"]["confined"]
+    timing = report["timing"]
+    assert timing["samples"] > 0 and timing["median_ms"] > 0 and 0 <= timing["other_cpu_share"] <= 1
+    assert isinstance(timing["trustworthy"], bool) and timing["reason"].startswith(("quiet", "noisy"))
+
+    human = kagent(env, "doctor")
+    assert human.returncode == 0 and human.stderr == "", human.stderr[-2000:]
+    rows = {line.split()[0]: line for line in human.stdout.splitlines() if line.strip()}
+    assert rows["cpp"].split()[1:3] == ["yes", "yes"]
+    assert rows["triton"].split()[1:3] == ["yes", "no"] and "interpreter" in rows["triton"]
+    assert rows["cuda"].split()[1:3] == ["no", "no"]
+
+
+def test_doctor_on_a_gpu_machine_with_a_cpu_build_of_torch(tmp_path):
+    env = user_env(PATH=fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200, nvcc=NVCC_12_8, ncu=NCU))
+    report = doctor_json(env)
+    gpu = report["gpu"]
+    assert gpu["available"] and [g["name"] for g in gpu["gpus"]] == ["NVIDIA H200"] * 2
+    assert gpu["driver_version"] == "570.86.15" and gpu["cuda_version"] == "12.8"
+    assert gpu["gpus"][0]["compute_capability"] == "9.0" and gpu["gpus"][0]["memory_mib"] == 143771
+    assert report["nvcc"]["version"] == "12.8" and report["ncu"]["found"] and report["ncu"]["version"] == "2025.1.0.0"
+    # This machine's torch is the CPU build: the GPU is there, but nothing can run on it.
+    assert report["torch"]["cuda"] is None and "CPU build" in report["torch"]["reason"]
+    assert not report["gpu_ready"]["can_run"] and "CPU build" in report["gpu_ready"]["reason"]
+    triton, cuda = report["backends"]["triton"], report["backends"]["cuda"]
+    assert triton["can_run"] and not triton["can_time"] and "CPU build" in triton["reason"]
+    assert not cuda["can_run"] and "CPU build" in cuda["reason"]
+
+    pinned = doctor_json({**env, "CUDA_VISIBLE_DEVICES": "1"})["gpu"]["gpus"]
+    assert [g["index"] for g in pinned] == [1]
+
+
+def test_other_commands_give_the_doctors_answers(tmp_path):
+    env = user_env(PATH=fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200, nvcc=NVCC_12_8))
+    triton = CANDIDATES / "01_relu" / "triton.py"
+    cases = {
+        ("eval", TASKS / "01_relu.py", triton, "--device", "cuda"): "--device cuda: torch 2.13.0",
+        ("optimize", TASKS / "01_relu.py", "--model", "cmd:true", "--backend", "cuda",
+         "--runs-dir", tmp_path / "runs"): "--backend cuda cannot run here: torch",
+    }
+    for args, expected in cases.items():
+        for as_json in ([], ["--json"]):
+            result = kagent(env, *args, *as_json)
+            assert result.returncode == 2, (result.stdout[-500:], result.stderr[-2000:])
+            assert result.stdout == ""
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"error: {expected}") and "CPU build" in lines[0], lines
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_gpu_the_driver_cannot_reach_is_no_gpu(tmp_path, monkeypatch, fresh_probes):
+    monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", nvidia_smi=SMI_FAILS))
+    gpu = probes.probe_gpu()
+    assert not gpu.available and "couldn't communicate with the NVIDIA driver" in gpu.reason
+    assert not executor.gpu_available()
+
+
+def test_cuda_visible_devices_can_hide_every_gpu(tmp_path, monkeypatch, fresh_probes):
+    monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    gpu = probes.probe_gpu()
+    assert not gpu.available and "hides every GPU" in gpu.reason
+    probes.probe_gpu.cache_clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-9f8e7d6c")
+    assert [g.index for g in probes.probe_gpu().gpus] == [1]
+
+
+def test_doctor_on_a_machine_without_compiler_or_namespaces(tmp_path):
+    env = user_env(PATH=fake_path(tmp_path / "bin"), CXX=str(tmp_path / "no-such-g++"), KAGENT_SANDBOX_NAMESPACES="0")
+    report = doctor_json(env)
+    cpp = report["backends"]["cpp"]
+    assert not cpp["can_run"] and not cpp["can_time"] and "no-such-g++" in cpp["reason"], cpp
+    isolation = report["isolation"]
+    assert not isolation["namespaces"] and not isolation["confined"]
+    assert "KAGENT_SANDBOX_NAMESPACES=0" in isolation["reason"]
+
+
+@pytest.mark.parametrize("admin_only, permitted", [(1, False), (0, True)])
+def test_ncu_profiling_permission(tmp_path, monkeypatch, fresh_probes, admin_only, permitted):
+    monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", ncu=NCU))
+    params = tmp_path / "params"
+    params.write_text(f"ResmanDebugLevel: 4294967295\nRmProfilingAdminOnly: {admin_only}\n")
+    monkeypatch.setattr(probes, "NVIDIA_PARAMS", params)
+    ncu = probes.probe_ncu(confined=True)
+    assert ncu.found and ncu.profiling_permitted is permitted
+    assert ("RmProfilingAdminOnly=1" in ncu.reason) is not permitted
+
+
+def _probes_of_a_gpu_machine(nvcc: str | None = "12.8", matches_gpu: bool = True, triton: bool = True):
+    gpu = probes.GpuProbe(available=True, reason="1 GPU(s)", driver_version="570.86.15", cuda_version="12.8",
+                          gpus=[probes.Gpu(index=0, uuid="GPU-0", name="NVIDIA H200", memory_mib=143771,
+                                           compute_capability="9.0")])
+    torch = probes.TorchProbe(installed=True, version="2.13.0+cu128", cuda="12.8", sees_gpu=True,
+                              arch_list=["sm_80", "sm_90"] if matches_gpu else ["sm_80"], matches_gpu=matches_gpu,
+                              reason="torch 2.13.0+cu128" + ("" if matches_gpu else ", but carries no code for sm_90"))
+    tools = (probes.ToolProbe(found=triton, version="3.7.1" if triton else None,
+                              reason="triton 3.7.1" if triton else "triton is not installed"),
+             probes.ToolProbe(found=nvcc is not None, version=nvcc, reason=f"nvcc {nvcc}" if nvcc else "nvcc not found"))
+    ready = probes.gpu_ready(gpu, torch)
+    return {name: probes.backend_support(name, ready, *tools, torch) for name in ("triton", "cuda")}
+
+
+def test_backends_on_a_usable_gpu():
+    answers = _probes_of_a_gpu_machine()
+    assert all(a.can_run and a.can_time for a in answers.values()), answers
+    cuda = _probes_of_a_gpu_machine(nvcc="13.0")["cuda"]
+    assert not cuda.can_run and "major version" in cuda.reason
+    cuda = _probes_of_a_gpu_machine(nvcc=None)["cuda"]
+    assert not cuda.can_run and "nvcc not found" in cuda.reason
+    no_code = _probes_of_a_gpu_machine(matches_gpu=False)
+    assert not no_code["cuda"].can_run and "no code for sm_90" in no_code["cuda"].reason
+    assert no_code["triton"].can_run and not no_code["triton"].can_time and "interpreter" in no_code["triton"].reason
+    assert not _probes_of_a_gpu_machine(triton=False)["triton"].can_run
+
+
+def test_timing_probe_sees_other_processes_load():
+    hog = "import time\nend = time.monotonic() + 4\nwhile time.monotonic() < end: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(os.cpu_count() or 1)]
+    try:
+        noise = probes.measure_noise(1.0)
+    finally:
+        for proc in hogs:
+            proc.kill()
+            proc.wait()
+    assert noise.samples > 0 and noise.other_cpu_share > probes.OTHER_CPU_LIMIT, noise
+    assert not noise.trustworthy and noise.reason.startswith("noisy")
