@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,70 @@ def test_timing_probe_sees_other_processes_load():
             proc.wait()
     assert noise.samples > 0 and noise.other_cpu_share > probes.OTHER_CPU_LIMIT, noise
     assert not noise.trustworthy and noise.reason.startswith("noisy")
+
+
+def test_visible_gpus_are_the_ones_nvidia_smi_lists(tmp_path, monkeypatch, fresh_probes):
+    from kagent.agent.executors.local import LocalExecutor
+
+    monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    uuids = [g.uuid for g in probes.probe_gpu().gpus]
+    assert len(uuids) == 2 and executor.visible_gpus() == uuids
+    assert [s.gpu for s in LocalExecutor("cuda", None, tmp_path).sandboxes] == uuids  # started lazily: no GPU needed
+
+
+# -- bench/gpu_check.sh -----------------------------------------------------------------------
+
+
+def gpu_check(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "bench" / "gpu_check.sh")], env={**env, "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=600)
+
+
+def load_gpu_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_0(tmp_path):
+    result = gpu_check(user_env(PATH=fake_path(tmp_path / "bin")))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["no GPU to check: no NVIDIA GPU found on this machine (no nvidia-smi on PATH)"]
+
+
+def test_gpu_check_on_a_gpu_torch_cannot_use_fails_every_path(tmp_path):
+    result = gpu_check(user_env(PATH=fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200)))
+    assert result.returncode == 1, result.stderr[-2000:]
+    rows = [line.split(None, 3) for line in result.stdout.splitlines()[3:]]
+    assert [row[0] for row in rows] == list(load_gpu_check().PATHS)
+    for path, verdict, seconds, error in rows:
+        assert verdict == "FAIL" and error.startswith("not run: torch 2.13.0") and "CPU build" in error, (path, error)
+
+
+def test_gpu_check_table():
+    gpu_check_module = load_gpu_check()
+
+    def fails():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nsecond line")
+
+    def wrong():
+        assert False, "01_relu: incorrect (mismatch) max abs error 3\nmore"
+
+    checks = [("passes", lambda: None), ("fails", fails), ("wrong", wrong), ("slow", lambda: time.sleep(0.3)),
+              ("late", lambda: None)]
+    said: list[str] = []
+    rows = gpu_check_module.run_checks(checks, budget_s=0.2, say=said.append)
+    assert [(r.path, r.ok) for r in rows] == [("passes", True), ("fails", False), ("wrong", False), ("slow", True),
+                                              ("late", False)]
+    assert rows[1].error == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert rows[2].error == "01_relu: incorrect (mismatch) max abs error 3"
+    assert rows[4].error == "not run: the 0.2 s budget was spent" and rows[4].seconds == 0
+    assert rows[3].seconds >= 0.3 and said[1] == "fails: FAIL RuntimeError: CUDA error: an illegal memory access was encountered"
+    lines = gpu_check_module.format_table(rows).splitlines()
+    assert lines[0].split() == ["path", "result", "seconds", "first", "error"] and len(lines) == 2 + len(rows)
+    assert lines[3].split(None, 3) == ["fails", "FAIL", f"{rows[1].seconds:.1f}", rows[1].error]
+    assert lines[2].split() == ["passes", "PASS", f"{rows[0].seconds:.1f}"]
