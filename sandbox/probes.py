@@ -144,6 +144,15 @@ def _triton_pin() -> str | None:
     return None
 
 
+def carries_code_for(arch_list: list[str], capability: str) -> bool:
+    """Whether a torch with this arch list runs on a GPU of compute capability `capability`
+    ("90"): machine code for exactly that one (sm_90, sm_90a), or PTX for it or an older one
+    (compute_80), which the driver compiles at load time."""
+    archs = [m.groups() for m in (re.fullmatch(r"(sm|compute)_(\d+)[a-z]?", a) for a in arch_list) if m]
+    return any((kind == "sm" and number == capability) or (kind == "compute" and int(number) <= int(capability))
+               for kind, number in archs)
+
+
 @cache
 def probe_torch(deep: bool = False) -> TorchProbe:
     """The build facts cost milliseconds. `deep` also imports torch and initialises CUDA to ask
@@ -180,8 +189,7 @@ def probe_torch(deep: bool = False) -> TorchProbe:
                                         f"torch {probe.version} does not see the GPU (driver {gpu.driver_version} supports "
                                         f"CUDA {gpu.cuda_version}, torch needs {probe.cuda})"})
     capability = (gpu.gpus[0].compute_capability or "0.0").replace(".", "")
-    fits = any(a.rstrip("a") == f"sm_{capability}" or (a.startswith("compute_") and int(a[8:].rstrip("a")) <= int(capability))
-               for a in arch_list)
+    fits = carries_code_for(arch_list, capability)
     reason = probe.reason + (f", carries code for sm_{capability}" if fits else
                              f", but carries no code for sm_{capability} ({' '.join(arch_list)}): install a build for this GPU")
     return probe.model_copy(update={"sees_gpu": True, "arch_list": arch_list, "matches_gpu": fits, "reason": reason})

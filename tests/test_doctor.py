@@ -284,3 +284,21 @@ def test_gpu_check_table():
     assert lines[0].split() == ["path", "result", "seconds", "first", "error"] and len(lines) == 2 + len(rows)
     assert lines[3].split(None, 3) == ["fails", "FAIL", f"{rows[1].seconds:.1f}", rows[1].error]
     assert lines[2].split() == ["passes", "PASS", f"{rows[0].seconds:.1f}"]
+
+
+def test_deep_torch_probe_of_a_torch_that_does_not_see_the_gpu(tmp_path, monkeypatch, fresh_probes):
+    # A CUDA build on a GPU nvidia-smi lists: the deep probe really imports this machine's torch,
+    # which finds no GPU, and says so.
+    monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200))
+    monkeypatch.setattr(probes, "_torch_build", lambda: {"__version__": "2.13.0+cu128", "cuda": "12.8"})
+    assert probes.probe_torch().matches_gpu is None  # the cheap probe does not ask
+    torch = probes.probe_torch(deep=True)
+    assert torch.sees_gpu is False and torch.matches_gpu is False and "does not see the GPU" in torch.reason
+    assert not probes.gpu_ready(probes.probe_gpu(), torch).can_run
+
+
+@pytest.mark.parametrize("arch_list, fits", [(["sm_80", "sm_90"], True), (["sm_80", "sm_90a"], True),
+                                             (["sm_80", "compute_80"], True), (["sm_80", "sm_86"], False),
+                                             (["sm_100", "compute_100"], False), (["sm_120f"], False)])
+def test_torch_carries_code_for_sm90(arch_list, fits):
+    assert probes.carries_code_for(arch_list, "90") is fits
