@@ -43,6 +43,7 @@ class Row(BaseModel):
 
 
 def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, prefixed by its type unless it is an assertion."""
     text = str(err).strip() or type(err).__name__
     return f"{type(err).__name__}: {text.splitlines()[0]}" if not isinstance(err, AssertionError) else text.splitlines()[0]
 
@@ -108,10 +109,12 @@ class GpuChecks:
         return [(name, getattr(self, name)) for name in PATHS]
 
     def close(self) -> None:
+        """Stop the sandbox and delete its files."""
         self.sandbox.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def request(self, candidate: Path, backend: str, static_analysis: bool = False):
+        """An EvalRequest on the GPU for a candidate in a folder named after its task."""
         from kagent.sandbox.models import EvalRequest
 
         return EvalRequest(task_path=str(ROOT / "tasks" / f"{candidate.parent.name}.py"), candidate_path=str(candidate),
@@ -119,15 +122,18 @@ class GpuChecks:
                            static_analysis=static_analysis)
 
     def evaluate(self, candidate: Path, backend: str, static_analysis: bool = False, sandbox=None):
+        """The verdict of one evaluation, given whatever remains of the budget."""
         timeout = max(5.0, self.deadline - time.monotonic())
         return (sandbox or self.sandbox).evaluate(self.request(candidate, backend, static_analysis), timeout_s=timeout)
 
     @staticmethod
     def judged_correct_and_timed(verdict, name: str) -> None:
+        """Raises AssertionError naming `name` unless the verdict is correct with a GPU speedup."""
         assert verdict.status == "correct", f"{name}: {verdict.status} ({verdict.reason}) {verdict.message}"
         assert verdict.timing_meaningful and verdict.speedup, f"{name}: correct but not timed on the GPU"
 
     def cuda_event_timing(self) -> None:
+        """sandbox/timing.py on the GPU: the flush covers the L2; one kernel against itself is 1x."""
         import torch
 
         from kagent.sandbox.timing import L2_FLUSH_BYTES, time_interleaved
@@ -139,16 +145,17 @@ class GpuChecks:
                                               warmup=5, min_runs=10, max_runs=500, budget_s=0.3)
         assert ref.runs >= 10 and 0 < ref.median_ms < 100, f"implausible CUDA-event times: {ref}"
         assert 0.8 < speedup < 1.25, f"one kernel timed against itself gave a speedup of {speedup:.2f}"
-        del x
-        torch.cuda.empty_cache()
 
     def triton(self) -> None:
+        """Every honest Triton candidate compiled, launched, judged correct and timed."""
         candidates = sorted(CANDIDATES.glob("*/triton.py"))
         assert candidates, "no tests/candidates/*/triton.py"
         for candidate in candidates:
             self.judged_correct_and_timed(self.evaluate(candidate, "triton"), candidate.parent.name)
 
     def verifier(self) -> None:
+        """The verifier rebuilds the reference on CUDA: it accepts the reference's own outputs,
+        computed here, and rejects them with one value changed."""
         import torch
 
         from kagent.sandbox import compare
@@ -176,6 +183,8 @@ class GpuChecks:
                 assert check.ok, f"the verifier rejected the reference's own outputs: {check.detail}"
 
     def confined_cuda(self) -> None:
+        """The worker is namespaced and confined, and a candidate checking its own limits from
+        inside (CONFINEMENT_PRELUDE) still runs CUDA and is judged correct."""
         self.sandbox._worker()
         log = (self.sandbox.root / "zygote.log").read_text(errors="replace").strip().splitlines()
         assert self.sandbox.isolated, "no PID namespace for the worker (see kagent doctor: isolation)"
@@ -187,6 +196,7 @@ class GpuChecks:
         self.judged_correct_and_timed(self.evaluate(candidate, "triton"), "the confinement-checking relu")
 
     def ncu(self) -> None:
+        """A correct verdict from the confined worker carries Nsight Compute metrics."""
         from kagent.sandbox.probes import probe_ncu
 
         verdict = self.evaluate(CANDIDATES / "01_relu" / "triton.py", "triton", static_analysis=True)
@@ -194,12 +204,14 @@ class GpuChecks:
         assert verdict.artifacts.ncu, f"no Nsight Compute metrics: {probe_ncu(confined=self.sandbox.confined).reason}"
 
     def cuda_load_inline(self) -> None:
+        """Every honest CUDA candidate built with load_inline, judged correct and timed."""
         candidates = sorted(CANDIDATES.glob("*/cuda.py"))
         assert candidates, "no tests/candidates/*/cuda.py"
         for candidate in candidates:
             self.judged_correct_and_timed(self.evaluate(candidate, "cuda"), candidate.parent.name)
 
     def sandbox_per_gpu(self) -> None:
+        """LocalExecutor starts one sandbox per visible GPU, each pinned to its own, all correct at once."""
         from kagent.agent.executors.local import LocalExecutor
         from kagent.sandbox.executor import visible_gpus
 
@@ -220,6 +232,7 @@ class GpuChecks:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The table on stdout (progress on stderr); 1 if any path failed, 0 without a GPU."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=BUDGET_S, help="seconds for all paths (default 300)")
     args = parser.parse_args(argv)

@@ -51,6 +51,8 @@ def _first_line(text: str) -> str:
 
 
 class Gpu(BaseModel):
+    """One GPU as nvidia-smi lists it (memory in MiB)."""
+
     index: int
     uuid: str
     name: str
@@ -244,6 +246,8 @@ def probe_nvcc() -> ToolProbe:
 
 
 class NcuProbe(ToolProbe):
+    """Nsight Compute, and whether the sandbox's worker may read the GPU's counters."""
+
     profiling_permitted: bool | None = None  # None: no NVIDIA driver to ask
 
 
@@ -384,6 +388,8 @@ def probe_isolation() -> IsolationProbe:
 
 
 class MemoryProbe(BaseModel):
+    """The machine's memory in MiB, against what one evaluation may use."""
+
     total_mib: int | None
     available_mib: int | None
     worker_limit_mib: int  # what one evaluation may use before it is killed (executor.DEFAULT_MEMORY_MB)
@@ -470,6 +476,9 @@ def measure_noise(duration_s: float = 2.0) -> TimingProbe:
 
 
 class Support(BaseModel):
+    """What a backend (or the GPU) can do here: run candidates, time them meaningfully, and why
+    not, in one line."""
+
     can_run: bool
     can_time: bool
     reason: str
