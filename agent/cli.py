@@ -173,7 +173,7 @@ def optimize_command(
     from kagent.agent.providers import parse_model_spec
     from kagent.sandbox.backends import BACKENDS
     from kagent.sandbox.executor import gpu_available
-    from kagent.sandbox.probes import default_backend, support
+    from kagent.sandbox.probes import default_backend, require_here
 
     budgets = {k: v for k, v in (("max_iters", max_iters), ("max_cost", max_cost), ("time_limit_s", time_limit),
                                   ("concurrency", concurrency)) if v is not None}
@@ -191,9 +191,9 @@ def optimize_command(
             backend = backend or default_backend()
             if backend not in BACKENDS:
                 raise UsageError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-            if backend == "cuda" and not support("cuda").can_run:  # every candidate would be not_run
-                raise UsageError(f"--backend cuda cannot run here: {support('cuda').reason}")
             device = device or BACKENDS[backend].default_device(gpu_available())
+            if executor == "local":  # on Ray, evaluations run on the cluster's machines, not this one
+                require_here(backend, device)
             config = RunConfig(
                 task_path=str(task.resolve()) if task.exists() else str(task), model=model, judge_model=judge_model,
                 base_url=base_url, backend=backend, device=device, runs_dir=str(runs_dir), prices=price_table, **budgets,

@@ -533,3 +533,19 @@ def support(backend: str) -> Support:
 def default_backend() -> str:
     """The best backend this machine can run and time: Triton where there is a usable GPU, else C++."""
     return "triton" if support("triton").can_time else "cpp"
+
+
+def require_here(backend: str, device: str) -> None:
+    """Raises UsageError, naming the option and the reason, where this machine cannot run
+    `device` (cuda without a usable GPU) or `backend` at all (cuda: every candidate would only
+    be compile-checked, `not_run`)."""
+    from kagent.sandbox.errors import UsageError
+
+    if device == "cuda":
+        gpu = gpu_ready(probe_gpu(), probe_torch())
+        if not gpu.can_run:
+            raise UsageError(f"--device cuda: {gpu.reason}")
+    if backend == "cuda":
+        answer = support("cuda")
+        if not answer.can_run:
+            raise UsageError(f"--backend cuda cannot run here: {answer.reason}")

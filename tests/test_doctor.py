@@ -130,6 +130,8 @@ def test_other_commands_give_the_doctors_answers(tmp_path):
         ("eval", TASKS / "01_relu.py", triton, "--device", "cuda"): "--device cuda: torch 2.13.0",
         ("optimize", TASKS / "01_relu.py", "--model", "cmd:true", "--backend", "cuda",
          "--runs-dir", tmp_path / "runs"): "--backend cuda cannot run here: torch",
+        ("optimize", TASKS / "01_relu.py", "--model", "cmd:true", "--backend", "triton", "--device", "cuda",
+         "--runs-dir", tmp_path / "runs"): "--device cuda: torch 2.13.0",
     }
     for args, expected in cases.items():
         for as_json in ([], ["--json"]):
