@@ -29,6 +29,7 @@ class DoctorReport(BaseModel):
     torch: probes.TorchProbe
     triton: probes.ToolProbe
     nvcc: probes.ToolProbe
+    ninja: probes.ToolProbe
     ncu: probes.NcuProbe
     compiler: probes.CompilerProbe
     isolation: probes.IsolationProbe
@@ -40,17 +41,17 @@ class DoctorReport(BaseModel):
 def doctor(noise_s: float = 2.0) -> DoctorReport:
     """Run every probe (a few seconds: `noise_s` of them for the timing-noise probe)."""
     gpu = probes.probe_gpu()
-    with ThreadPoolExecutor(6) as pool:
+    with ThreadPoolExecutor(8) as pool:
         torch = pool.submit(probes.probe_torch, deep=gpu.available)
-        nvcc, triton = pool.submit(probes.probe_nvcc), pool.submit(probes.probe_triton)
+        nvcc, triton, ninja = pool.submit(probes.probe_nvcc), pool.submit(probes.probe_triton), pool.submit(probes.probe_ninja)
         compiler, isolation = pool.submit(probes.probe_compiler), pool.submit(probes.probe_isolation)
         isolation_result = isolation.result()
         ncu = pool.submit(probes.probe_ncu, confined=isolation_result.confined)
-        parts = dict(torch=torch.result(), nvcc=nvcc.result(), triton=triton.result(), compiler=compiler.result(),
-                     isolation=isolation_result, ncu=ncu.result())
+        parts = dict(torch=torch.result(), nvcc=nvcc.result(), ninja=ninja.result(), triton=triton.result(),
+                     compiler=compiler.result(), isolation=isolation_result, ncu=ncu.result())
     ready = probes.gpu_ready(gpu, parts["torch"])
-    backends = {name: probes.backend_support(name, ready, parts["triton"], parts["nvcc"], parts["torch"], parts["compiler"])
-                for name in BACKEND_NAMES}
+    backends = {name: probes.backend_support(name, ready, parts["triton"], parts["nvcc"], parts["torch"], parts["compiler"],
+                                             parts["ninja"]) for name in BACKEND_NAMES}
     return DoctorReport(gpu=gpu, gpu_ready=ready, memory=probes.probe_memory(), timing=probes.measure_noise(noise_s),
                         backends=backends, **parts)
 
@@ -67,7 +68,7 @@ def print_report(report: DoctorReport) -> None:
     if gpu.available:
         machine.add_row("driver / CUDA", "", f"{gpu.driver_version} / CUDA {gpu.cuda_version}")
     machine.add_row("torch", _mark(report.torch.matches_gpu), report.torch.reason)
-    for name in ("triton", "nvcc", "ncu"):
+    for name in ("triton", "nvcc", "ninja", "ncu"):
         tool = getattr(report, name)
         machine.add_row(name, _mark(tool.found), tool.reason)
     machine.add_row("C++ compiler", _mark(report.compiler.works), report.compiler.reason)

@@ -11,5 +11,8 @@ if [ ! -x "$python" ] && ! command -v "$python" >/dev/null; then
     echo "gpu_check: $python not found: install kagent first (README: Install) or set PYTHON" >&2
     exit 2
 fi
+# load_inline runs `ninja` from PATH: the environment's own, as activating it would.
+PATH="$(cd "$(dirname "$(command -v "$python")")" && pwd):$PATH"
+export PATH
 # The script keeps to its own budget; this is the backstop should a path hang past it.
 exec timeout --kill-after=10 360 "$python" bench/gpu_check.py "$@"

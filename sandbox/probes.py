@@ -245,6 +245,17 @@ def probe_nvcc() -> ToolProbe:
     return ToolProbe(found=True, version=release.group(1), path=path, reason=f"nvcc {release.group(1)}")
 
 
+@cache
+def probe_ninja() -> ToolProbe:
+    """ninja, found as torch.utils.cpp_extension finds it (`ninja --version` on PATH): load_inline
+    builds nothing without it."""
+    code, out = _run(["ninja", "--version"])
+    if code != 0:
+        return ToolProbe(found=False, reason="ninja not on PATH: load_inline cannot build (pip install ninja, with "
+                                             "the environment's bin directory on PATH)")
+    return ToolProbe(found=True, version=_first_line(out), path=shutil.which("ninja"), reason=f"ninja {_first_line(out)}")
+
+
 class NcuProbe(ToolProbe):
     """Nsight Compute, and whether the sandbox's worker may read the GPU's counters."""
 
@@ -495,8 +506,9 @@ def gpu_ready(gpu: GpuProbe, torch: TorchProbe) -> Support:
 
 
 def backend_support(backend: str, gpu: Support, triton: ToolProbe, nvcc: ToolProbe, torch: TorchProbe,
-                    compiler: CompilerProbe | None = None) -> Support:
-    """Whether `backend` can run candidates here and time them meaningfully, from probe answers."""
+                    compiler: CompilerProbe | None = None, ninja: ToolProbe | None = None) -> Support:
+    """Whether `backend` can run candidates here and time them meaningfully, from probe answers
+    (`compiler` and `ninja` are probed where not given and needed)."""
     if backend == "cpp":
         if compiler is None:
             compiler = probe_compiler()
@@ -515,6 +527,9 @@ def backend_support(backend: str, gpu: Support, triton: ToolProbe, nvcc: ToolPro
             return Support(can_run=False, can_time=False, reason=f"{gpu.reason}: {compile_check}")
         if not nvcc.found:
             return Support(can_run=False, can_time=False, reason=f"{nvcc.reason}: load_inline cannot build")
+        ninja = ninja or probe_ninja()
+        if not ninja.found:
+            return Support(can_run=False, can_time=False, reason=ninja.reason)
         # torch.utils.cpp_extension refuses an nvcc whose major version differs from torch's CUDA.
         if torch.cuda and nvcc.version and nvcc.version.split(".")[0] != torch.cuda.split(".")[0]:
             return Support(can_run=False, can_time=False,

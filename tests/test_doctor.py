@@ -181,7 +181,8 @@ def test_ncu_profiling_permission(tmp_path, monkeypatch, fresh_probes, admin_onl
     assert ("RmProfilingAdminOnly=1" in ncu.reason) is not permitted
 
 
-def _probes_of_a_gpu_machine(nvcc: str | None = "12.8", matches_gpu: bool = True, triton: bool = True):
+def _probes_of_a_gpu_machine(nvcc: str | None = "12.8", matches_gpu: bool = True, triton: bool = True,
+                             ninja: bool = True):
     gpu = probes.GpuProbe(available=True, reason="1 GPU(s)", driver_version="570.86.15", cuda_version="12.8",
                           gpus=[probes.Gpu(index=0, uuid="GPU-0", name="NVIDIA H200", memory_mib=143771,
                                            compute_capability="9.0")])
@@ -191,8 +192,9 @@ def _probes_of_a_gpu_machine(nvcc: str | None = "12.8", matches_gpu: bool = True
     tools = (probes.ToolProbe(found=triton, version="3.7.1" if triton else None,
                               reason="triton 3.7.1" if triton else "triton is not installed"),
              probes.ToolProbe(found=nvcc is not None, version=nvcc, reason=f"nvcc {nvcc}" if nvcc else "nvcc not found"))
+    ninja_probe = probes.ToolProbe(found=ninja, reason="ninja 1.11.1" if ninja else "ninja not on PATH: load_inline ...")
     ready = probes.gpu_ready(gpu, torch)
-    return {name: probes.backend_support(name, ready, *tools, torch) for name in ("triton", "cuda")}
+    return {name: probes.backend_support(name, ready, *tools, torch, ninja=ninja_probe) for name in ("triton", "cuda")}
 
 
 def test_backends_on_a_usable_gpu():
@@ -202,6 +204,8 @@ def test_backends_on_a_usable_gpu():
     assert not cuda.can_run and "major version" in cuda.reason
     cuda = _probes_of_a_gpu_machine(nvcc=None)["cuda"]
     assert not cuda.can_run and "nvcc not found" in cuda.reason
+    cuda = _probes_of_a_gpu_machine(ninja=False)["cuda"]
+    assert not cuda.can_run and cuda.reason.startswith("ninja not on PATH")
     no_code = _probes_of_a_gpu_machine(matches_gpu=False)
     assert not no_code["cuda"].can_run and "no code for sm_90" in no_code["cuda"].reason
     assert no_code["triton"].can_run and not no_code["triton"].can_time and "interpreter" in no_code["triton"].reason
