@@ -50,9 +50,13 @@ def doctor(noise_s: float = 2.0) -> DoctorReport:
         parts = dict(torch=torch.result(), nvcc=nvcc.result(), ninja=ninja.result(), triton=triton.result(),
                      compiler=compiler.result(), isolation=isolation_result, ncu=ncu.result())
     ready = probes.gpu_ready(gpu, parts["torch"])
+    timing = probes.measure_noise(noise_s)
+    if ready.can_run and gpu.other_processes:  # the CPU probe cannot see them, GPU timings can
+        timing = timing.model_copy(update={"trustworthy": False, "reason": f"{timing.reason}; {gpu.other_processes} "
+                                                                           "other process(es) computing on the GPU"})
     backends = {name: probes.backend_support(name, ready, parts["triton"], parts["nvcc"], parts["torch"], parts["compiler"],
                                              parts["ninja"]) for name in BACKEND_NAMES}
-    return DoctorReport(gpu=gpu, gpu_ready=ready, memory=probes.probe_memory(), timing=probes.measure_noise(noise_s),
+    return DoctorReport(gpu=gpu, gpu_ready=ready, memory=probes.probe_memory(), timing=timing,
                         backends=backends, **parts)
 
 

@@ -68,6 +68,7 @@ class GpuProbe(BaseModel):
     driver_version: str | None = None
     cuda_version: str | None = None  # the newest CUDA the driver supports (nvidia-smi's header)
     gpus: list[Gpu] = []
+    other_processes: int = 0  # processes computing on these GPUs now: they disturb GPU timings
 
 
 @cache
@@ -101,7 +102,10 @@ def probe_gpu() -> GpuProbe:
     if not gpus:
         return probe.model_copy(update={"reason": "no NVIDIA GPU found on this machine (nvidia-smi lists none)"})
     names = ", ".join(f"{g.name} (sm_{(g.compute_capability or '?').replace('.', '')})" for g in gpus)
-    return probe.model_copy(update={"gpus": gpus, "reason": f"{len(gpus)} GPU(s): {names}"})
+    _, apps = _run([smi, "--query-compute-apps=gpu_uuid,pid", "--format=csv,noheader"])
+    others = sum(1 for line in apps.splitlines() if any(line.strip().startswith(g.uuid) for g in gpus))
+    busy = f"; {others} other process(es) computing on them" if others else ""
+    return probe.model_copy(update={"gpus": gpus, "other_processes": others, "reason": f"{len(gpus)} GPU(s): {names}{busy}"})
 
 
 # -- torch and Triton ---------------------------------------------------------------------------

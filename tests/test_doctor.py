@@ -21,6 +21,7 @@ SMI_TWO_H200 = """case "$1" in
   --query-gpu=*)
     echo "0, GPU-0a1b2c3d-0000-0000-0000-000000000000, NVIDIA H200, 143771, 9.0, 570.86.15"
     echo "1, GPU-9f8e7d6c-0000-0000-0000-000000000000, NVIDIA H200, 143771, 9.0, 570.86.15" ;;
+  --query-compute-apps=*) echo "GPU-9f8e7d6c-0000-0000-0000-000000000000, 4242" ;;
   *) echo "| NVIDIA-SMI 570.86.15      Driver Version: 570.86.15      CUDA Version: 12.8     |" ;;
 esac"""
 NVCC_12_8 = 'echo "Cuda compilation tools, release 12.8, V12.8.93"'
@@ -71,7 +72,8 @@ def doctor_json(env: dict[str, str]) -> dict:
 @pytest.fixture
 def fresh_probes():
     """In-process probes answer once per process: forget their answers around a test."""
-    cached = [probes.probe_gpu, probes.probe_torch, probes.probe_triton, probes.probe_nvcc, probes.probe_ncu]
+    cached = [probes.probe_gpu, probes.probe_torch, probes.probe_triton, probes.probe_nvcc, probes.probe_ninja,
+              probes.probe_ncu]
     for probe in cached:
         probe.cache_clear()
     yield
@@ -111,6 +113,7 @@ def test_doctor_on_a_gpu_machine_with_a_cpu_build_of_torch(tmp_path):
     assert gpu["available"] and [g["name"] for g in gpu["gpus"]] == ["NVIDIA H200"] * 2
     assert gpu["driver_version"] == "570.86.15" and gpu["cuda_version"] == "12.8"
     assert gpu["gpus"][0]["compute_capability"] == "9.0" and gpu["gpus"][0]["memory_mib"] == 143771
+    assert gpu["other_processes"] == 1 and "1 other process(es) computing" in gpu["reason"]
     assert report["nvcc"]["version"] == "12.8" and report["ncu"]["found"] and report["ncu"]["version"] == "2025.1.0.0"
     # This machine's torch is the CPU build: the GPU is there, but nothing can run on it.
     assert report["torch"]["cuda"] is None and "CPU build" in report["torch"]["reason"]
@@ -119,8 +122,8 @@ def test_doctor_on_a_gpu_machine_with_a_cpu_build_of_torch(tmp_path):
     assert triton["can_run"] and not triton["can_time"] and "CPU build" in triton["reason"]
     assert not cuda["can_run"] and "CPU build" in cuda["reason"]
 
-    pinned = doctor_json({**env, "CUDA_VISIBLE_DEVICES": "1"})["gpu"]["gpus"]
-    assert [g["index"] for g in pinned] == [1]
+    pinned = doctor_json({**env, "CUDA_VISIBLE_DEVICES": "0"})["gpu"]
+    assert [g["index"] for g in pinned["gpus"]] == [0] and pinned["other_processes"] == 0  # the busy one is hidden
 
 
 def test_other_commands_give_the_doctors_answers(tmp_path):
@@ -308,3 +311,19 @@ def test_deep_torch_probe_of_a_torch_that_does_not_see_the_gpu(tmp_path, monkeyp
                                              (["sm_100", "compute_100"], False), (["sm_120f"], False)])
 def test_torch_carries_code_for_sm90(arch_list, fits):
     assert probes.carries_code_for(arch_list, "90") is fits
+
+
+def test_doctor_on_a_usable_gpu_busy_with_another_process(tmp_path, monkeypatch, fresh_probes):
+    from kagent.agent.doctor import doctor
+
+    monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200, nvcc=NVCC_12_8, ncu=NCU,
+                                         ninja='echo "1.11.1"'))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(probes, "probe_torch", lambda deep=False: probes.TorchProbe(
+        installed=True, version="2.13.0+cu128", cuda="12.8", sees_gpu=deep or None, arch_list=["sm_90"],
+        matches_gpu=True if deep else None, reason="torch 2.13.0+cu128 built with CUDA 12.8"))
+    report = doctor(noise_s=0.2)
+    assert report.gpu_ready.can_run and "NVIDIA H200" in report.gpu_ready.reason
+    assert all(a.can_run and a.can_time for a in report.backends.values()), report.backends
+    assert report.ninja.version == "1.11.1" and report.nvcc.version == "12.8"
+    assert not report.timing.trustworthy and report.timing.reason.endswith("1 other process(es) computing on the GPU")
