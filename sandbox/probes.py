@@ -185,15 +185,17 @@ def probe_torch(deep: bool = False) -> TorchProbe:
         return probe
     code, out = _run([sys.executable, "-c", "import json, torch; ok = torch.cuda.is_available(); print(json.dumps("
                       "[ok, torch.cuda.get_arch_list() if ok else [], torch.version.cuda]))"], timeout=120)
-    try:
-        sees, arch_list, _ = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
+    lines = out.strip().splitlines()  # the answer, and on stderr torch's warnings (why CUDA failed)
+    answer = next((line for line in reversed(lines) if line.startswith("[")), None)
+    if code != 0 or answer is None:
         return probe.model_copy(update={"sees_gpu": False, "matches_gpu": False,
-                                        "reason": f"torch {probe.version} fails to start: {_first_line(out)[:200]}"})
+                                        "reason": f"torch {probe.version} fails to start: {(lines or ['?'])[-1][:200]}"})
+    sees, arch_list, _ = json.loads(answer)
     if not sees:
+        warning = next((line.split("Warning: ", 1)[1] for line in lines if "Warning: " in line), "")
         return probe.model_copy(update={"sees_gpu": False, "matches_gpu": False, "reason":
                                         f"torch {probe.version} does not see the GPU (driver {gpu.driver_version} supports "
-                                        f"CUDA {gpu.cuda_version}, torch needs {probe.cuda})"})
+                                        f"CUDA {gpu.cuda_version}, torch needs {probe.cuda}) {warning[:200]}".rstrip()})
     capability = (gpu.gpus[0].compute_capability or "0.0").replace(".", "")
     fits = carries_code_for(arch_list, capability)
     reason = probe.reason + (f", carries code for sm_{capability}" if fits else

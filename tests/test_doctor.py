@@ -306,6 +306,20 @@ def test_deep_torch_probe_of_a_torch_that_does_not_see_the_gpu(tmp_path, monkeyp
     assert not probes.gpu_ready(probes.probe_gpu(), torch).can_run
 
 
+def test_deep_torch_probe_says_why_cuda_failed(tmp_path, monkeypatch, fresh_probes):
+    # torch's own warning on stderr, its answer on stdout, as a CUDA torch on a too-old driver gives them.
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho '/venv/torch/cuda/__init__.py:180: UserWarning: CUDA initialization: The NVIDIA "
+                      "driver on your system is too old (found version 11040).' >&2\necho '[false, [], \"12.8\"]'\n")
+    python.chmod(0o755)
+    monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200))
+    monkeypatch.setattr(probes, "_torch_build", lambda: {"__version__": "2.13.0+cu128", "cuda": "12.8"})
+    monkeypatch.setattr(sys, "executable", str(python))
+    torch = probes.probe_torch(deep=True)
+    assert torch.sees_gpu is False and "does not see the GPU" in torch.reason
+    assert torch.reason.endswith("CUDA initialization: The NVIDIA driver on your system is too old (found version 11040).")
+
+
 @pytest.mark.parametrize("arch_list, fits", [(["sm_80", "sm_90"], True), (["sm_80", "sm_90a"], True),
                                              (["sm_80", "compute_80"], True), (["sm_80", "sm_86"], False),
                                              (["sm_100", "compute_100"], False), (["sm_120f"], False)])
