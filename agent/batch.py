@@ -406,7 +406,8 @@ def new_batch(task_dir: Path, runs_dir: Path, options: dict):
     paths = find_tasks(task_dir)
     if not paths:
         raise UsageError(f"{task_dir}: no task files (*.py) in this directory")
-    backend, device = choose_target(options.pop("backend"), options.pop("device"))
+    backend, device = choose_target(options.pop("backend"), options.pop("device"),
+                                    here=options.get("executor", "local") in (None, "local"))
     try:
         opts = BatchOptions(task_dir=str(task_dir), backend=backend, device=device, **options)
     except ValidationError as err:

@@ -54,7 +54,7 @@ def read_candidate(candidate: Path) -> str:
 
 def resolve_backend_device(candidate: Path, backend: Optional[str], device: Optional[str]) -> tuple[str, str]:
     from kagent.sandbox.backends import BACKENDS, detect_backend
-    from kagent.sandbox.executor import gpu_available
+    from kagent.sandbox.probes import gpu_ready, probe_gpu, probe_torch
 
     if backend is None:
         backend = detect_backend(read_candidate(candidate))
@@ -63,13 +63,14 @@ def resolve_backend_device(candidate: Path, backend: Optional[str], device: Opti
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     chosen = BACKENDS[backend]
-    device = device or chosen.default_device(gpu_available())
+    gpu = gpu_ready(probe_gpu(), probe_torch())  # what `kagent doctor` says
+    device = device or chosen.default_device(gpu.can_run)
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device {device!r}: choose cpu or cuda")
     if device not in chosen.devices:
         raise UsageError(f"the {backend} backend runs on {', '.join(chosen.devices)}, not {device}")
-    if device == "cuda" and not gpu_available():
-        raise UsageError("--device cuda: no NVIDIA GPU found on this machine")
+    if device == "cuda" and not gpu.can_run:
+        raise UsageError(f"--device cuda: {gpu.reason}")
     return backend, device
 
 
@@ -218,7 +219,7 @@ def optimize_command(
                 raise UsageError("give a TASK and --model PROVIDER:MODEL (or --resume RUN_DIR)")
             for spec in (model, judge_model or model):
                 parse_model_spec(spec)
-            backend, device = choose_target(backend, device)
+            backend, device = choose_target(backend, device, here=(executor or "local") == "local")
             try:
                 config = RunConfig(
                     task_path=str(task), model=model, judge_model=judge_model, base_url=base_url, backend=backend,
@@ -272,6 +273,8 @@ app.command("report")(report_command)
 from kagent.agent.inspect_runs import runs_command, show_command  # noqa: E402  (kagent runs, kagent show)
 app.command("runs")(runs_command)
 app.command("show")(show_command)
+from kagent.agent.doctor import doctor_command  # noqa: E402  (kagent doctor)
+app.command("doctor")(doctor_command)
 
 
 def main() -> None:

@@ -36,26 +36,26 @@ def invalid_option(err: ValidationError, flags: dict[str, str] = OPTION_FLAGS) -
     return UsageError(f"invalid {flag}{shown}: {first['msg']}")
 
 
-def choose_target(backend: str | None, device: str | None) -> tuple[str, str]:
+def choose_target(backend: str | None, device: str | None, here: bool = True) -> tuple[str, str]:
     """The backend and device a run uses: the given ones, checked, or the best this machine can
-    run and time (triton on a GPU, cpp on a CPU). UsageError, naming the option and value, for an
-    unknown name, a device without its hardware, or a backend whose kernels cannot run here
-    (CUDA kernels are only compile-checked without a GPU: every candidate would be `not_run`)."""
+    run and time (triton on a GPU, cpp on a CPU), from the same probes as `kagent doctor`.
+    UsageError, naming the option and value, for an unknown name, a device without its
+    hardware, or a backend whose kernels cannot run here (CUDA kernels are only compile-checked
+    without a GPU: every candidate would be `not_run`). `here=False` (evaluations on a Ray
+    cluster) skips the checks of this machine's hardware."""
     from kagent.sandbox.backends import BACKENDS
-    from kagent.sandbox.executor import gpu_available
+    from kagent.sandbox.probes import default_backend, gpu_ready, probe_gpu, probe_torch, require_here
 
-    gpu = gpu_available()
     if device is not None and device not in ("cpu", "cuda"):
         raise UsageError(f"invalid --device {device!r}: choose cpu or cuda")
-    if device == "cuda" and not gpu:
-        raise UsageError("invalid --device cuda: no NVIDIA GPU found on this machine")
     if backend is not None and backend not in BACKENDS:
         raise UsageError(f"invalid --backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    backend = backend or ("triton" if gpu and device != "cpu" else "cpp")
-    device = device or BACKENDS[backend].default_device(gpu)
+    if here:
+        require_here(backend or "cpp", device or "cpu")
+    backend = backend or ("cpp" if device == "cpu" else default_backend())
+    device = device or BACKENDS[backend].default_device(gpu_ready(probe_gpu(), probe_torch()).can_run)
     if device not in BACKENDS[backend].devices:
         raise UsageError(f"invalid --device {device}: the {backend} backend runs on {', '.join(BACKENDS[backend].devices)}")
-    if backend == "cuda" and device != "cuda":
-        raise UsageError("invalid --backend cuda: CUDA kernels cannot run without an NVIDIA GPU "
-                         "(they would only be compile-checked); use --backend cpp")
+    if here:
+        require_here(backend, device)
     return backend, device

@@ -76,18 +76,25 @@ def worker_env(device: str, gpu: str | None = None) -> dict[str, str]:
 
 
 def gpu_available() -> bool:
-    """Without importing torch (which the parent avoids) or initialising CUDA (which the
-    fork server must not): an NVIDIA device node and a working driver."""
-    return any(Path("/dev").glob("nvidia[0-9]*")) and shutil.which("nvidia-smi") is not None
+    """Whether evaluations can run on a GPU here: one nvidia-smi lists and a CUDA build of torch
+    (probes.gpu_ready, the answer `kagent doctor` gives), without importing torch (which the
+    parent avoids) or initialising CUDA (which the fork server must not)."""
+    from kagent.sandbox import probes
+
+    return probes.gpu_ready(probes.probe_gpu(), probes.probe_torch()).can_run
 
 
 def visible_gpus() -> list[str]:
     """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (indices or UUIDs):
-    that variable where set, else one per NVIDIA device node."""
+    that variable where set, else the UUID of each GPU nvidia-smi lists (probes.probe_gpu).
+    Not /dev/nvidiaN numbers: a container keeps the host's (its one GPU may be /dev/nvidia3,
+    which CUDA there calls device 0), and CUDA may order GPUs otherwise than the driver."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip()]
-    return sorted((p.name[6:] for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit()), key=int)
+    from kagent.sandbox.probes import probe_gpu
+
+    return [gpu.uuid for gpu in probe_gpu().gpus]
 
 
 @functools.cache
