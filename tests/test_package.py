@@ -6,11 +6,12 @@ module left out of the wheel)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
+import venv
 import zipfile
 from pathlib import Path
 
@@ -66,24 +67,25 @@ def test_wheel_holds_every_package_and_prompt_under_kagent(wheel):
 
 
 def test_installed_wheel_runs_outside_the_source_tree(wheel, tmp_path):
-    """Install the wheel alone (its dependencies are this environment's) and run `kagent eval`
-    from an unrelated directory: kagent must come from the wheel, not from the checkout."""
-    site = tmp_path / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
-                           "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=300)
+    """Install the wheel into a fresh venv and run its `kagent eval` from an unrelated directory.
+    The venv borrows this environment's dependencies (torch...) through a .pth path line, which
+    does not run the editable install's import hook: a module missing from the wheel fails."""
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    (fresh_site,) = {Path(p) for p in env_dir.glob("lib/python*/site-packages")}
+    (fresh_site / "dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    python = env_dir / "bin" / "python"
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                           str(wheel)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     shutil.copy(TASKS / "01_relu.py", elsewhere / "task.py")
     shutil.copy(CANDIDATES / "01_relu" / "cpp.py", elsewhere / "kernel.py")
-    # PYTHONPATH comes before the editable install's finder, so `kagent` resolves into the wheel.
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    where = subprocess.run([sys.executable, "-c", "import kagent.agent.cli, kagent.agent.providers.replay, "
-                            "kagent.agent.executors.local, kagent; print(kagent.__file__)"],
-                           capture_output=True, text=True, cwd=elsewhere, env=env, timeout=120)
-    assert where.returncode == 0, where.stderr[-2000:]
-    assert Path(where.stdout.strip()).is_relative_to(site)
-    proc = subprocess.run([sys.executable, "-m", "kagent.agent.cli", "eval", "task.py", "kernel.py", "--json"],
-                          capture_output=True, text=True, cwd=elsewhere, env=env, timeout=300)
-    verdict = json.loads(proc.stdout)
-    assert proc.returncode == 0 and verdict["status"] == "correct", proc.stdout + proc.stderr[-2000:]
+    where = subprocess.run([python, "-c", "import kagent; print(kagent.__file__)"],
+                           capture_output=True, text=True, cwd=elsewhere, timeout=120)
+    assert Path(where.stdout.strip()).is_relative_to(fresh_site), where.stdout + where.stderr[-2000:]
+    proc = subprocess.run([env_dir / "bin" / "kagent", "eval", "task.py", "kernel.py", "--json"],
+                          capture_output=True, text=True, cwd=elsewhere, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["status"] == "correct"
