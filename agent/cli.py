@@ -192,7 +192,7 @@ def optimize_command(
             device = device or BACKENDS[backend].default_device(gpu_available())
             config = RunConfig(
                 task_path=str(task.resolve()) if task.exists() else str(task), model=model, judge_model=judge_model,
-                base_url=base_url, backend=backend, device=device, runs_dir=str(runs_dir.resolve()), prices=price_table, **budgets,
+                base_url=base_url, backend=backend, device=device, runs_dir=str(runs_dir.absolute()), prices=price_table, **budgets,
                 executor=executor, ray_address=ray_address,
             )
             run = loop.start(config)
