@@ -31,9 +31,10 @@ def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     shutil.copytree(ROOT, src, ignore=NOT_SOURCE)
-    # --no-build-isolation: the environment's setuptools builds it, no download needed.
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    # With build isolation, as a user's pip builds it: the setuptools pyproject asks for, not the
+    # environment's (a fresh venv's may be older).
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(src)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (built,) = (tmp / "dist").glob("kagent-*.whl")
     return built
