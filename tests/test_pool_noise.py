@@ -52,19 +52,19 @@ def evaluations(run_dir: Path) -> list[EvaluationRecord]:
 def test_a_batch_never_overlaps_two_evaluations_on_a_cpu(tmp_path):
     tasks = tmp_path / "tasks"
     tasks.mkdir()
-    for name in ("a_relu.py", "b_relu.py", "c_relu.py"):
+    for name in ("a_relu.py", "b_relu.py"):
         shutil.copy(TASKS / "01_relu.py", tasks / name)
-    proc = kagent("batch", str(tasks), "--model", MODEL, "--workers", "3", "--max-iters", "2",
-                  "--concurrency", "2", "--runs-dir", str(tmp_path / "runs"), "--json")
+    proc = kagent("batch", str(tasks), "--model", MODEL, "--workers", "2", "--max-iters", "2",
+                  "--concurrency", "1", "--runs-dir", str(tmp_path / "runs"), "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    assert [t["status"] for t in summary["tasks"]] == ["correct"] * 3, summary
+    assert [t["status"] for t in summary["tasks"]] == ["correct"] * 2, summary
 
     spans = []
     for task in summary["tasks"]:
         records = evaluations(Path(task["run_dir"]))
         evaluated = rows(task["run_dir"], "SELECT count(*) FROM candidates WHERE status = 'evaluated'")[0][0]
-        assert len(records) >= evaluated == 2  # every evaluation logged (re-timings come on top)
+        assert len(records) >= evaluated >= 1  # every evaluation logged (re-timings come on top)
         assert {r.slot for r in records} == {"cpu"}
         spans += [(r.started_at, r.finished_at, task["task"]) for r in records]
     spans.sort()
@@ -78,6 +78,26 @@ def test_a_batch_never_overlaps_two_evaluations_on_a_cpu(tmp_path):
         lifetimes[task] = (min(first, start), max(last, end))
     for task, (first, last) in lifetimes.items():
         assert any(o_first < last and first < o_last for other, (o_first, o_last) in lifetimes.items() if other != task)
+
+
+HOLD_NODE_CPU = """
+import sys, time
+from kagent.agent.executors.ray import _node_cpu
+with _node_cpu():
+    started = time.time()
+    time.sleep(0.5)
+    print(started, time.time())
+"""
+
+
+def test_ray_workers_on_one_node_take_turns_on_its_cpu():
+    pytest.importorskip("ray", reason="ray is not installed")
+    # Ray worker processes of one node, each with a CPU evaluation to run.
+    procs = [subprocess.Popen([sys.executable, "-c", HOLD_NODE_CPU], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    spans = sorted(tuple(map(float, proc.communicate(timeout=120)[0].split())) for proc in procs)
+    assert len(spans) == 3 and all(proc.returncode == 0 for proc in procs)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end
 
 
 # ---------------------------------------------------------------- §4 noise
@@ -108,8 +128,12 @@ def test_noise_assessment_of_constructed_timings():
     assert noise.assess(wide, tight, start, sample(101.0, 51.9, 11.8)).noisy
     # Tick-sampled jiffies below our own precise CPU time: no load, not a negative one.
     assert noise.assess(tight, tight, start, sample(101.0, 51.0, 11.9)).other_load == 0.0
-    limits = noise.assess(stats(1.0, 0.9, 0.9 + noise.SPREAD_LIMIT), tight, start, sample(101.0, 51.8, 11.8 - 2 * noise.LOAD_LIMIT))
-    assert not limits.noisy  # at the limits, not above them
+    # Just under both limits is quiet; just over either is noisy.
+    under, over = noise.SPREAD_LIMIT - 0.01, noise.SPREAD_LIMIT + 0.01
+    load_under = sample(101.0, 51.8, 11.8 - 2 * (noise.LOAD_LIMIT - 0.01))
+    assert not noise.assess(stats(1.0, 0.9, 0.9 + under), tight, start, load_under).noisy
+    assert noise.assess(stats(1.0, 0.9, 0.9 + over), tight, start, load_under).noisy
+    assert noise.assess(tight, tight, start, sample(101.0, 51.8, 11.8 - 2 * (noise.LOAD_LIMIT + 0.01))).noisy
 
 
 def test_sample_load_reads_this_machine():
