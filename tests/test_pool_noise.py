@@ -175,7 +175,8 @@ def test_a_verdict_without_a_meaningful_timer_is_not_assessed(evaluate):
 def test_noisy_bests_are_re_timed_and_best_py_reports_the_final_re_timing(tmp_path):
     runs = tmp_path / "runs"
     with busy_cores():  # every timing of the run is noisy
-        proc = kagent("optimize", str(TASKS / "01_relu.py"), "--model", MODEL, "--max-iters", "2",
+        # draft, the same draft again (not evaluated: a duplicate), the fast refinement
+        proc = kagent("optimize", str(TASKS / "01_relu.py"), "--model", MODEL, "--max-iters", "3",
                       "--concurrency", "1", "--runs-dir", str(runs), "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
@@ -184,15 +185,18 @@ def test_noisy_bests_are_re_timed_and_best_py_reports_the_final_re_timing(tmp_pa
     per_candidate = {}
     for r in records:
         per_candidate[Path(r.candidate_path).name] = per_candidate.get(Path(r.candidate_path).name, 0) + 1
-    verdicts = {cid: json.loads(v) for cid, v in rows(run_dir, "SELECT id, verdict_json FROM candidates")}
+    verdicts = {cid: json.loads(v) for cid, v in rows(run_dir, "SELECT id, verdict_json FROM candidates"
+                                                          " WHERE verdict_json IS NOT NULL")}
     best = summary["best_candidate_id"]
-    assert all(v["status"] == "correct" for v in verdicts.values())
+    assert len(verdicts) == 2 and all(v["status"] == "correct" for v in verdicts.values()), verdicts
     # Each correct candidate was the best when it arrived, on a noisy timing: evaluated twice;
     # the best once more at the end.
     for cid in verdicts:
         assert per_candidate[f"{cid:04d}.py"] == 2 + (cid == best), per_candidate
     notes = {cid: v["artifacts"]["notes"] for cid, v in verdicts.items()}
-    assert any("timed twice" in n or "re-timed: the first timing" in n for n in notes[1 if best != 1 else 2])
+    for cid in verdicts:
+        if cid != best:
+            assert any("timed twice" in n or "re-timed: the first timing" in n for n in notes[cid]), notes
     assert any("re-timed at the end of the run" in n for n in notes[best])
     # best.py, the summary and the archive give the re-timed figure.
     final = verdicts[best]

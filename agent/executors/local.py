@@ -66,6 +66,8 @@ DEVICES = DeviceSlots()  # one per process: every LocalExecutor of every run sha
 
 
 class LocalExecutor(Executor):
+    """One run's sandboxes on this machine, evaluating only while holding a device of `DEVICES`."""
+
     name = "local"
 
     def __init__(self, device: str, workers: int | None, root: Path):
@@ -83,6 +85,8 @@ class LocalExecutor(Executor):
         self._log_lock = threading.Lock()
 
     def evaluate(self, request: EvalRequest, timeout_s: float) -> Verdict:
+        """Wait for a free device of this run's, evaluate there, log the evaluation. Raises what
+        `Sandbox.evaluate` raises (logged too, with no status)."""
         with DEVICES.hold(list(self.slots)) as slot:
             started, status = time.time(), None
             try:
