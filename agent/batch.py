@@ -12,7 +12,8 @@ that it can run in a thread of this process (`--executor local`) or as a Ray tas
 (`--executor ray`, through `submit_task` of `agent.executors.ray`, a module function or a
 RayExecutor method; the runs' evaluations then go to Ray too, and `--runs-dir` must be on a
 filesystem the nodes share). The batch process only schedules, keeps batch.json and prints
-progress on stderr.
+progress on stderr. Runs in threads share this process's devices (agent.executors.local): their
+LLM calls overlap, their evaluations take turns, one at a time on a CPU and one per GPU.
 
 Budgets: --max-iters, --time-limit, --task-max-cost and --concurrency apply to each task's run;
 --max-cost caps the whole batch: once the batch's spend reaches it, tasks not yet started are

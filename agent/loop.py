@@ -40,6 +40,9 @@ from kagent.sandbox.trace import reference_ops
 MAX_PROVIDER_FAILURES = 3  # consecutive failed LLM calls end the run
 MAX_HARNESS_FAILURES = 3  # consecutive evaluations kagent itself could not run end the run
 HISTORY_LINES = 12  # the Coder sees this many of the run's latest candidates, one line each
+# At the end of a run the best is re-timed; when that dethrones it, the new best is re-timed in
+# turn, at most this many candidates (each costs one evaluation).
+FINAL_RETIMES = 3
 
 
 def now() -> str:
@@ -134,6 +137,7 @@ class Run:
         self.interrupted = False
         self.on_update = on_update or (lambda run: None)
         self.say: Callable[[str], None] = lambda message: None  # progress lines for a person
+        self.final_timings: dict[int, Verdict] = {}  # candidate id -> its re-timing at the end of the run
         (run_dir / "candidates").mkdir(parents=True, exist_ok=True)
 
     # -- budgets ------------------------------------------------------------------------------
@@ -289,6 +293,8 @@ class Run:
         """Evaluate a candidate's kernel file, archive the verdict, and ask the Judge about it
         unless kagent failed the evaluation (status error) or the run is stopping."""
         verdict = self.evaluate(kernel_path)
+        if verdict.timing_noisy and fitness(verdict) > self._best_fitness():
+            verdict = self._retimed(kernel_path, verdict)  # not crowned on a noisy measurement
         self.archive.record_verdict(candidate_id, verdict, fitness(verdict))
         self.say(candidate_line(candidate_id, verdict))
         self.on_update(self)
@@ -321,6 +327,43 @@ class Run:
             else:
                 self.harness_failures = 0
         return verdict
+
+    def _best_fitness(self) -> float:
+        return max((c.fitness or 0.0 for c in self.archive.candidates() if c.verdict_status == "correct"), default=0.0)
+
+    def _retimed(self, kernel_path: Path, first: Verdict) -> Verdict:
+        """A fresh evaluation of a candidate whose noisy timing would make it the best. The
+        re-timing stands, unless it is noisy too: then the lower of the two speedups (a fluke
+        must not crown a candidate). A failing re-evaluation fails the candidate."""
+        second = self.evaluate(kernel_path)
+        both_noisy = second.status == "correct" and second.timing_noisy
+        keep_first = both_noisy and (first.speedup or 0.0) < (second.speedup or 0.0)
+        kept, other = (first, second) if keep_first else (second, first)
+        measured = f"{other.speedup:.2f}x" if other.speedup is not None else other.status
+        kept.artifacts.notes.append(
+            f"timed twice, both noisy: this is the lower speedup (the other evaluation: {measured})" if both_noisy
+            else f"re-timed: the first timing was noisy ({measured})")
+        return kept
+
+    def retime_best(self) -> None:
+        """Re-time the best candidate (a fresh evaluation through the same executor) and record
+        that verdict in its place, before best.py is written from the archive. When the re-timing
+        dethrones it, the new best is re-timed too (at most FINAL_RETIMES candidates). A best
+        without a meaningful timing is not re-timed."""
+        for _ in range(FINAL_RETIMES):
+            correct = [c for c in self.archive.candidates() if c.verdict_status == "correct"]
+            best = max(correct, key=lambda c: (c.fitness or 0.0, -c.id), default=None)
+            if best is None or best.id in self.final_timings or best.speedup is None:
+                return
+            self.say(f"re-timing the best, candidate #{best.id} ({best.speedup:.2f}x)")
+            try:
+                verdict = self.evaluate(self.run_dir / "candidates" / f"{best.id:04d}.py")
+            except KagentError as err:
+                self.say(f"the best could not be re-timed: {err}")
+                return
+            verdict.artifacts.notes.append(f"re-timed at the end of the run; measured {best.speedup:.2f}x during the search")
+            self.archive.record_verdict(best.id, verdict, fitness(verdict))
+            self.final_timings[best.id] = verdict
 
     def ask_judge(self, candidate_id: int, source: str, verdict: Verdict) -> JudgeFeedback | None:
         messages = judge_messages(self.task_path.name, self.task_source, candidate_id, source, verdict, self.device_text)
@@ -399,6 +442,8 @@ class Run:
                 os._exit(130)  # everything finished is already in the archive
             raise
         pool.shutdown(wait=True)
+        if self.stop_reason != "interrupted":
+            self.retime_best()
         self.archive.set_state("finished", self.stop_reason)
         return self.stop_reason or "max_iters"
 
@@ -425,6 +470,11 @@ def write_best(run: Run) -> Path | None:
     if best.speedup is not None and best.speedup < 1.0:
         slower = (f"# SLOWER than eager PyTorch: this kernel takes {1 / best.speedup:.1f}x the time of the task's own\n"
                   f"# Model on this device; it is correct, but the PyTorch Model is the faster choice.\n")
+    if best.speedup:
+        retimed = run.final_timings.get(best.id)
+        speedup += ", re-timed at the end of the run" if retimed else ", measured during the search (not re-timed)"
+        if best.verdict and best.verdict.timing_noisy:
+            speedup += f"; timing noisy (spread {best.verdict.timing_spread:.0%}): not to be trusted"
     header = (
         f"# kagent best kernel: a drop-in ModelNew for {run.task_path.name}\n"
         f"# task: {run.task_path}\n# backend: {run.config.backend}  device: {run.config.device} ({run.device_text})\n"

@@ -30,6 +30,7 @@ import torch
 
 from kagent.sandbox import compare as cmp
 from kagent.sandbox import launches, ncu
+from kagent.sandbox import noise as timing_noise
 from kagent.sandbox import guard as guards
 from kagent.sandbox.backends import get_backend
 from kagent.sandbox.compare import flatten
@@ -465,11 +466,15 @@ class Evaluation:
             outputs[:] = [candidate(*cand_inputs)]
 
         runs = (request.min_runs, request.max_runs) if meaningful else (3, 3)
-        launches.reset()
-        ref_stats, cand_stats, speedup = self._guarded(
-            "timed forward", time_interleaved, run_reference, run_candidate, self.device,
-            request.warmup if meaningful else 1, runs[0], runs[1], request.timing_budget_s,
-        )
+
+        def time_once():
+            launches.reset()
+            return self._guarded(
+                "timed forward", time_interleaved, run_reference, run_candidate, self.device,
+                request.warmup if meaningful else 1, runs[0], runs[1], request.timing_budget_s,
+            )
+
+        (ref_stats, cand_stats, speedup), noise = timing_noise.measure(time_once) if meaningful else (time_once(), None)
         if sum(launches.snapshot()[0].values()) < cand_stats.runs:
             raise _reject("kernel_not_launched", "the kernel was not launched on every timed call")
         if not self._agrees(outputs[0], reference, inputs):
@@ -486,6 +491,9 @@ class Evaluation:
             return fields
         fields["speedup"] = speedup
         fields["message"] = f"correct on {n} input sets; {speedup:.2f}x vs eager PyTorch"
+        fields |= {"timing_noisy": noise.noisy, "timing_spread": noise.spread, "timing_other_load": noise.other_load}
+        if noise.noisy:
+            fields["message"] += f" — timing noisy after a re-timing ({noise.describe()}): do not trust this speedup"
         if speedup > IMPLAUSIBLE_SPEEDUP:
             fields["implausible_speedup"] = True
             fields["message"] += f" — implausible (>{IMPLAUSIBLE_SPEEDUP:.0f}x): check the task for redundancy before trusting it"

@@ -99,5 +99,9 @@ class Verdict(BaseModel):
     ref_timing: TimingStats | None = None
     candidate_timing: TimingStats | None = None
     implausible_speedup: bool = False
+    # The timing was disturbed even after one re-timing (sandbox/noise.py): the speedup may be off.
+    timing_noisy: bool = False
+    timing_spread: float | None = None  # (p80 - p20) / median, the worse side
+    timing_other_load: float | None = None  # share of the CPUs other processes used while timing
     elapsed_s: float | None = None
     artifacts: Artifacts = Field(default_factory=Artifacts)

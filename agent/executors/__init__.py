@@ -19,7 +19,9 @@ class Executor:
 
 
 def make_executor(name: str, device: str, workers: int | None, root, address: str | None = None) -> Executor:
-    """`workers`: evaluations at once; None: one per GPU (local) or one (ray)."""
+    """`workers`: local: how many of the GPUs to use (None: all; a CPU is one device whatever
+    it says), evaluations of every run in the process sharing them one at a time per device;
+    ray: evaluations this executor keeps in flight (None: one)."""
     if name == "local":
         from kagent.agent.executors.local import LocalExecutor
 

@@ -14,6 +14,9 @@ A batch across several GPU nodes:
     # on the head node, with the runs directory on a filesystem every node mounts
     kagent batch tasks/ --executor ray --ray-address auto --runs-dir /shared/runs ...
 
+Evaluations take turns on a node's device as they do locally: Ray gives each GPU evaluation a
+GPU of its own, and CPU evaluations on one node hold a lock file (`_node_cpu`) while they run.
+
 Every node needs the same Python environment with kagent installed (the same venv path, or an
 image), and, for cuda, the CUDA toolchain. Task and candidate files need not be on a shared
 filesystem: the driver sends their contents with each evaluation, and the worker writes them to
@@ -32,6 +35,7 @@ argument and set them in their process only while the task runs.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import logging
 import os
@@ -41,6 +45,7 @@ import socket
 import tempfile
 import threading
 from concurrent.futures import Future
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -179,6 +184,19 @@ def _close_sandboxes() -> None:
         _sandboxes.clear()
 
 
+@contextmanager
+def _node_cpu():
+    """Hold this node's CPU for one evaluation: Ray runs one task per requested CPU, so CPU
+    evaluations of several worker processes would otherwise time at once and disturb each
+    other. A lock file shared by the node's workers (GPU evaluations need none: Ray gives each
+    one a GPU of its own)."""
+    home = _sandbox_home()
+    home.mkdir(mode=0o700, exist_ok=True)
+    with open(home / "cpu.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+        yield
+
+
 def _json_text(path: str) -> str:
     return json.dumps(path)[1:-1]  # a path as it appears inside a JSON string
 
@@ -201,7 +219,8 @@ def evaluate_on_worker(request_json: str, task: bytes | None, candidate: bytes |
                 path.write_bytes(data)
         here = request.model_copy(update={"task_path": str(task_path), "candidate_path": str(candidate_path)})
         try:
-            verdict = sandbox.evaluate(here, timeout_s=timeout_s)
+            with _node_cpu() if request.device == "cpu" else nullcontext():
+                verdict = sandbox.evaluate(here, timeout_s=timeout_s)
             payload: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
         except errors.KagentError as err:
             payload = {"error": type(err).__name__, "message": str(err), "log": getattr(err, "log", "")}
