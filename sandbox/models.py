@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Status = Literal[
-    "correct", "incorrect", "compile_error", "runtime_error", "timeout", "rejected", "not_run"
-]
+    "correct", "incorrect", "compile_error", "runtime_error", "timeout", "rejected", "not_run", "error"
+]  # error: the task, the options or the harness failed, not the candidate (reason says which)
 BackendName = Literal["triton", "cuda", "cpp"]
 DeviceName = Literal["cpu", "cuda"]
 
