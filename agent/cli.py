@@ -272,22 +272,21 @@ app.command("show")(show_command)
 
 
 def main() -> None:
-    """The console script. `kagent eval --json` prints one JSON object even when the command
-    line itself cannot be parsed (a missing argument, an unknown option)."""
-    import click
-
+    """The console script. A `kagent eval` command line that cannot be parsed (a missing
+    argument, an unknown option) is one error line, and with --json one JSON object too."""
     args = sys.argv[1:]
-    if args[:1] != ["eval"] or "--json" not in args:
+    if args[:1] != ["eval"]:
         app()
         return
     try:
         code = app(standalone_mode=False)
-    except click.ClickException as err:
-        message = UsageError(" ".join(err.format_message().split()))
-        sys.stdout.write(json.dumps(error_object(message)) + "\n")
+    except typer.TyperException as err:  # the parser's errors (typer's own copy of click's)
+        message = UsageError(" ".join((err.format_message() if hasattr(err, "format_message") else str(err)).split()))
+        if "--json" in args:
+            sys.stdout.write(json.dumps(error_object(message)) + "\n")
         err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         raise SystemExit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         raise SystemExit(130)
     raise SystemExit(code or 0)
 
