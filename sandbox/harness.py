@@ -354,7 +354,7 @@ class Evaluation:
                 raise _reject("not_a_plain_tensor", "returned a tensor without real storage") from None
             if t.device.type == "meta" or (t.numel() and span[0] == 0):
                 raise _reject("not_a_plain_tensor", "returned a tensor without real storage")
-            if any(_overlaps(t, x) for x in inputs):
+            if any(_overlaps(t, x) for x in inputs if isinstance(x, torch.Tensor)):
                 raise _reject("output_aliases_input", "the output shares memory with an input")
             if owned is None:  # parameters() and kin may be overridden: candidate code
                 owned = self._guarded("listing the model's tensors", _module_tensors, model)
@@ -532,7 +532,8 @@ class Evaluation:
         would serve them all. Give those tensors new values in place: the answer must follow."""
         changed = self.sets[DISTRIBUTION_SHIFT[0]]  # same shapes as the first set, other values
         for tensor, values in zip(cand_inputs, changed):
-            tensor.copy_(values)
+            if isinstance(tensor, torch.Tensor):  # scalars are passed as they are
+                tensor.copy_(values)
         self._guarded("forward after its inputs changed in place", run_candidate)
         if not self._agrees(outputs[0], reference, cand_inputs):
             raise _reject("cached_output", "the result did not change when the inputs' values changed in place (cached by address)")
