@@ -21,7 +21,9 @@ import torch
 from conftest import ROOT
 from kagent.sandbox import compare as cmp
 
-CASES = ROOT.parent / "shared" / "cases" / "verdicts"
+# shared/ sits beside the checkout (CI, /work/main); a worktree under wt/ finds it one level up.
+CASES = next((p / "shared" / "cases" / "verdicts" for p in (ROOT.parent, ROOT.parent.parent)
+              if (p / "shared" / "cases" / "verdicts").is_dir()), ROOT.parent / "shared" / "cases" / "verdicts")
 # The cases import load_cpp the way the contract spelled it when they were written.
 OLD_IMPORT, NEW_IMPORT = "from sandbox.backends.cpp import load_cpp", "from kagent.sandbox.backends.cpp import load_cpp"
 
