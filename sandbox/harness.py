@@ -2,8 +2,10 @@
 candidate on every input set with the anti-cheat checks, time it against the reference.
 
 Order matters for honesty:
-- input sets are drawn from seeds the candidate cannot predict, before its code is imported,
-  and the torch seed its code then sees (at import and in its constructor) reveals none of them;
+- input sets are drawn from seeds the candidate cannot predict, each once before its code is
+  imported (a fingerprint kept, only the first set held), and the torch seed its code then sees
+  (at import and in its constructor) reveals none of them; a set drawn again to be checked must
+  match its fingerprint (else `patched_harness`), and the verifier draws every set on its own;
 - on every input set the candidate runs *before* the reference, and every uninitialised tensor
   it allocates (torch.empty and kin) is filled with NaNs, so it cannot return stale memory
   holding the reference's answer; it then runs again with such tensors holding the reference's
