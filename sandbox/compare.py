@@ -233,8 +233,9 @@ def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bo
         if tally.bad:
             flat_index, got, want, allowed = tally.worst_at
             worst = WorstElement(i, _unravel(flat_index, r.shape), got, want, allowed)
-            detail = (f"{where}{tally.bad} of {r.numel()} elements off, max abs error {tally.max_abs:.3g}, "
-                      f"max rel error {tally.max_rel:.3g}; {worst.describe(len(refs))}")
+            errors = f"max abs error {tally.max_abs:.3g}, max rel error {tally.max_rel:.3g}" if not (
+                tally.overflow or tally.nan) else f"max abs error of the finite ones {tally.max_abs:.3g}"
+            detail = f"{where}{tally.bad} of {r.numel()} elements off, {errors}; {worst.describe(len(refs))}"
             if tally.overflow:
                 reason = "overflow"
                 detail = f"{where}{tally.overflow} elements are inf where the answer is finite (overflow); " + detail[len(where):]

@@ -135,11 +135,11 @@ def _private_seed(seeds: list[int]) -> int:
 
 
 LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)  # judged against a float64 run
-# Copies of the inputs (i) and outputs (o) an evaluation holds at its peak beyond the models':
-# the set being checked, the first set, the candidate's copy and a pristine copy (4i), and the
-# candidate's output, its snapshot, the reference's, the float64 answer (2o for fp32), the
-# honeypot run's and the saved outputs of every set.
-HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 6
+# Copies of the inputs and outputs an evaluation holds at its peak beyond the models': the set
+# being checked, the first set, the candidate's copy and a pristine one; the candidate's output,
+# its snapshot, the reference's and the honeypot run's (plus 2 for a float64 answer to an fp32
+# output), and the output kept for the verifier from every set checked so far.
+HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 4
 
 
 @dataclass
@@ -211,15 +211,17 @@ def _address_space() -> int:
     return 0
 
 
-def _check_fits(task: Task, inputs: list, output) -> None:
+def _check_fits(task: Task, inputs: list, output, sets: int) -> None:
     """A task whose evaluation cannot fit under the memory limit is a task error now, before
-    a candidate is built: not an allocation failure blamed on the candidate later."""
+    a candidate is built: not an allocation failure blamed on the candidate later. `inputs` and
+    `output` are the first set's; `sets` is how many sets' outputs the harness keeps (at least).
+    Raises TaskTooLarge."""
     limit = _memory_limit()
     if limit is None:
         return
     size_in, size_out = nbytes(inputs), nbytes(flatten(output))
     widen = 2 if any(isinstance(t, torch.Tensor) and t.dtype in LOW_PRECISION for t in flatten(output)) else 0
-    need = _address_space() + HARNESS_INPUT_COPIES * size_in + (HARNESS_OUTPUT_COPIES + widen) * size_out
+    need = _address_space() + HARNESS_INPUT_COPIES * size_in + (HARNESS_OUTPUT_COPIES + widen + sets) * size_out
     if need > limit:
         raise TaskTooLarge(f"{task.path}: the evaluation needs about {need / 2**20:.0f} MB (inputs {size_in / 2**20:.0f} MB, "
                            f"output {size_out / 2**20:.0f} MB, and the harness's copies of them), more than the memory "
@@ -240,7 +242,7 @@ def build_reference(request: EvalRequest, validate: bool = True) -> Reference:
     sets = input_sets(task, request.seeds, device)
     reference = Reference(task, init, model_seed, model, sets, None, [])
     if validate:
-        check_reference(task, model, sets, first_run=lambda output: _check_fits(task, sets.first, output))
+        check_reference(task, model, sets, first_run=lambda output: _check_fits(task, sets.first, output, len(request.seeds) + 1))
     if not get_backend(request.backend).timing_meaningful(request.device) and request.device == "cpu":
         _upcast_bf16(reference)
     return reference
@@ -379,7 +381,8 @@ class Evaluation:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         # honeypot: uninitialised memory now holds the right answer
-        again, _ = self._guarded(f"second forward on {name}", self._traced, candidate, cand_inputs, _honeypot(expected.ref))
+        del cand_inputs  # fresh tensors for the second call: a cache keyed on them must miss
+        again, _ = self._guarded(f"second forward on {name}", self._traced, candidate, _clone(inputs), _honeypot(expected.ref))
 
         if threading.active_count() > threads_before or not cmp.same_values(flatten(out), snapshot):
             raise _reject("background_work", "the output changed after the forward returned (work left running)")
@@ -405,7 +408,8 @@ class Evaluation:
     def _agrees(self, out, reference, inputs: list) -> bool:
         """Whether `out` is what the reference computes from (a copy of) `inputs`. (`reference`
         is the task's model: the answer comes from self.setup, which runs it.)"""
-        return self._compare(flatten(out), self.setup.expect(inputs)).ok
+        returned = [t.clone() if isinstance(t, torch.Tensor) else t for t in flatten(out)]  # before work left running lands
+        return self._compare(returned, self.setup.expect(inputs)).ok
 
     @staticmethod
     def _traced(candidate, inputs: list, fill):
