@@ -138,7 +138,8 @@ LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)  # judged against
 # Copies of the inputs and outputs an evaluation holds at its peak beyond the models': the set
 # being checked, the first set, the candidate's copy and a pristine one; the candidate's output,
 # its snapshot, the reference's and the honeypot run's (plus 2 for a float64 answer to an fp32
-# output), and the output kept for the verifier from every set checked so far.
+# output), and two copies of the output of every set checked so far (one to spot an output
+# repeated on a later set, one for the verifier).
 HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 4
 
 
@@ -221,7 +222,7 @@ def _check_fits(task: Task, inputs: list, output, sets: int) -> None:
         return
     size_in, size_out = nbytes(inputs), nbytes(flatten(output))
     widen = 2 if any(isinstance(t, torch.Tensor) and t.dtype in LOW_PRECISION for t in flatten(output)) else 0
-    need = _address_space() + HARNESS_INPUT_COPIES * size_in + (HARNESS_OUTPUT_COPIES + widen + sets) * size_out
+    need = _address_space() + HARNESS_INPUT_COPIES * size_in + (HARNESS_OUTPUT_COPIES + widen + 2 * sets) * size_out
     if need > limit:
         raise TaskTooLarge(f"{task.path}: the evaluation needs about {need / 2**20:.0f} MB (inputs {size_in / 2**20:.0f} MB, "
                            f"output {size_out / 2**20:.0f} MB, and the harness's copies of them), more than the memory "
@@ -399,7 +400,7 @@ class Evaluation:
             raise self._mismatch(name, result)
         del out, again, expected
         seen_outputs.append(snapshot)
-        self.outputs[name] = _cpu_copy(snapshot) if self.device.type != "cpu" else snapshot
+        self.outputs[name] = _cpu_copy(snapshot)
         return result
 
     def _compare(self, out: list, expected: Expected) -> cmp.Comparison:
