@@ -507,3 +507,17 @@ def test_worst_element_and_relative_error_are_element_wise():
     assert result.max_rel_error == pytest.approx(1.0)
     assert (result.worst.index, result.worst.got, result.worst.want) == ((1, 0), pytest.approx(0.02), pytest.approx(0.01))
     assert "worst element [1, 0]" in result.detail
+
+
+@pytest.mark.parametrize("source", [RAND_TASK, CONSTANT_TASK], ids=["nondeterministic", "constant"])
+def test_optimize_refuses_a_task_that_cannot_judge_before_any_llm_call(tmp_path, source):
+    (tmp_path / "task.py").write_text(source)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
+    # The scripted model leaves a mark if it is ever asked anything.
+    result = subprocess.run([sys.executable, "-m", "kagent.agent.cli", "optimize", "task.py", "--model", "cmd:touch asked",
+                             "--max-iters", "1", "--runs-dir", "runs"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2, (result.stdout[-1000:], result.stderr[-1000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "task.py" in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "asked").exists() and not (tmp_path / "runs").exists()
