@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -103,6 +104,33 @@ def print_verdict(verdict) -> None:
         console.print((verdict.artifacts.compile_log or verdict.artifacts.traceback).strip()[-1500:], highlight=False, markup=False)
 
 
+MEMORY_UNITS = {"": 1, "k": 2**-10, "m": 1, "g": 2**10, "t": 2**20}  # in MB (2**20 bytes)
+MEMORY_LIMIT = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
+
+
+def parse_memory_limit(text: str) -> int:
+    """'8192', '8192MB', '8G', '8GiB', '512m' -> MB (2**20 bytes; units are binary, as `free`).
+    Raises UsageError."""
+    match = MEMORY_LIMIT.fullmatch(text)
+    if not match:
+        raise UsageError(f"--memory-limit: {text!r} is not a size (give MB, or a number with K, M, G or T)")
+    mb = float(match.group(1)) * MEMORY_UNITS[match.group(2).lower()]
+    if not 64 <= mb < 2**30:
+        raise UsageError(f"--memory-limit: {text!r} is out of range (at least 64 MB)")
+    return int(mb)
+
+
+def error_object(err: KagentError) -> dict:
+    """What `kagent eval --json` prints for an error that is not a candidate's verdict: the
+    verdict's fields, null, with status `error` and a reason naming the kind."""
+    from kagent.sandbox.errors import TaskError, TaskTooLarge
+    from kagent.sandbox.models import Verdict
+
+    reason = ("task_too_large" if isinstance(err, TaskTooLarge) else "task_error" if isinstance(err, TaskError)
+              else "usage_error" if isinstance(err, UsageError) else "sandbox_error")
+    return {**{name: None for name in Verdict.model_fields}, "status": "error", "reason": reason, "message": str(err)}
+
+
 @app.command("eval")
 def eval_command(
     task: Path = typer.Argument(..., help="KernelBench task file (class Model, get_inputs, get_init_inputs)."),
@@ -110,6 +138,7 @@ def eval_command(
     backend: Optional[str] = typer.Option(None, help="triton, cuda or cpp (default: detected from the candidate)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if the backend can use it)."),
     timeout: float = typer.Option(120.0, help="Seconds for the candidate's whole evaluation."),
+    memory_limit: str = typer.Option("8192", help="Memory for the whole evaluation: MB, or with a unit (16G, 512M)."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON verdict on stdout."),
 ) -> None:
     """Check a candidate kernel against a task: correctness, anti-cheat checks, speedup."""
@@ -123,6 +152,7 @@ def eval_command(
             raise UsageError(f"{candidate}: candidate file not found")
         if not 0 < timeout < math.inf:  # NaN fails this too: it would never expire
             raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+        memory_mb = parse_memory_limit(memory_limit)
         read_candidate(candidate)  # the worker reads it too: fail here, in one line
         backend, device = resolve_backend_device(candidate, backend, device)
         request = EvalRequest(
@@ -130,8 +160,10 @@ def eval_command(
             device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
         )
         with Sandbox(device) as sandbox:
-            verdict = sandbox.evaluate(request, timeout_s=timeout)
+            verdict = sandbox.evaluate(request, timeout_s=timeout, memory_mb=memory_mb)
     except KagentError as err:
+        if as_json:
+            sys.stdout.write(json.dumps(error_object(err)) + "\n")
         fail(err)
     if as_json:
         sys.stdout.write(json.dumps(verdict.model_dump(mode="json")) + "\n")
@@ -278,7 +310,23 @@ app.command("doctor")(doctor_command)
 
 
 def main() -> None:
-    app()
+    """The console script. A `kagent eval` command line that cannot be parsed (a missing
+    argument, an unknown option) is one error line, and with --json one JSON object too."""
+    args = sys.argv[1:]
+    if args[:1] != ["eval"]:
+        app()
+        return
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as err:  # the parser's errors (typer's own copy of click's)
+        message = UsageError(" ".join((err.format_message() if hasattr(err, "format_message") else str(err)).split()))
+        if "--json" in args:
+            sys.stdout.write(json.dumps(error_object(message)) + "\n")
+        err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(2)
+    except typer.Abort:
+        raise SystemExit(130)
+    raise SystemExit(code or 0)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,7 @@ class ConfigError(UsageError):
 
 class ProviderError(KagentError):
     """An LLM provider failed after its retries (HTTP error, timeout, command exited non-zero)."""
+
+
+class TaskTooLarge(TaskError):
+    """A task needs more memory than the evaluation's limit. The message says how to raise it."""

@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# `error`: kagent, the machine or the user's input failed, not the kernel (see README, reasons
-# `interrupted`, `worker_failed`, `harness_error`); never a candidate's fitness.
+# `error`: kagent, the machine, the task or the user's input failed, not the kernel (see README:
+# reasons `interrupted`, `worker_failed`, `harness_error`, `task_error`, `usage_error`,
+# `task_too_large`); never a candidate's fitness.
 Status = Literal[
     "correct", "incorrect", "compile_error", "runtime_error", "timeout", "rejected", "not_run", "error"
 ]

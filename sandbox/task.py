@@ -8,9 +8,12 @@ calling `get_inputs` / `get_extra_inputs`, so both should draw fresh random valu
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import re
 import sys
 import traceback
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +21,8 @@ from typing import Any, Callable
 
 import torch
 
-from kagent.sandbox.errors import TaskError
+from kagent.sandbox.compare import compare, flatten, same_values
+from kagent.sandbox.errors import TaskError, TaskTooLarge
 
 REQUIRED = ("Model", "get_inputs", "get_init_inputs")
 EXTRA_INPUTS_HOOK = "get_extra_inputs"
@@ -73,6 +77,12 @@ def load_task(path: str | Path) -> Task:
         raise TaskError(f"{path}: task file not found") from None
     except SyntaxError as err:
         raise TaskError(f"{path}: syntax error at line {err.lineno}: {err.msg}") from None
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] in sys.builtin_module_names:
+            raise TaskError(f"{path}: {_where(err, path)}import failed: {err}") from None
+        top = err.name.split(".")[0]
+        raise TaskError(f"{path}: {_where(err, path)}the task imports {top!r}, which is not installed: "
+                        f"pip install {top}") from None
     except BaseException as err:
         raise TaskError(f"{path}: {_where(err, path)}import failed: {type(err).__name__}: {err}") from None
     missing = [name for name in REQUIRED if not hasattr(module, name)]
@@ -93,23 +103,32 @@ def load_task(path: str | Path) -> Task:
     )
 
 
+# torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
+ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: (can't allocate|not enough) memory|CUDA out of memory")
+SCALARS = (bool, int, float)  # non-tensor inputs passed through unchanged (KernelBench level 1 uses them)
+
+
 def _call(task: Task, what: str, fn: Callable, *args) -> Any:
     try:
         return fn(*args)
     except BaseException as err:
+        if isinstance(err, MemoryError) or ALLOCATION_FAILED.search(str(err)):
+            raise TaskTooLarge(f"{task.path}: {what} ran out of memory under the evaluation's memory limit "
+                               f"(raise it with --memory-limit, or make the task smaller)") from None
         raise TaskError(f"{task.path}: {_where(err, task.path)}{what} raised {type(err).__name__}: {err}") from None
 
 
-def _check_inputs(task: Task, where: str, inputs: Any) -> list[torch.Tensor]:
+def _check_inputs(task: Task, where: str, inputs: Any) -> list:
     if not isinstance(inputs, (list, tuple)) or not inputs:
         raise TaskError(f"{task.path}: {where} must return a non-empty list of tensors")
     for i, value in enumerate(inputs):
-        if not isinstance(value, torch.Tensor):
-            raise TaskError(f"{task.path}: {where} input {i} is a {type(value).__name__}, not a tensor")
+        if not isinstance(value, (torch.Tensor, *SCALARS)):
+            raise TaskError(f"{task.path}: {where} input {i} is a {type(value).__name__}, not a tensor, int, float or bool")
     return list(inputs)
 
 
 def init_inputs(task: Task) -> list:
+    """The task's constructor arguments. Raises TaskError."""
     init = _call(task, "get_init_inputs()", task.get_init_inputs)
     if not isinstance(init, (list, tuple)):
         raise TaskError(f"{task.path}: get_init_inputs() must return a list")
@@ -125,28 +144,150 @@ def build_model(task: Task, cls: type, init: list, seed: int, device: torch.devi
     return cls(*init).to(device).eval()
 
 
-def input_sets(task: Task, seeds: list[int], device: torch.device) -> dict[str, list[torch.Tensor]]:
-    """Fresh random inputs per seed, the task's extra sets, and a shifted distribution."""
-    sets: dict[str, list[torch.Tensor]] = {}
-    for seed in seeds:
+def nbytes(values: list) -> int:
+    """Bytes held by the tensors among `values` (nested lists included)."""
+    return sum(v.nbytes for v in flatten(values) if isinstance(v, torch.Tensor))
+
+
+def _fingerprint(values: list) -> str:
+    """A digest of the shapes, dtypes and a strided sample of the values of an input set, to
+    check that drawing it again gives the same set. A sample keeps it cheap on large inputs;
+    what it misses the verifier does not (it draws every set on its own)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for v in values:
+        if not isinstance(v, torch.Tensor):
+            digest.update(repr((type(v).__name__, v)).encode())
+            continue
+        digest.update(repr((tuple(v.shape), str(v.dtype))).encode())
+        flat = v.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 4096)].contiguous().cpu()
+        digest.update(sample.view(torch.uint8).numpy() if sample.numel() else b"")
+    return digest.hexdigest()
+
+
+class InputsChanged(Exception):
+    """An input set drawn again came out different from the first draw (something changed
+    torch's RNG or the task's code since)."""
+
+
+class InputSets(Mapping):
+    """name -> inputs for every input set: fresh random inputs per seed, the task's extra sets,
+    and a shifted distribution. Only the first set is kept; the others are drawn again, from
+    their seeds, when asked for (so an evaluation never holds every set at once), and must come
+    out as they did the first time (InputsChanged otherwise). `cast` is applied to every set
+    handed out (the Triton interpreter's bf16 upcast). Raises TaskError on construction."""
+
+    def __init__(self, task: Task, seeds: list[int], device: torch.device):
+        self.task, self.seeds, self.device = task, list(seeds), device
+        self.cast: Callable[[list], list] = lambda xs: xs
+        self._prints: dict[str, str] = {}
+        self._last: tuple[str, list] | None = None
+        first = self._draw_seed(self.seeds[0])
+        if not same_values(self._draw_seed(self.seeds[0]), first):
+            raise TaskError(f"{task.path}: get_inputs() draws different inputs under the same torch seed "
+                            "(random values must come from torch's RNG: torch.randn, not numpy or random)")
+        self.first = first
+        self._surveyed = False
+
+    def _survey(self) -> None:
+        """Draw every other set once, for its name and fingerprint (on first need, so a task
+        too large for memory is found on the first set alone)."""
+        if self._surveyed:
+            return
+        self._surveyed = True
+        self._prints[f"seed:{self.seeds[0]}"] = _fingerprint(self.first)
+        for seed in self.seeds[1:]:
+            self._prints[f"seed:{seed}"] = _fingerprint(self._draw_seed(seed))
+        for name, inputs in self._draw_extras().items():
+            self._prints[f"extra:{name}"] = _fingerprint(inputs)
+        self._prints[DISTRIBUTION_SHIFT[0]] = _fingerprint(self._shifted())
+
+    def _draw_seed(self, seed: int) -> list:
         torch.manual_seed(seed)
-        sets[f"seed:{seed}"] = _check_inputs(task, "get_inputs()", _call(task, "get_inputs()", task.get_inputs))
-    if task.get_extra_inputs is not None:
-        torch.manual_seed(seeds[0] + 1000)
-        extra = _call(task, f"{EXTRA_INPUTS_HOOK}()", task.get_extra_inputs)
+        inputs = _check_inputs(self.task, "get_inputs()", _call(self.task, "get_inputs()", self.task.get_inputs))
+        return [x.to(self.device) if isinstance(x, torch.Tensor) else x for x in inputs]
+
+    def _draw_extras(self) -> dict[str, list]:
+        if self.task.get_extra_inputs is None:
+            return {}
+        torch.manual_seed(self.seeds[0] + 1000)
+        extra = _call(self.task, f"{EXTRA_INPUTS_HOOK}()", self.task.get_extra_inputs)
         if not isinstance(extra, dict):
-            raise TaskError(f"{task.path}: {EXTRA_INPUTS_HOOK}() must return a dict of name -> inputs")
-        for name, inputs in extra.items():
-            sets[f"extra:{name}"] = _check_inputs(task, f"{EXTRA_INPUTS_HOOK}()[{name!r}]", inputs)
-    name, scale, shift = DISTRIBUTION_SHIFT
-    sets[name] = [x * scale + shift if x.is_floating_point() else x.clone() for x in sets[f"seed:{seeds[0]}"]]
-    return {name: [x.to(device) for x in inputs] for name, inputs in sets.items()}
+            raise TaskError(f"{self.task.path}: {EXTRA_INPUTS_HOOK}() must return a dict of name -> inputs")
+        return {name: [x.to(self.device) if isinstance(x, torch.Tensor) else x
+                       for x in _check_inputs(self.task, f"{EXTRA_INPUTS_HOOK}()[{name!r}]", inputs)]
+                for name, inputs in extra.items()}
+
+    def _shifted(self) -> list:
+        _, scale, shift = DISTRIBUTION_SHIFT
+        return [x * scale + shift if isinstance(x, torch.Tensor) and x.is_floating_point()
+                else x.clone() if isinstance(x, torch.Tensor) else x for x in self.first]
+
+    def _draw(self, name: str) -> list:
+        if name == f"seed:{self.seeds[0]}":
+            return self.first
+        if name == DISTRIBUTION_SHIFT[0]:
+            return self._shifted()
+        if name.startswith("seed:"):
+            inputs = self._draw_seed(int(name[5:]))
+        else:
+            inputs = self._draw_extras()[name[len("extra:"):]]
+        if _fingerprint(inputs) != self._prints[name]:
+            raise InputsChanged(f"input set {name} came out different when drawn again")
+        return inputs
+
+    def __getitem__(self, name: str) -> list:
+        if name != f"seed:{self.seeds[0]}":
+            self._survey()
+        if name not in self._prints and name != f"seed:{self.seeds[0]}":
+            raise KeyError(name)
+        if self._last is None or self._last[0] != name:
+            self._last = None  # let the previous set go before drawing the next
+            self._last = (name, self._draw(name))
+        return self.cast(self._last[1])
+
+    def __iter__(self) -> Iterator[str]:
+        self._survey()
+        return iter(list(self._prints))
+
+    def __len__(self) -> int:
+        self._survey()
+        return len(self._prints)
 
 
-def check_reference(task: Task, model: torch.nn.Module, inputs: list[torch.Tensor]) -> Any:
-    """Run the reference once; a task whose forward raises is a task error."""
+def input_sets(task: Task, seeds: list[int], device: torch.device) -> InputSets:
+    """Every input set of an evaluation, drawn lazily (InputSets). Raises TaskError."""
+    return InputSets(task, seeds, device)
+
+
+def _with_grad_off(task: Task, model: torch.nn.Module, inputs: list) -> Any:
     with torch.no_grad():
-        return _call(task, "Model.forward", model, *inputs)
+        return _call(task, "Model.forward", model, *[x.clone() if isinstance(x, torch.Tensor) else x for x in inputs])
+
+
+def check_reference(task: Task, model: torch.nn.Module, sets: InputSets,
+                    first_run: Callable[[Any], None] | None = None) -> Any:
+    """Run the reference and make sure it can judge a candidate: its forward runs, gives the
+    same answer twice on the same inputs (no dropout in training mode, no torch.rand), and
+    depends on its inputs (not the same output on every seeded set). Returns its output on the
+    first set. `first_run` is called with that output before any other set is drawn. Raises
+    TaskError."""
+    first = _with_grad_off(task, model, sets.first)
+    if first_run is not None:
+        first_run(first)
+    names = [n for n in sets if n.startswith("seed:")]
+    again = _with_grad_off(task, model, sets.first)
+    # Loosely (bf16's bound): GPU atomics may reorder a sum between runs; dropout changes everything.
+    differ = compare(again, first, tolerance_dtype=torch.bfloat16) if not same_values(again, first) else None
+    if differ is not None and not differ.ok:
+        raise TaskError(f"{task.path}: the reference is not deterministic: two runs of Model.forward on the same "
+                        f"inputs differ ({differ.detail.split(';')[0]}); no candidate can be judged against it "
+                        "(dropout in training mode, torch.rand in forward?)")
+    del again
+    if len(names) > 1 and all(same_values(_with_grad_off(task, model, sets[n]), first) for n in names[1:]):
+        raise TaskError(f"{task.path}: the reference's output does not depend on its inputs (the same on every "
+                        "input set): no kernel can be judged on it")
+    return first
 
 
 def validate_task(path: str | Path) -> Task:
@@ -154,6 +295,5 @@ def validate_task(path: str | Path) -> Task:
     draws inputs and runs its reference. Runs the (trusted) task in this process."""
     task = load_task(path)
     model = build_model(task, task.Model, init_inputs(task), 0, torch.device("cpu"))
-    sets = input_sets(task, [0], torch.device("cpu"))
-    check_reference(task, model, next(iter(sets.values())))
+    check_reference(task, model, input_sets(task, [0, 1], torch.device("cpu")))
     return task

@@ -113,7 +113,8 @@ def test_timeout_bounds_the_evaluation(env, tmp_path):
 
 
 USAGE_CASES = ["missing_task", "malformed_task", "missing_candidate", "binary_candidate", "unknown_backend",
-               "unknown_device", "cpp_on_cuda", "cuda_without_gpu", "zero_timeout", "negative_timeout", "nan_timeout"]
+               "unknown_device", "cpp_on_cuda", "cuda_without_gpu", "zero_timeout", "negative_timeout", "nan_timeout",
+               "bad_memory_limit", "tiny_memory_limit", "missing_argument", "unknown_option", "timeout_not_a_number"]
 
 
 def usage_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
@@ -134,6 +135,12 @@ def usage_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "zero_timeout": ([RELU, HONEST, "--timeout", "0"], "--timeout must be a positive number"),
         "negative_timeout": ([RELU, HONEST, "--timeout", "-5"], "--timeout must be a positive number"),
         "nan_timeout": ([RELU, HONEST, "--timeout", "nan"], "--timeout must be a positive number"),
+        "bad_memory_limit": ([RELU, HONEST, "--memory-limit", "lots"], "--memory-limit: 'lots' is not a size"),
+        "tiny_memory_limit": ([RELU, HONEST, "--memory-limit", "1M"], "--memory-limit: '1M' is out of range"),
+        # Parsed by the command-line library itself, before kagent's own checks.
+        "missing_argument": ([RELU], "Missing argument 'candidate'"),
+        "unknown_option": ([RELU, HONEST, "--fast"], "No such option: --fast"),
+        "timeout_not_a_number": ([RELU, HONEST, "--timeout", "soon"], "Invalid value for '--timeout'"),
     }
 
 
@@ -147,7 +154,13 @@ def test_usage_errors_exit_2(env, tmp_path, case):
     for as_json in ([], ["--json"]):
         result = kagent(env, "eval", *args, *as_json)
         assert result.returncode == 2, (result.returncode, result.stdout[-500:], result.stderr[-2000:])
-        assert result.stdout == ""
+        if as_json:  # one verdict-shaped object: status error, the reason's kind, the same line
+            error = one_json_object(result.stdout)
+            assert error["status"] == "error" and expected in error["message"], error
+            assert error["reason"] == ("task_error" if case == "malformed_task" else "usage_error"), error
+            assert all(error[k] is None for k in VERDICT_FIELDS - {"status", "reason", "message"}), error
+        else:
+            assert result.stdout == ""
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, f"expected one line on stderr: {result.stderr[-2000:]}"
         assert lines[0].startswith("error: ") and expected in lines[0], lines[0]

@@ -58,7 +58,7 @@ def task_error(fn, *args) -> str:
 
 
 def sets_of(path: Path, seeds=(3, 4, 5)) -> dict[str, list[torch.Tensor]]:
-    return input_sets(load_task(path), list(seeds), CPU)
+    return dict(input_sets(load_task(path), list(seeds), CPU))  # drawn lazily: draw them all
 
 
 # -- load_task ----------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_valid_task_loads(tmp_path):
 
 
 @pytest.mark.parametrize("inputs, expected", [
-    ("[1, 2]", "input 0 is a int, not a tensor"),
+    ("[None, 2]", "input 0 is a NoneType, not a tensor, int, float or bool"),
     ("[torch.randn(3), 'x']", "input 1 is a str, not a tensor"),
     ("[]", "must return a non-empty list of tensors"),
     ("torch.randn(3)", "must return a non-empty list of tensors"),
@@ -151,7 +151,7 @@ def test_model_constructor_raises(tmp_path):
 
 @pytest.mark.parametrize("extra, expected", [
     ("[torch.randn(3)]", "get_extra_inputs() must return a dict"),
-    ("{'odd': [5]}", "get_extra_inputs()['odd'] input 0 is a int, not a tensor"),
+    ("{'odd': ['5']}", "get_extra_inputs()['odd'] input 0 is a str, not a tensor"),
     ("{'odd': []}", "get_extra_inputs()['odd'] must return a non-empty list"),
 ])
 def test_extra_inputs_malformed(tmp_path, extra, expected):
@@ -204,8 +204,8 @@ def test_shifted_set_leaves_integer_inputs_alone(tmp_path):
     def get_init_inputs():
         return []
     """, "line 5: Model.forward raised RuntimeError"),
-    (valid_with(get_inputs="def get_inputs():\n    return [torch.randn(2), 7]"),
-     "get_inputs() input 1 is a int, not a tensor"),
+    (valid_with(get_inputs="def get_inputs():\n    return [torch.randn(2), {7}]"),
+     "get_inputs() input 1 is a set, not a tensor"),
     (valid_with(Model="""
         class Model(torch.nn.Module):
             def __init__(self):
