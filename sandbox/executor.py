@@ -50,6 +50,13 @@ ENV_ALLOWED = re.compile(
     r"CC|CXX|CPATH|LIBRARY_PATH|OMP_\w+|MKL_\w+|OPENBLAS_\w+|TRITON_\w+|TORCH_CUDA_ARCH_LIST|"
     r"PYTHONPATH|VIRTUAL_ENV|KAGENT_CACHE_DIR|GLIBC_TUNABLES)$"
 )
+# How the fork server and the verifier run Python. `-m` would put the working directory first on
+# sys.path, and PYTHONPATH or the user's site-packages could name a directory a candidate writes
+# to (its sandbox root outlives it: a `--resume`, or a restarted verifier, would import a planted
+# `kagent/sandbox/verifier.py` from there, unconfined). Isolated mode (-I) leaves out all three:
+# kagent and torch come from the interpreter's own site-packages only.
+SERVER_PYTHON = (sys.executable, "-I", "-m")
+SERVER_CWD = "/"  # read-only for every confined candidate, and not on the module path anyway
 ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
 
 
@@ -266,7 +273,7 @@ class Sandbox:
         self.namespaces = namespaces  # False: no PID namespace even where one is available
         self._closed = False
         self._own_root = root is None
-        self.root = Path(root or tempfile.mkdtemp(prefix="kagent-sandbox-"))
+        self.root = Path(root or tempfile.mkdtemp(prefix="kagent-sandbox-")).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
         self._proc: subprocess.Popen | None = None
         self._messages: _Messages | None = None
@@ -286,7 +293,7 @@ class Sandbox:
 
     def _start(self) -> subprocess.Popen:
         prefix = namespace_prefix() if self.namespaces else ()
-        proc, self._messages = self._spawn([*prefix, sys.executable, "-m", "kagent.sandbox.zygote"], ZYGOTE_LOG)
+        proc, self._messages = self._spawn([*prefix, *SERVER_PYTHON, "kagent.sandbox.zygote", str(self.root)], ZYGOTE_LOG)
         ready = self._messages.read(STARTUP_TIMEOUT_S)
         if not ready or not ready.get("ready"):
             proc.kill()
@@ -300,11 +307,13 @@ class Sandbox:
 
     def _spawn(self, command: list[str], log_name: str) -> tuple[subprocess.Popen, _Messages]:
         """A server process (the fork server or the verifier) with the worker environment,
-        talking JSON lines on stdin/stdout, its stderr appended to `log_name` in the root."""
+        talking JSON lines on stdin/stdout, its stderr appended to `log_name` in the root.
+        It starts in SERVER_CWD with SERVER_PYTHON: nothing a candidate can write (the root,
+        its workdirs, the build cache) is on its module path."""
         with open(self.root / log_name, "ab") as log:
             proc = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                env=worker_env(self.device, self.gpu), cwd=self.root, bufsize=0,
+                env=worker_env(self.device, self.gpu), cwd=SERVER_CWD, bufsize=0,
                 start_new_session=True,  # a Ctrl-C meant for kagent is handled by kagent
             )
         return proc, _Messages(proc.stdout.fileno())
@@ -329,7 +338,7 @@ class Sandbox:
         if self._verifier is not None and self._verifier.poll() is None:
             return
         self._stop_verifier()
-        self._verifier, self._verifier_messages = self._spawn([sys.executable, "-m", "kagent.sandbox.verifier"], VERIFIER_LOG)
+        self._verifier, self._verifier_messages = self._spawn([*SERVER_PYTHON, "kagent.sandbox.verifier"], VERIFIER_LOG)
         self._verifier_ready = False
 
     def _verifier_started(self) -> None:

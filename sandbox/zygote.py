@@ -119,16 +119,17 @@ def _reap(jobs: dict[int, str]) -> None:
             })
 
 
-def _confine() -> bool:
-    """As PID 1 of a namespace of our own: lock the filesystem, become non-dumpable. False
-    (with the reason on stderr) where the kernel refuses."""
+def _confine(root: str) -> bool:
+    """As PID 1 of a namespace of our own: lock the filesystem but `root` (the sandbox's, where
+    workdirs are made) and the build cache, become non-dumpable. False (with the reason on
+    stderr) where the kernel refuses."""
     if os.getpid() != 1:
         return False
     try:
         from kagent.sandbox.backends.cpp import cache_dir
 
         create_gpu_device_nodes()  # (a no-op without an NVIDIA GPU)
-        for skipped in lock_filesystem([os.getcwd(), str(cache_dir().parent)]):
+        for skipped in lock_filesystem([root, str(cache_dir().parent)]):
             print(f"kagent sandbox: left as it was: {skipped}", file=sys.stderr)
     except OSError as err:
         print(f"kagent sandbox: filesystem not locked: {err}", file=sys.stderr)
@@ -136,7 +137,8 @@ def _confine() -> bool:
     return prctl(PR_SET_DUMPABLE, 0)
 
 
-def main() -> None:
+def main(root: str) -> None:
+    """Serve evaluations whose workdirs are under `root` (the sandbox's root directory)."""
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the candidates' processes come back here
     import torch  # noqa: F401  (the point of the zygote: import once)
 
@@ -152,7 +154,7 @@ def main() -> None:
     # do it here, once, so it is neither paid per evaluation nor mistaken for a candidate's patch.
     traced_call(torch.empty, 1)
 
-    confined = _confine()
+    confined = _confine(root)
     jobs: dict[int, str] = {}  # pid -> job id
     _send({"ready": True, "confined": confined})
     stdin_open = True
@@ -183,4 +185,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1])
