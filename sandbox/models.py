@@ -12,6 +12,15 @@ Status = Literal[
 ]
 BackendName = Literal["triton", "cuda", "cpp"]
 DeviceName = Literal["cpu", "cuda"]
+# How isolated the candidate's process was (executor.py, confine.py):
+#   "namespaces"     its own PID and mount namespace, every mount read-only but its workdir and
+#                    the build cache, no capabilities: it sees and can change nothing of kagent's;
+#   "pid_namespace"  its own PID namespace, but the filesystem could not be locked (the kernel
+#                    refused the remount): it can write wherever kagent's user can;
+#   "none"           no namespace (refused, or KAGENT_SANDBOX_NAMESPACES=0): it sees every
+#                    process of the machine and can write wherever kagent's user can.
+# The limits on time, memory, file size and process creation hold in all three.
+Isolation = Literal["namespaces", "pid_namespace", "none"]
 
 
 class EvalRequest(BaseModel):
@@ -98,4 +107,5 @@ class Verdict(BaseModel):
     candidate_timing: TimingStats | None = None
     implausible_speedup: bool = False
     elapsed_s: float | None = None
+    isolation: Isolation = "none"  # set by the sandbox's parent process, never by the candidate's
     artifacts: Artifacts = Field(default_factory=Artifacts)
