@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import json
 import os
 import platform
 import re
@@ -75,7 +74,7 @@ FORBIDDEN_SOURCE = [
     (re.compile(r"\b(dlopen|dlmopen|dlsym|dlvsym|dladdr1?|dlinfo|dl_iterate_phdr|__libc_dl\w+|RTLD_\w+)\b"),
      "forbidden_call", "looks up libraries or symbols at run time"),
     (re.compile(r"/proc/(self|thread-self|\d+)/(maps|smaps|map_files|mem|exe)\b"), "forbidden_call",
-     "reads the process's memory map"),
+     "reads the process's memory or its map"),
     (re.compile(r"\b_?Py[A-Z][A-Za-z]*_\w+"), "forbidden_call", "calls into the Python interpreter"),
 ]
 # The same, in the built library's imported symbols (nm -D): whatever macros spelled them.
