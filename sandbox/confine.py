@@ -12,8 +12,12 @@ mapped, can neither remount the filesystem writable nor ptrace the server.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import re
+import tempfile
+from pathlib import Path
+from typing import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -231,12 +235,40 @@ SYSCALL_NAMES = {
 }
 
 
+# The filter's library, loaded by the fork server (zygote.py) and inherited by every evaluation;
+# else why not.
+filter_library: ctypes.CDLL | None = None
+filter_missing = "not loaded by the fork server"
+
+
+def load_process_filter(compile_to: Callable[[str, str], Path]) -> None:
+    """In the fork server, before it serves: build the filter's library afresh with
+    `compile_to(source, directory)` (never taken from the build cache, where a candidate could
+    have planted one), and load it from a sealed memfd that is then closed, so no evaluation
+    can change the code the next one installs. Raises OSError or the compiler's error."""
+    global filter_library
+    with tempfile.TemporaryDirectory(prefix="kagent-filter-") as tmp:
+        data = Path(compile_to(REFUSE_PROCESSES_CPP, tmp)).read_bytes()
+    fd = os.memfd_create("kagent-process-filter", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+        filter_library = ctypes.CDLL(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
 class ProcessFilter:
     """The seccomp filter above, installed in this process for good (a filter cannot be
-    removed, and children would inherit it). `refused()` says what it refused so far."""
+    removed, and children would inherit it). `refused()` says what it refused so far. Raises
+    OSError where it cannot be installed."""
 
-    def __init__(self, library_path: str):
-        self._lib = ctypes.CDLL(library_path)
+    def __init__(self):
+        if filter_library is None:
+            raise OSError(f"no seccomp filter: {filter_missing}")
+        self._lib = filter_library
         for name in ("kagent_refuse_processes", "kagent_refused", "kagent_last_refused", "kagent_handler_intact"):
             getattr(self._lib, name).restype = ctypes.c_int64
         failed = self._lib.kagent_refuse_processes()

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import traceback
 
+from kagent.sandbox import confine
 from kagent.sandbox.confine import (PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, create_gpu_device_nodes, drop_privileges,
                              lock_filesystem, prctl)
 
@@ -137,6 +138,24 @@ def _confine(root: str) -> bool:
     return prctl(PR_SET_DUMPABLE, 0)
 
 
+def _load_process_filter() -> None:
+    """Where C++ candidates run (a CPU sandbox), the seccomp filter each evaluation installs
+    (confine.ProcessFilter): built and loaded here, before the filesystem is locked."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        confine.filter_missing = "not a CPU sandbox"
+        return
+    from kagent.sandbox.backends import cpp
+    from kagent.sandbox.errors import CompileError
+
+    if os.environ.get(cpp.SECCOMP_ENV) == "0":
+        return
+    try:
+        confine.load_process_filter(cpp._compile)
+    except (OSError, CompileError) as err:
+        confine.filter_missing = f"the fork server could not build it: {err}"
+        print(f"kagent sandbox: process creation will not be refused: {err}", file=sys.stderr)
+
+
 def main(root: str) -> None:
     """Serve evaluations whose workdirs are under `root` (the sandbox's root directory)."""
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the candidates' processes come back here
@@ -149,6 +168,8 @@ def main(root: str) -> None:
             pass
     import kagent.sandbox.harness  # noqa: F401
     from kagent.sandbox.trace import traced_call
+
+    _load_process_filter()
 
     # The first dispatch-mode entry imports torch._dynamo, which rewraps torch functions:
     # do it here, once, so it is neither paid per evaluation nor mistaken for a candidate's patch.

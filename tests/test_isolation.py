@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CANDIDATES, ROOT, TASKS
+from kagent.sandbox import confine
+from kagent.sandbox.backends import cpp
 from kagent.sandbox.executor import NAMESPACES_ENV, Sandbox, namespace_prefix
 from kagent.sandbox.models import EvalRequest, Verdict
 
@@ -152,6 +154,33 @@ def test_process_creation_from_cpp_is_refused_by_the_os(cpu_sandbox, tmp_path, m
     assert "process" in verdict.message, verdict.message
     assert not marker.exists(), "the command the candidate started ran"
     assert_correct(run(cpu_sandbox, HONEST, tmp_path))
+
+
+# Answers as the filter's library does, and installs nothing.
+FAKE_FILTER = """
+#include <cstdint>
+extern "C" int64_t kagent_refuse_processes(void) { return 0; }
+extern "C" int64_t kagent_refused(void) { return 0; }
+extern "C" int64_t kagent_last_refused(void) { return -1; }
+extern "C" int64_t kagent_handler_intact(void) { return 1; }
+"""
+
+
+def test_a_filter_library_planted_in_the_build_cache_is_not_used(tmp_path, monkeypatch):
+    """The build cache is writable by every candidate and keyed by a hash anyone can compute: a
+    library planted there under the filter's name must not replace the filter for later
+    evaluations (the fork server builds its own, privately)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KAGENT_CACHE_DIR", str(cache))
+    real = cpp._compile(confine.REFUSE_PROCESSES_CPP, tmp_path)  # the name the filter would have in the cache
+    fake = cpp._compile(FAKE_FILTER, tmp_path)
+    (cache / "cpp").mkdir(parents=True)
+    (cache / "cpp" / real.name).write_bytes(fake.read_bytes())
+    marker = tmp_path / "ran-fork"
+    with Sandbox("cpu", root=tmp_path / "sandbox") as sandbox:
+        verdict = run(sandbox, spawn_candidate("fork", marker), tmp_path)
+    assert (verdict.status, verdict.reason) == ("rejected", "forbidden_call"), f"{verdict.status} ({verdict.reason}): {verdict.message}"
+    assert not marker.exists()
 
 
 # -- reaching into libtorch -------------------------------------------------------------------

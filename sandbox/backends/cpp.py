@@ -164,9 +164,11 @@ def build(source: str) -> Path:
     return target
 
 
-def _compile(source: str) -> Path:
+def _compile(source: str, directory: str | Path | None = None) -> Path:
+    """The shared library built from `source`, in `directory` (default: the build cache, where
+    it is found again by its hash). Raises CompileError."""
     digest = hashlib.sha256((_toolchain_id() + "\0" + source).encode()).hexdigest()[:24]
-    target = cache_dir() / f"{digest}.so"
+    target = Path(directory or cache_dir()) / f"{digest}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -325,11 +327,12 @@ class CppBackend(Backend):
         global _builder, _filter
         if os.environ.get(SECCOMP_ENV) == "0":
             return [f"process creation from native code is not refused ({SECCOMP_ENV}=0)"]
+        if confine.filter_library is None:
+            return [f"process creation from native code is not refused here: {confine.filter_missing}"]
         try:
-            handler = build(confine.REFUSE_PROCESSES_CPP)
             _builder = _Builder()
-            _filter = confine.ProcessFilter(str(handler))
-        except (OSError, CompileError, ForbiddenNative) as err:
+            _filter = confine.ProcessFilter()
+        except OSError as err:
             return [f"process creation from native code is not refused here: {err}"]
         return []
 
