@@ -11,7 +11,9 @@ against the outputs the child saves beside it.) The server is a
 child subreaper (or PID 1 of its own namespace, see executor.py), so a process a candidate
 orphans — a daemon that left the process group — is re-parented here, where the parent finds
 and kills it. As PID 1 of its own namespace it also locks the filesystem read-only around the
-workdirs and the build cache, and each child drops every capability (confine.py).
+workdirs and the build cache, and each child drops every capability (confine.py). In a CPU sandbox it
+also builds and loads the seccomp filter a C++ evaluation installs (confine.ProcessFilter), so
+each child inherits code no candidate could have changed.
 
 Protocol on stdin/stdout, one JSON object per line:
   <- {"ready": true, "confined": BOOL}
