@@ -19,7 +19,8 @@ DeviceName = Literal["cpu", "cuda"]
 #                    refused the remount): it can write wherever kagent's user can;
 #   "none"           no namespace (refused, or KAGENT_SANDBOX_NAMESPACES=0): it sees every
 #                    process of the machine and can write wherever kagent's user can.
-# The limits on time, memory, file size and process creation hold in all three.
+# The limits on time, memory and file size hold in all three, and so does the seccomp filter
+# refusing process creation to C++ candidates (where it cannot be installed, the notes say so).
 Isolation = Literal["namespaces", "pid_namespace", "none"]
 
 
