@@ -61,11 +61,12 @@ class ModelNew(torch.nn.Module):
 '''
 
 
-def test_code_planted_in_the_sandbox_root_never_runs(tmp_path):
+def test_code_planted_in_the_sandbox_root_never_runs(tmp_path, monkeypatch):
     """A candidate writes `kagent/sandbox/verifier.py` (and the fork server, and the old
     `sandbox/` layout) into its sandbox root, the one directory above its workdir it can write.
-    Neither a restarted verifier nor a new sandbox on that root (a `--resume`) imports it: the
-    servers start outside the root, in Python's isolated mode."""
+    Neither a restarted verifier nor a new sandbox on that root (a `--resume`), even with the
+    root on PYTHONPATH, imports it: the servers start outside the root, in Python's isolated
+    mode."""
     marker = tmp_path / "planted-code-ran"
     source = PLANT.replace("MARKER", repr(str(marker)))
     root = tmp_path / "sandbox"
@@ -74,6 +75,7 @@ def test_code_planted_in_the_sandbox_root_never_runs(tmp_path):
         assert (root / "kagent" / "sandbox" / "verifier.py").exists(), "the candidate could not plant its code"
         sandbox._stop_verifier()  # as if it died: the next `correct` verdict starts a new one
         assert_correct(run(sandbox, HONEST, tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(root))
     with Sandbox("cpu", root=root) as resumed:
         assert_correct(run(resumed, HONEST, tmp_path))
     assert not marker.exists(), f"planted code ran as {marker.read_text()}"
