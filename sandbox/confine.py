@@ -7,6 +7,10 @@ else on disk. It also makes itself non-dumpable (no ptrace, no /proc/PID/mem fro
 without CAP_SYS_PTRACE). Each evaluation's child then drops every capability for good (bounding
 set, effective, permitted, inheritable; no_new_privs), so a candidate running as root, real or
 mapped, can neither remount the filesystem writable nor ptrace the server.
+
+Process creation is refused by a seccomp filter (`ProcessFilter`) that a C++ evaluation
+installs in its own process before the candidate is imported: native code cannot fork, exec or
+ptrace, whatever it calls, while threads stay allowed.
 """
 
 from __future__ import annotations
