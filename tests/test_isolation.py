@@ -234,7 +234,7 @@ def test_cpp_reaching_into_libtorch_is_rejected(cpu_sandbox, tmp_path, how):
     headers, body, reason = REACHES[how]
     verdict = run(cpu_sandbox, REACH.replace("HEADERS", headers).replace("BODY", body), tmp_path)
     assert (verdict.status, verdict.reason) == ("rejected", reason), f"{verdict.status} ({verdict.reason}): {verdict.message}"
-    where = "the built library imports" if how.endswith("_by_macro") else "kernel.cpp line"
+    where = "(imported by the built library)" if how.endswith("_by_macro") else "(kernel.cpp line"
     assert where in verdict.message, verdict.message
 
 

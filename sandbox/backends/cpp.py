@@ -62,27 +62,27 @@ BUILD_TIMEOUT_S = 120
 # relies on the audit hook for Python and on its process-tree sweep for native code).
 SECCOMP_ENV = "KAGENT_SANDBOX_SECCOMP"
 
-# What a C++ kernel never needs, in its source: (pattern, reason, what it does). libtorch and
+# What a C++ kernel never needs, in its source: (pattern, reason, what it is). libtorch and
 # the interpreter are loaded in the process the kernel runs in; reaching them from C++ computes
 # where the ATen op trace does not look.
 FORBIDDEN_SOURCE = [
-    (re.compile(r"#\s*include\s*[<\"]\s*(ATen|torch|c10|caffe2|pybind11|Python)\b[^>\"]*"), "forbidden_import",
-     "includes a libtorch or Python header"),
-    (re.compile(r"#\s*include\s*[<\"]\s*(dlfcn|link)\.h"), "forbidden_import", "includes the dynamic loader's header"),
-    (re.compile(r"#\s*pragma\s+comment\b"), "forbidden_import", "asks the linker for a library"),
-    (re.compile(r"\b(at|c10|torch|caffe2|pybind11)\s*::"), "forbidden_import", "uses a libtorch namespace"),
+    (re.compile(r"#\s*include\s*[<\"]\s*(ATen|torch|c10|caffe2|pybind11|Python)\b[^>\"\n]*[>\"]?"), "forbidden_import",
+     "a libtorch or Python header"),
+    (re.compile(r"#\s*include\s*[<\"]\s*(dlfcn|link)\.h[>\"]?"), "forbidden_import", "the dynamic loader's header"),
+    (re.compile(r"#\s*pragma\s+comment\b"), "forbidden_import", "a request to link a library"),
+    (re.compile(r"\b(at|c10|torch|caffe2|pybind11)\s*::"), "forbidden_import", "a libtorch namespace"),
     (re.compile(r"\b(dlopen|dlmopen|dlsym|dlvsym|dladdr1?|dlinfo|dl_iterate_phdr|__libc_dl\w+|RTLD_\w+)\b"),
-     "forbidden_call", "looks up libraries or symbols at run time"),
+     "forbidden_call", "run-time lookup of libraries or symbols"),
     (re.compile(r"/proc/(self|thread-self|\d+)/(maps|smaps|map_files|mem|exe)\b"), "forbidden_call",
-     "reads the process's memory or its map"),
-    (re.compile(r"\b_?Py[A-Z][A-Za-z]*_\w+"), "forbidden_call", "calls into the Python interpreter"),
+     "the process's memory or its map"),
+    (re.compile(r"\b_?Py[A-Z][A-Za-z]*_\w+"), "forbidden_call", "the Python C API"),
 ]
 # The same, in the built library's imported symbols (nm -D): whatever macros spelled them.
 FORBIDDEN_SYMBOLS = [
     (re.compile(r"^(dlopen|dlmopen|dlsym|dlvsym|dladdr1?|dlinfo|dl_iterate_phdr|__libc_dl\w+)(@.*)?$"), "forbidden_call",
-     "looks up libraries or symbols at run time"),
-    (re.compile(r"^_ZN[KVRO]*(2at|3c10|5torch|6caffe2)"), "forbidden_import", "calls into libtorch"),
-    (re.compile(r"^_?Py[A-Z][A-Za-z]*_\w+"), "forbidden_call", "calls into the Python interpreter"),
+     "run-time lookup of libraries or symbols"),
+    (re.compile(r"^_ZN[KVRO]*(2at|3c10|5torch|6caffe2)"), "forbidden_import", "a libtorch function"),
+    (re.compile(r"^_?Py[A-Z][A-Za-z]*_\w+"), "forbidden_call", "the Python C API"),
 ]
 
 
@@ -112,7 +112,7 @@ def scan_source(source: str) -> tuple[str, str] | None:
         found = pattern.search(source)
         if found:
             line = source.count("\n", 0, found.start()) + 1
-            return reason, f"kernel.cpp line {line}: {found.group(0).strip()}: {what}"
+            return reason, f"{found.group(0).strip()} (kernel.cpp line {line}): {what}, which C++ kernels may not reach"
     return None
 
 
@@ -129,7 +129,7 @@ def scan_symbols(library: Path) -> tuple[str, str] | None:
     for symbol in (line.split()[0] for line in listed.stdout.splitlines() if line.strip()):
         for pattern, reason, what in FORBIDDEN_SYMBOLS:
             if pattern.search(symbol):
-                return reason, f"the built library imports {symbol}: {what}"
+                return reason, f"{symbol} (imported by the built library): {what}, which C++ kernels may not reach"
     return None
 
 
