@@ -44,6 +44,15 @@ def _root(
 STATUS_STYLE = {"correct": "green", "incorrect": "red", "rejected": "magenta", "timeout": "yellow", "not_run": "cyan"}
 
 
+# Said once on stderr when a candidate ran with less isolation than the sandbox aims for.
+ISOLATION_WARNING = {
+    "pid_namespace": "warning: the filesystem could not be made read-only for the candidate (isolation: pid_namespace): "
+                     "it could write wherever this user can",
+    "none": "warning: the candidate ran without PID and mount namespaces (isolation: none; refused by the system "
+            "or turned off with KAGENT_SANDBOX_NAMESPACES=0): it could see other processes and write wherever this user can",
+}
+
+
 def read_candidate(candidate: Path) -> str:
     try:
         return candidate.read_text()
@@ -165,6 +174,8 @@ def eval_command(
         if as_json:
             sys.stdout.write(json.dumps(error_object(err)) + "\n")
         fail(err)
+    if verdict.isolation != "namespaces":
+        err_console.print(ISOLATION_WARNING[verdict.isolation], soft_wrap=True, highlight=False, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(verdict.model_dump(mode="json")) + "\n")
     else:

@@ -7,14 +7,23 @@ else on disk. It also makes itself non-dumpable (no ptrace, no /proc/PID/mem fro
 without CAP_SYS_PTRACE). Each evaluation's child then drops every capability for good (bounding
 set, effective, permitted, inheritable; no_new_privs), so a candidate running as root, real or
 mapped, can neither remount the filesystem writable nor ptrace the server.
+
+Process creation is refused by a seccomp filter (`ProcessFilter`) that a C++ evaluation
+installs in its own process before the candidate is imported: native code cannot fork, exec or
+ptrace, whatever it calls, while threads stay allowed.
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import re
+import tempfile
+from pathlib import Path
+from typing import Callable
 
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
@@ -126,3 +135,156 @@ def drop_privileges() -> None:
     if _libc().capset(ctypes.byref(Header(CAP_VERSION_3, 0)), (Data * 2)()) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"capset: {os.strerror(errno)}")
+
+
+# -- process creation from native code ----------------------------------------------------------
+
+# A seccomp filter (Linux's seccomp(2), classic BPF over the system call number and arguments)
+# and the SIGSYS handler it reports to, as C: the handler must set the refused call's return
+# value in the interrupted thread's registers, which no Python code can do. Threads stay allowed
+# (clone with CLONE_THREAD: OpenMP, torch's pools); new processes are not: fork, vfork, clone
+# without CLONE_THREAD, execve, execveat (hence system, popen, posix_spawn), nor ptrace or
+# process_vm_writev on another process. Each returns -1 with errno EPERM to the caller and is
+# counted. clone3 answers ENOSYS, so glibc creates threads through clone, whose flags a filter
+# can read (clone3's are behind a pointer). A call through another ABI (int 0x80, x32) is
+# refused the same way: its numbers are not the ones checked.
+REFUSE_PROCESSES_CPP = r"""
+#include <cerrno>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#define KAGENT_ARCH AUDIT_ARCH_X86_64
+#define KAGENT_RETURN(uc) (uc)->uc_mcontext.gregs[REG_RAX]
+#elif defined(__aarch64__)
+#define KAGENT_ARCH AUDIT_ARCH_AARCH64
+#define KAGENT_RETURN(uc) (uc)->uc_mcontext.regs[0]
+#else
+#error "no seccomp filter for this architecture"
+#endif
+
+static volatile int64_t refused = 0;
+static volatile int last_call = -1;
+
+static void on_sigsys(int, siginfo_t* info, void* context) {
+    KAGENT_RETURN(static_cast<ucontext_t*>(context)) = -EPERM;
+    last_call = info->si_syscall;
+    __atomic_add_fetch(&refused, 1, __ATOMIC_SEQ_CST);
+}
+
+#define LOAD(field) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, field))
+#define TRAP_IF(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP)
+
+extern "C" int64_t kagent_refused(void) { return refused; }
+extern "C" int64_t kagent_last_refused(void) { return last_call; }
+// Whether SIGSYS still goes to on_sigsys (native code may have replaced it: then it can get
+// its refused calls reported as successes).
+extern "C" int64_t kagent_handler_intact(void) {
+    struct sigaction current = {};
+    return sigaction(SIGSYS, nullptr, &current) == 0 && (current.sa_flags & SA_SIGINFO)
+        && current.sa_sigaction == on_sigsys;
+}
+
+// 0, or the errno of the step that failed.
+extern "C" int64_t kagent_refuse_processes(void) {
+    struct sigaction action = {};
+    action.sa_sigaction = on_sigsys;
+    action.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGSYS, &action, nullptr) != 0) return errno;
+    struct sock_filter filter[] = {
+        LOAD(arch),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, KAGENT_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+        LOAD(nr),
+#if defined(__x86_64__)
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1),  // the x32 ABI
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+        TRAP_IF(__NR_fork),
+        TRAP_IF(__NR_vfork),
+#endif
+        TRAP_IF(__NR_execve),
+        TRAP_IF(__NR_execveat),
+        TRAP_IF(__NR_ptrace),
+        TRAP_IF(__NR_process_vm_writev),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 435 /* clone3 */, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),  // flags, low half
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {(unsigned short)(sizeof filter / sizeof filter[0]), filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
+    // TSYNC: every thread already running (OpenMP's pool, started by the reference) too.
+    long failed = syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program);
+    return failed == 0 ? 0 : failed > 0 ? ESRCH : errno;
+}
+"""
+# Names of the refused calls, by number (x86_64, aarch64), for the verdict's message.
+SYSCALL_NAMES = {
+    "x86_64": {56: "clone", 57: "fork", 58: "vfork", 59: "execve", 322: "execveat", 101: "ptrace",
+               311: "process_vm_writev"},
+    "aarch64": {220: "clone", 221: "execve", 281: "execveat", 117: "ptrace", 271: "process_vm_writev"},
+}
+
+
+# The filter's library, loaded by the fork server (zygote.py) and inherited by every evaluation;
+# else why not.
+filter_library: ctypes.CDLL | None = None
+filter_missing = "not loaded by the fork server"
+
+
+def load_process_filter(compile_to: Callable[[str, str], Path]) -> None:
+    """In the fork server, before it serves: build the filter's library afresh with
+    `compile_to(source, directory)` (never taken from the build cache, where a candidate could
+    have planted one), and load it from a sealed memfd that is then closed, so no evaluation
+    can change the code the next one installs. Raises OSError or the compiler's error."""
+    global filter_library
+    with tempfile.TemporaryDirectory(prefix="kagent-filter-") as tmp:
+        data = Path(compile_to(REFUSE_PROCESSES_CPP, tmp)).read_bytes()
+    fd = os.memfd_create("kagent-process-filter", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+        filter_library = ctypes.CDLL(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+class ProcessFilter:
+    """The seccomp filter above, installed in this process for good (a filter cannot be
+    removed, and children would inherit it). `refused()` says what it refused so far. Raises
+    OSError where it cannot be installed."""
+
+    def __init__(self):
+        if filter_library is None:
+            raise OSError(f"no seccomp filter: {filter_missing}")
+        self._lib = filter_library
+        for name in ("kagent_refuse_processes", "kagent_refused", "kagent_last_refused", "kagent_handler_intact"):
+            getattr(self._lib, name).restype = ctypes.c_int64
+        failed = self._lib.kagent_refuse_processes()
+        if failed:
+            raise OSError(failed, f"seccomp filter not installed: {os.strerror(failed)}")
+
+    def refused(self) -> str | None:
+        """None, or which call was refused and how often, as words for a verdict."""
+        count = self._lib.kagent_refused()
+        if not count:
+            return None if self._lib.kagent_handler_intact() else "a SIGSYS handler of its own (hiding refused system calls)"
+        number = self._lib.kagent_last_refused()
+        name = SYSCALL_NAMES.get(os.uname().machine, {}).get(number, f"system call {number}")
+        times = "" if count == 1 else f", {count} refused calls"
+        return f"{name}() from native code (creating or controlling a process: refused by the OS{times})"

@@ -48,8 +48,15 @@ NAMESPACES_ENV = "KAGENT_SANDBOX_NAMESPACES"
 ENV_ALLOWED = re.compile(
     r"^(PATH|LANG|LC_\w+|TZ|TERM|USER|LOGNAME|SHELL|CUDA_\w+|NVIDIA_\w+|LD_LIBRARY_PATH|"
     r"CC|CXX|CPATH|LIBRARY_PATH|OMP_\w+|MKL_\w+|OPENBLAS_\w+|TRITON_\w+|TORCH_CUDA_ARCH_LIST|"
-    r"PYTHONPATH|VIRTUAL_ENV|KAGENT_CACHE_DIR|GLIBC_TUNABLES)$"
+    r"PYTHONPATH|VIRTUAL_ENV|KAGENT_CACHE_DIR|KAGENT_SANDBOX_SECCOMP|GLIBC_TUNABLES)$"
 )
+# How the fork server and the verifier run Python. `-m` would put the working directory first on
+# sys.path, and PYTHONPATH or the user's site-packages could name a directory a candidate writes
+# to (its sandbox root outlives it: a `--resume`, or a restarted verifier, would import a planted
+# `kagent/sandbox/verifier.py` from there, unconfined). Isolated mode (-I) leaves out all three:
+# kagent and torch come from the interpreter's own site-packages only.
+SERVER_PYTHON = (sys.executable, "-I", "-m")
+SERVER_CWD = "/"  # read-only for every confined candidate, and not on the module path anyway
 ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
 
 
@@ -267,13 +274,14 @@ class Sandbox:
     evaluations then run one at a time (bound concurrency with several Sandboxes)."""
 
     def __init__(self, device: str, root: str | Path | None = None, namespaces: bool = True,
-                 gpu: str | None = None):
+                 gpu: str | None = None, seccomp: bool = True):
         self.device = device
         self.gpu = gpu  # pin the worker to this GPU (CUDA_VISIBLE_DEVICES), one sandbox per GPU
         self.namespaces = namespaces  # False: no PID namespace even where one is available
+        self.seccomp = seccomp  # False: C++ candidates may create processes (backends/cpp.py SECCOMP_ENV)
         self._closed = False
         self._own_root = root is None
-        self.root = Path(root or tempfile.mkdtemp(prefix="kagent-sandbox-"))
+        self.root = Path(root or tempfile.mkdtemp(prefix="kagent-sandbox-")).absolute()
         self.root.mkdir(parents=True, exist_ok=True)
         self._proc: subprocess.Popen | None = None
         self._messages: _Messages | None = None
@@ -289,11 +297,18 @@ class Sandbox:
         """Whether workers start in their own PID namespace (see `namespace_prefix`)."""
         return self.namespaces and bool(namespace_prefix())
 
+    @property
+    def isolation(self) -> str:
+        """How isolated the running worker's candidates are: a `models.Isolation` value."""
+        if self._proc is None or not self.isolated:
+            return "none"
+        return "namespaces" if self.confined else "pid_namespace"
+
     # -- worker lifecycle -------------------------------------------------------------------
 
     def _start(self) -> subprocess.Popen:
         prefix = namespace_prefix() if self.namespaces else ()
-        proc, self._messages = self._spawn([*prefix, sys.executable, "-m", "kagent.sandbox.zygote"], ZYGOTE_LOG)
+        proc, self._messages = self._spawn([*prefix, *SERVER_PYTHON, "kagent.sandbox.zygote", str(self.root)], ZYGOTE_LOG)
         self._proc = proc  # now, not once ready: a close() meanwhile (Ctrl-C) must be able to end it
         ready = self._messages.read(STARTUP_TIMEOUT_S)
         if not ready or not ready.get("ready"):
@@ -308,11 +323,16 @@ class Sandbox:
 
     def _spawn(self, command: list[str], log_name: str) -> tuple[subprocess.Popen, _Messages]:
         """A server process (the fork server or the verifier) with the worker environment,
-        talking JSON lines on stdin/stdout, its stderr appended to `log_name` in the root."""
+        talking JSON lines on stdin/stdout, its stderr appended to `log_name` in the root.
+        It starts in SERVER_CWD with SERVER_PYTHON: nothing a candidate can write (the root,
+        its workdirs, the build cache) is on its module path."""
+        env = worker_env(self.device, self.gpu)
+        if not self.seccomp:
+            env["KAGENT_SANDBOX_SECCOMP"] = "0"
         with open(self.root / log_name, "ab") as log:
             proc = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                env=worker_env(self.device, self.gpu), cwd=self.root, bufsize=0,
+                env=env, cwd=SERVER_CWD, bufsize=0,
                 start_new_session=True,  # a Ctrl-C meant for kagent is handled by kagent
             )
         return proc, _Messages(proc.stdout.fileno())
@@ -337,7 +357,7 @@ class Sandbox:
         if self._verifier is not None and self._verifier.poll() is None:
             return
         self._stop_verifier()
-        self._verifier, self._verifier_messages = self._spawn([sys.executable, "-m", "kagent.sandbox.verifier"], VERIFIER_LOG)
+        self._verifier, self._verifier_messages = self._spawn([*SERVER_PYTHON, "kagent.sandbox.verifier"], VERIFIER_LOG)
         self._verifier_ready = False
 
     def _verifier_started(self) -> None:
@@ -423,6 +443,7 @@ class Sandbox:
 
     def _evaluate(self, request: EvalRequest, workdir: Path, timeout_s: float, memory_mb: int) -> Verdict:
         proc = self._worker()
+        isolation = self.isolation
         key = secrets.token_bytes(32)
         job_id = workdir.name
         try:
@@ -480,7 +501,9 @@ class Sandbox:
         if self._zygote_pid is not None and not kill_tree(self._zygote_pid):
             self._stop(force=True)  # leftovers a kill cannot end: start clean next time
         elapsed = time.monotonic() - begun
-        return self._verdict(request, workdir, key, finished or {}, killed_for, timeout_s, memory_mb, elapsed)
+        verdict = self._verdict(request, workdir, key, finished or {}, killed_for, timeout_s, memory_mb, elapsed)
+        verdict.isolation = isolation  # what the parent knows, whatever the candidate wrote
+        return verdict
 
     def _verdict(self, request, workdir, key, finished, killed_for, timeout_s, memory_mb, elapsed) -> Verdict:
         log_path = workdir / LOG_FILE
@@ -499,6 +522,11 @@ class Sandbox:
         if killed_for == "worker_died":
             return failed("runtime_error", "crashed", "the sandbox worker died while running the candidate")
         result_path = workdir / RESULT_FILE
+        if finished.get("signal") == signal.SIGSYS:
+            # The seccomp filter's signal (confine.ProcessFilter), fatal where the caller blocked
+            # signals around the call, as glibc's posix_spawn (system, popen) does.
+            return failed("rejected", "forbidden_call", "the candidate's process was killed by the OS (SIGSYS) for "
+                                                        "creating a process from native code")
         if finished.get("signal"):
             name = _signal_name(finished["signal"])
             return failed("runtime_error", "crashed", f"the candidate's process died with {name}")

@@ -18,6 +18,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -50,7 +51,7 @@ TRACE_BYPASS_NAMES = {
 # Subprocesses a backend legitimately runs while building a candidate's kernels.
 ALLOWED_EXECUTABLES = {
     "g++", "gcc", "c++", "cc", "clang", "clang++", "nvcc", "ninja", "ptxas", "cu++filt",
-    "ldconfig", "which", "cicc", "fatbinary", "nvlink",
+    "ldconfig", "which", "cicc", "fatbinary", "nvlink", "nm",
 }
 # Audit events that a candidate may never trigger.
 FORBIDDEN_EVENTS = {
@@ -104,12 +105,20 @@ class Guard:
     """The audit hook. Installed once per process (hooks cannot be removed); enforces only
     inside `watching()`, i.e. while the candidate's code runs."""
 
-    def __init__(self, candidate_path: str, protected_files: set[str]):
+    def __init__(self, candidate_path: str, protected_files: set[str],
+                 refused_elsewhere: Callable[[], list[tuple[str, str]]] = list):
         self.candidate_path = candidate_path
         self.protected = protected_files  # the harness and the task: frames a candidate must not see
         self.active = False
-        self.violations: list[tuple[str, str]] = []
+        self.denied: list[tuple[str, str]] = []
+        # What was refused below Python (the backend's checks, the OS's filter): judged alike.
+        self.refused_elsewhere = refused_elsewhere
         self._busy = False
+
+    @property
+    def violations(self) -> list[tuple[str, str]]:
+        """Every (reason, detail) refused so far, the audit hook's first."""
+        return self.denied + self.refused_elsewhere()
 
     def install(self) -> None:
         sys.addaudithook(self._hook)
@@ -123,7 +132,7 @@ class Guard:
             self.active = False
 
     def _deny(self, reason: str, detail: str) -> None:
-        self.violations.append((reason, detail))
+        self.denied.append((reason, detail))
         # Raise so the call fails; the violation is recorded even if the candidate catches it.
         raise PermissionError(f"kagent sandbox: {detail} is not allowed in a candidate")
 

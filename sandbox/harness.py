@@ -502,7 +502,7 @@ class Evaluation:
             raise _reject(found[0], f"{path.name} {found[1]}")
 
         self.artifacts.notes += self.backend.prepare(request.device)
-        self.guard = guards.Guard(str(path.resolve()), guards.protected_files(task.path))
+        self.guard = guards.Guard(str(path.resolve()), guards.protected_files(task.path), self.backend.violations)
         self.guard.install()
         traced_call(torch.empty, 1)  # settle torch's lazy rewrapping before the snapshot
         self.integrity_modules = [task.module, task.Model, time, threading]

@@ -15,6 +15,16 @@ Status = Literal[
 ]
 BackendName = Literal["triton", "cuda", "cpp"]
 DeviceName = Literal["cpu", "cuda"]
+# How isolated the candidate's process was (executor.py, confine.py):
+#   "namespaces"     its own PID and mount namespace, every mount read-only but its workdir and
+#                    the build cache, no capabilities: it sees and can change nothing of kagent's;
+#   "pid_namespace"  its own PID namespace, but the filesystem could not be locked (the kernel
+#                    refused the remount): it can write wherever kagent's user can;
+#   "none"           no namespace (refused, or KAGENT_SANDBOX_NAMESPACES=0): it sees every
+#                    process of the machine and can write wherever kagent's user can.
+# The limits on time, memory and file size hold in all three, and so does the seccomp filter
+# refusing process creation to C++ candidates (where it cannot be installed, the notes say so).
+Isolation = Literal["namespaces", "pid_namespace", "none"]
 
 
 class EvalRequest(BaseModel):
@@ -105,4 +115,5 @@ class Verdict(BaseModel):
     timing_spread: float | None = None  # (p80 - p20) / median, the worse side
     timing_other_load: float | None = None  # share of the CPUs other processes used while timing
     elapsed_s: float | None = None
+    isolation: Isolation = "none"  # set by the sandbox's parent process, never by the candidate's
     artifacts: Artifacts = Field(default_factory=Artifacts)

@@ -11,7 +11,9 @@ against the outputs the child saves beside it.) The server is a
 child subreaper (or PID 1 of its own namespace, see executor.py), so a process a candidate
 orphans — a daemon that left the process group — is re-parented here, where the parent finds
 and kills it. As PID 1 of its own namespace it also locks the filesystem read-only around the
-workdirs and the build cache, and each child drops every capability (confine.py).
+workdirs and the build cache, and each child drops every capability (confine.py). In a CPU sandbox it
+also builds and loads the seccomp filter a C++ evaluation installs (confine.ProcessFilter), so
+each child inherits code no candidate could have changed.
 
 Protocol on stdin/stdout, one JSON object per line:
   <- {"ready": true, "confined": BOOL}
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import traceback
 
+from kagent.sandbox import confine
 from kagent.sandbox.confine import (PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, create_gpu_device_nodes, drop_privileges,
                              lock_filesystem, prctl)
 
@@ -119,16 +122,17 @@ def _reap(jobs: dict[int, str]) -> None:
             })
 
 
-def _confine() -> bool:
-    """As PID 1 of a namespace of our own: lock the filesystem, become non-dumpable. False
-    (with the reason on stderr) where the kernel refuses."""
+def _confine(root: str) -> bool:
+    """As PID 1 of a namespace of our own: lock the filesystem but `root` (the sandbox's, where
+    workdirs are made) and the build cache, become non-dumpable. False (with the reason on
+    stderr) where the kernel refuses."""
     if os.getpid() != 1:
         return False
     try:
         from kagent.sandbox.backends.cpp import cache_dir
 
         create_gpu_device_nodes()  # (a no-op without an NVIDIA GPU)
-        for skipped in lock_filesystem([os.getcwd(), str(cache_dir().parent)]):
+        for skipped in lock_filesystem([root, str(cache_dir().parent)]):
             print(f"kagent sandbox: left as it was: {skipped}", file=sys.stderr)
     except OSError as err:
         print(f"kagent sandbox: filesystem not locked: {err}", file=sys.stderr)
@@ -136,7 +140,26 @@ def _confine() -> bool:
     return prctl(PR_SET_DUMPABLE, 0)
 
 
-def main() -> None:
+def _load_process_filter() -> None:
+    """Where C++ candidates run (a CPU sandbox), the seccomp filter each evaluation installs
+    (confine.ProcessFilter): built and loaded here, before the filesystem is locked."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        confine.filter_missing = "not a CPU sandbox"
+        return
+    from kagent.sandbox.backends import cpp
+    from kagent.sandbox.errors import CompileError
+
+    if os.environ.get(cpp.SECCOMP_ENV) == "0":
+        return
+    try:
+        confine.load_process_filter(cpp._compile)
+    except (OSError, CompileError) as err:
+        confine.filter_missing = f"the fork server could not build it: {err}"
+        print(f"kagent sandbox: process creation will not be refused: {err}", file=sys.stderr)
+
+
+def main(root: str) -> None:
+    """Serve evaluations whose workdirs are under `root` (the sandbox's root directory)."""
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the candidates' processes come back here
     import torch  # noqa: F401  (the point of the zygote: import once)
 
@@ -148,11 +171,13 @@ def main() -> None:
     import kagent.sandbox.harness  # noqa: F401
     from kagent.sandbox.trace import traced_call
 
+    _load_process_filter()
+
     # The first dispatch-mode entry imports torch._dynamo, which rewraps torch functions:
     # do it here, once, so it is neither paid per evaluation nor mistaken for a candidate's patch.
     traced_call(torch.empty, 1)
 
-    confined = _confine()
+    confined = _confine(root)
     jobs: dict[int, str] = {}  # pid -> job id
     _send({"ready": True, "confined": confined})
     stdin_open = True
@@ -183,4 +208,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1])

@@ -146,9 +146,20 @@ def leftovers(marker: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def plain_sandbox(tmp_path_factory, _cache_dir):
-    """A worker without its own PID namespace: containment then rests on the process tree
-    alone (the subreaper worker, the parent's sweep), as on machines without namespaces."""
-    with Sandbox("cpu", root=tmp_path_factory.mktemp("plain-sandbox"), namespaces=False) as sandbox:
+    """A worker without its own PID namespace, whose C++ candidates may create processes:
+    containment then rests on the process tree alone (the subreaper worker, the parent's
+    sweep), as on machines without namespaces or seccomp, and for native code the seccomp
+    filter does not cover (CUDA)."""
+    with Sandbox("cpu", root=tmp_path_factory.mktemp("plain-sandbox"), namespaces=False, seccomp=False) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="module")
+def forking_sandbox(tmp_path_factory, _cache_dir):
+    """Namespaces, but C++ candidates may create processes (tests/test_isolation.py shows they
+    cannot by default): for what the namespaces and the sweep do with such processes."""
+    with Sandbox("cpu", root=tmp_path_factory.mktemp("forking-sandbox"), seccomp=False) as sandbox:
+        assert_usable(sandbox)  # started: the tests time their attacks, not its start-up
         yield sandbox
 
 
@@ -225,16 +236,16 @@ def test_growing_memory_bomb_is_stopped(cpu_sandbox, cpp_built, tmp_path, bomb):
     assert_usable(cpu_sandbox)
 
 
-def test_memory_of_forked_processes_counts(cpu_sandbox, cpp_built, tmp_path):
+def test_memory_of_forked_processes_counts(forking_sandbox, cpp_built, tmp_path):
     # Four children of 500 MB each: every process stays under the per-process limit (the
     # address-space rlimit), together they are far over it.
     started = time.monotonic()
-    verdict = run(cpu_sandbox, cpp_candidate("fork_hog"), tmp_path, timeout=30, memory_mb=2048)
+    verdict = run(forking_sandbox, cpp_candidate("fork_hog"), tmp_path, timeout=30, memory_mb=2048)
     assert (verdict.status, verdict.reason) == ("runtime_error", "out_of_memory"), \
         f"{verdict.status} ({verdict.reason}): {verdict.message}"
     assert time.monotonic() - started < 20
-    assert not [p for p in executor.descendants(cpu_sandbox._zygote_pid) if executor.pid_alive(p)]
-    assert_usable(cpu_sandbox)
+    assert not [p for p in executor.descendants(forking_sandbox._zygote_pid) if executor.pid_alive(p)]
+    assert_usable(forking_sandbox)
 
 
 # -- processes left behind ------------------------------------------------------------------
@@ -244,7 +255,7 @@ def test_memory_of_forked_processes_counts(cpu_sandbox, cpp_built, tmp_path):
 def test_spawned_processes_are_killed(request, cpp_built, tmp_path, sandbox_kind, how):
     """A sleeping child (same process group) and a daemon (setsid + double fork: its own
     session, re-parented when its parent exits) are both gone once the verdict is back."""
-    any_sandbox = request.getfixturevalue("cpu_sandbox" if sandbox_kind == "namespaced" else "plain_sandbox")
+    any_sandbox = request.getfixturevalue("forking_sandbox" if sandbox_kind == "namespaced" else "plain_sandbox")
     marker = 10**9 + uuid.uuid4().int % 10**9  # a unique `sleep` argument to find it by
     # The candidate's one writable place that outlives its workdir: the build cache.
     flag = Path(os.environ["KAGENT_CACHE_DIR"]) / f"spawned-{marker}"
@@ -428,17 +439,18 @@ class ModelNew(torch.nn.Module):
 '''
 
 
-def test_confined_candidate_cannot_write_outside_its_workdir(cpu_sandbox, tmp_path):
+def test_confined_candidate_cannot_write_outside_its_workdir(forking_sandbox, tmp_path):
     """Native code running as root (real or mapped) in a confined worker: a file outside the
     workdir and the build cache cannot be created (read-only mounts), the root cannot be
     remounted writable, and the fork server cannot be ptraced (no capabilities left, and the
-    server is not dumpable). Its own workdir stays writable."""
-    if not cpu_sandbox.isolated:
+    server is not dumpable; the seccomp filter, off here, would refuse ptrace too). Its own
+    workdir stays writable."""
+    if not forking_sandbox.isolated:
         pytest.skip("no PID and mount namespace on this machine")
     outside = tmp_path / "planted.txt"
-    verdict = run(cpu_sandbox, ESCAPE.replace("OUTSIDE", str(outside)), tmp_path)
+    verdict = run(forking_sandbox, ESCAPE.replace("OUTSIDE", str(outside)), tmp_path)
     assert "outside=EROFS remount=EPERM ptrace=EPERM inside=ok" in verdict.message, verdict.message
-    assert cpu_sandbox.confined
+    assert forking_sandbox.confined
     assert not outside.exists()
 
 

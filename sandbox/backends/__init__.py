@@ -51,6 +51,11 @@ class Backend:
         """(status, reason) for a backend-specific exception, or None for the default."""
         return None
 
+    def violations(self) -> list[tuple[str, str]]:
+        """What the backend refused on the candidate's behalf so far, as (reason, detail):
+        judged like the audit hook's findings, even where the candidate caught the error."""
+        return []
+
     def static_report(self, device: str) -> StaticReport | None:
         """After the candidate ran (or was imported, where it cannot run)."""
         return None
