@@ -249,7 +249,7 @@ class Batch:
         except Exception as err:  # a bug in a run: report it, keep the batch going
             result = {"error": one_line(f"{type(err).__name__}: {err}", 1000), "error_kind": "error", "run_dir": None}
         task.finished_at = now()
-        if "error" in result:
+        if "error_kind" in result:  # the run could not go on (a run's summary has an "error" too: why it stopped)
             task.status = "task_error" if result.get("error_kind") == "task_error" else "interrupted"
             task.error = result["error"]
             task.run_dir = result.get("run_dir") or task.run_dir
@@ -259,7 +259,7 @@ class Batch:
             task.run_dir, task.stop_reason = result["run_dir"], result["stop_reason"]
             task.candidates, task.correct = result["candidates"], result["correct"]
             task.best_speedup, task.tokens, task.cost_usd = result["best_speedup"], result["tokens"], result["cost_usd"]
-            task.error = None
+            task.error = result.get("error")  # a provider that kept failing, say
             if task.stop_reason == "interrupted":
                 task.status = "interrupted"
             else:

@@ -88,8 +88,7 @@ def print_verdict(verdict) -> None:
     """The verdict for a person: status line, then one fact per row. Fits an 80-column terminal:
     long values break between items (input sets) or words, never inside a number."""
     style = STATUS_STYLE.get(verdict.status, "red")
-    console.print(Text.assemble((verdict.status, f"bold {style}"), f" ({verdict.reason})"))
-    console.print(Text(verdict.message), highlight=False)
+    console.print(Text.assemble((verdict.status, f"bold {style}"), f" ({verdict.reason}) {verdict.message}"))
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")

@@ -302,11 +302,8 @@ def candidate_json(view: RunView, record: CandidateRecord) -> dict[str, Any]:
 # ---------------------------------------------------------------- rendering
 
 
-def state_text(view: RunView, short: bool = False) -> Text:
-    """The run's state, with why in parentheses unless `short` (a narrow terminal)."""
+def state_text(view: RunView) -> Text:
     text = Text(view.state, style=STATE_COLOURS.get(view.state, ""))
-    if short:
-        return text
     if view.state == "crashed" and view.record.state == "running":
         text.append(f" (pid {view.record.pid} gone)", style="dim")
     elif view.state == "running" and not on_this_host(view.record):
@@ -332,28 +329,21 @@ def runs_table(views: list[RunView], runs_dir: Path, width: int) -> Table:
             "untimed" if totals.best_speedup is None else fmt_speedup(totals.best_speedup))
         rows.append([Text(view.run_id), Text(view.record.task_name), Text(view.record.model), Text(best),
                      Text(f"{totals.correct}/{totals.candidates}"), Text(f"${totals.cost_usd:.4f}"), state_text(view)])
-    def widths_now() -> list[int]:
-        return [max(len(header), *(row[i].cell_len for row in rows)) for i, header in enumerate(headers)]
-
-    widths = widths_now()
-    # Run ids stay whole (they are what `kagent show` takes) and no value wraps: the model gives
-    # way first (cut with an ellipsis), then the state drops its reason, then model and task
-    # give way further.
-    gaps = 2 * (len(headers) - 1)
-    if sum(widths) + gaps - max(widths[2] - 16, 0) > width:
-        for row, view in zip(rows, views):
-            row[6] = state_text(view, short=True)
-        widths = widths_now()
-    excess = sum(widths) + gaps - width
-    for column, floor in ((2, 6), (1, 7)):
+    widths = [max(len(header), *(row[i].cell_len for row in rows)) for i, header in enumerate(headers)]
+    # Run ids stay whole (they are what `kagent show` takes) and no value is cut in the middle:
+    # the model gives way first (cut with an ellipsis), then the state (wrapped between its words
+    # onto a second line), then the model and the task further.
+    longest_word = max((len(word) for row in rows for word in row[6].plain.split()), default=5)
+    excess = sum(widths) + len(headers) - 1 - width
+    for column, floor in ((2, 16), (6, longest_word), (2, 6), (1, 7)):
         cut = min(max(excess, 0), max(widths[column] - floor, 0))
         widths[column] -= cut
         excess -= cut
-    table = Table(title=f"runs in {runs_dir}", title_justify="left", box=None, pad_edge=False,
+    table = Table(title=f"runs in {runs_dir}", title_justify="left", box=None, pad_edge=False, padding=(0, 1, 0, 0),
                   header_style="bold", title_style="bold")
     for i, header in enumerate(headers):
         table.add_column(header, justify="right" if 3 <= i <= 5 else "left", width=widths[i] if i in (1, 2, 6) else None,
-                         no_wrap=True, overflow="ellipsis" if i in (1, 2) else "fold")
+                         no_wrap=i != 6, overflow="ellipsis" if i in (1, 2) else "fold")
     for row in rows:
         for i in (1, 2):
             row[i].truncate(widths[i], overflow="ellipsis")
@@ -456,7 +446,7 @@ def verdict_table(verdict) -> Table:
             table.add_row(f"{side} time", f"median {stats.median_ms:.4f} ms (p20 {stats.p20_ms:.4f}, "
                                           f"p80 {stats.p80_ms:.4f}, {stats.runs} runs)")
     if verdict.ref_timing is None and verdict.ref_time_ms is not None:
-        table.add_row("time ref / candidate", f"{verdict.ref_time_ms:.4f} ms / {verdict.candidate_time_ms:.4f} ms")
+        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.4f} ms / {verdict.candidate_time_ms:.4f} ms")
     if verdict.speedup is not None:
         table.add_row("speedup", Text.assemble(fmt_speedup(verdict.speedup),
                                                ("  implausible" if verdict.implausible_speedup else "", "red")))
@@ -562,7 +552,7 @@ def runs_command(
             except UsageError as err:  # one unreadable archive does not hide the others
                 err_console.print(Text(f"skipped: {err}", style="yellow"), soft_wrap=True)
     except KagentError as err:
-        fail(err)
+        fail(err, as_json)
     views.sort(key=sort_key, reverse=True)
     if as_json:
         write_json([run_summary(view) for view in views])
@@ -589,7 +579,7 @@ def show_command(
                 raise UsageError(f"--candidate takes a candidate id (a number), got {candidate!r}")
             record = view.candidate(int(text))
     except KagentError as err:
-        fail(err)
+        fail(err, as_json)
     if record is not None:
         if as_json:
             write_json(candidate_json(view, record))

@@ -49,7 +49,7 @@ def verdict_facts(verdict: Verdict) -> str:
         lines.append(f"max abs error: {verdict.max_abs_error:.3g}, max rel error: {verdict.max_rel_error:.3g}")
     if verdict.speedup is not None:
         lines.append(f"speedup over eager PyTorch: {verdict.speedup:.2f}x "
-                     f"({verdict.candidate_time_ms:.4f} ms vs {verdict.ref_time_ms:.4f} ms)")
+                     f"(reference {verdict.ref_time_ms:.4f} ms, candidate {verdict.candidate_time_ms:.4f} ms)")
     elif verdict.status == "correct":
         lines.append("timing: not a performance measurement on this machine")
     if verdict.artifacts.torch_ops:

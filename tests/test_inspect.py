@@ -239,7 +239,11 @@ def test_errors_are_one_line_exit_2(two_runs, tmp_path, args, message):
     proc = kagent(*args)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert message in proc.stderr and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1
+    if "--json" in args:  # stdout still holds exactly one object
+        assert json.loads(proc.stdout) == {"error": proc.stderr.strip().removeprefix("error: "), "exit_code": 2}
+    else:
+        assert not proc.stdout
 
 
 def test_empty_runs_dir_is_not_an_error(tmp_path):

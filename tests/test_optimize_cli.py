@@ -112,6 +112,17 @@ def test_readme_command_with_relative_paths_and_default_runs_dir(tmp_path, where
             shutil.rmtree(made)
 
 
+def test_batch_with_relative_paths_from_another_directory(tmp_path):
+    (tmp_path / "mytasks").mkdir()
+    shutil.copy(RELU, tmp_path / "mytasks" / "01_relu.py")
+    proc = kagent(["batch", "mytasks", "--model", model("improve", cwd=tmp_path), "--max-iters", "1", "--json"],
+                  tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (task,) = one_object(proc.stdout)["tasks"]
+    assert task["status"] == "correct", task
+    assert Path(task["run_dir"]).is_relative_to(tmp_path / "runs")
+
+
 # ---------------------------------------------------------------- §2 harness errors
 
 
