@@ -180,11 +180,6 @@ def _compare_tensor(o: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None, dt
     widen = _reference_widening(r, g, atol, rtol) if g is not None else 1.0
     fo, fr, fg = _flat(o), _flat(r), (None if g is None else _flat(g))
     tally, typical = _Tally(), _typical(r)
-    # atol in units of the output's typical magnitude (at least 1): a sum or dot product of many
-    # terms carries a rounding error that scales with its terms, not with its own (possibly
-    # cancelled) value, and any honest reduction order differs from PyTorch's by that much. A
-    # median, not the maximum: one huge element loosens nothing.
-    atol *= max(1.0, typical)
     for start in range(0, fr.numel(), CHUNK):
         end = start + CHUNK
         _check_chunk(tally, start, fo[start:end], fr[start:end], None if fg is None else fg[start:end],
