@@ -102,8 +102,8 @@ def _stop_when_asked(run) -> None:
 
 
 # What a resumed task's run takes from the batch rather than from its archived config.
-RESUME_OVERRIDES = ("max_iters", "max_cost", "time_limit_s", "concurrency", "llm_timeout_s", "executor",
-                    "ray_address")
+RESUME_OVERRIDES = ("max_iters", "max_cost", "time_limit_s", "concurrency", "llm_timeout_s", "stop_at_sol",
+                    "patience", "executor", "ray_address")
 
 
 def optimize_task(config_json: str, resume_dir: str | None) -> dict:
@@ -352,7 +352,8 @@ def build_template(options: BatchOptions, task_path: str):
 
     budgets = {k: v for k, v in (("max_iters", options.max_iters), ("max_cost", options.task_max_cost),
                                   ("time_limit_s", options.time_limit_s), ("concurrency", options.concurrency),
-                                  ("llm_timeout_s", options.llm_timeout_s))
+                                  ("llm_timeout_s", options.llm_timeout_s), ("stop_at_sol", options.stop_at_sol),
+                                  ("patience", options.patience))
                if v is not None}
     try:
         return RunConfig(task_path=task_path, model=options.model, judge_model=options.judge_model,
@@ -461,6 +462,9 @@ def batch_command(
     max_iters: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates (default 10)."),
     time_limit: Optional[float] = typer.Option(None, help="Per task: stop after this many seconds."),
     llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
+    stop_at_sol: Optional[float] = typer.Option(None, help="Per task: stop once the best kernel reaches this fraction "
+                                                           "of the speed of light (default 0.8)."),
+    patience: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates without a better one."),
     task_max_cost: Optional[float] = typer.Option(None, help="Per task: stop once this many USD were spent."),
     concurrency: Optional[int] = typer.Option(None, help="Per task: candidates in flight at once (default 2)."),
     max_cost: Optional[float] = typer.Option(None, help="The whole batch: start no task once this many USD were "
@@ -478,7 +482,7 @@ def batch_command(
     # Absolute here, once: the paths go into batch.json and to workers in other directories.
     task_dir, runs_dir, prices, resume = absolute(task_dir), absolute(runs_dir), absolute(prices), absolute(resume)
     budgets = {k: v for k, v in (("max_iters", max_iters), ("time_limit_s", time_limit), ("llm_timeout_s", llm_timeout),
-                                  ("task_max_cost", task_max_cost), ("concurrency", concurrency),
+                                  ("stop_at_sol", stop_at_sol), ("patience", patience), ("task_max_cost", task_max_cost), ("concurrency", concurrency),
                                   ("max_cost", max_cost), ("workers", workers)) if v is not None}
     try:
         if resume is not None:

@@ -58,6 +58,8 @@ class BatchOptions(BaseModel):
     task_max_cost: float | None = None  # per task, USD
     concurrency: int | None = None  # per task
     llm_timeout_s: float | None = None  # per LLM call (None: RunConfig's default)
+    stop_at_sol: float | None = None  # per task (None: RunConfig's default)
+    patience: int | None = None  # per task
     max_cost: float | None = Field(default=None, gt=0)  # the whole batch, USD
     workers: int = Field(default=2, ge=1)  # tasks at once
     executor: Literal["local", "ray"] = "local"

@@ -219,6 +219,9 @@ def optimize_command(
     time_limit: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
     concurrency: Optional[int] = typer.Option(None, help="Candidates in flight at once (default 2)."),
     llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
+    stop_at_sol: Optional[float] = typer.Option(None, help="Stop once the best kernel reaches this fraction of the "
+                                                           "speed of light (default 0.8)."),
+    patience: Optional[int] = typer.Option(None, help="Stop after this many candidates without a better one."),
     runs_dir: Optional[Path] = typer.Option(None, help="Where runs are written (default: runs)."),
     prices: Optional[Path] = typer.Option(None, help=PRICES_HELP),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
@@ -241,7 +244,8 @@ def optimize_command(
     # in other directories (README, "Paths").
     task, runs_dir, prices, resume = absolute(task), absolute(runs_dir), absolute(prices), absolute(resume)
     budgets = {k: v for k, v in (("max_iters", max_iters), ("max_cost", max_cost), ("time_limit_s", time_limit),
-                                  ("concurrency", concurrency), ("llm_timeout_s", llm_timeout)) if v is not None}
+                                  ("concurrency", concurrency), ("llm_timeout_s", llm_timeout),
+                                  ("stop_at_sol", stop_at_sol), ("patience", patience)) if v is not None}
     try:
         if resume is not None:
             given = (("TASK", task), ("--model", model), ("--judge-model", judge_model), ("--base-url", base_url),

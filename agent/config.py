@@ -44,6 +44,11 @@ class RunConfig(BaseModel):
     # Seconds one LLM call may take (retries included for openai:/anthropic:); reasoning models
     # can think for minutes on a kernel.
     llm_timeout_s: float = Field(default=600.0, gt=0)
+    # Termination rules, as in KernelEvolve: stop once the best kernel reaches this fraction of
+    # the speed of light (sol_fraction), or after `patience` finished candidates without a new
+    # best (None: no patience rule).
+    stop_at_sol: float = Field(default=0.8, gt=0, le=1)
+    patience: int | None = Field(default=None, ge=1)
     islands: int = Field(default=2, ge=1)
     seed: int = 0
     runs_dir: str = "runs"

@@ -154,6 +154,19 @@ class Run:
             return "provider_error"
         if self.harness_failures >= MAX_HARNESS_FAILURES:
             return "harness_error"
+        return self._search_done()
+
+    def _search_done(self) -> str | None:
+        """`speed_of_light` when the best kernel is within `stop_at_sol` of the speed of light;
+        `patience` after `patience` finished candidates without a better one than the best."""
+        finished = [c for c in self.archive.candidates()
+                    if c.status != "pending" and c.verdict_status != "error"]  # kagent's failures are no attempt
+        best = max((c for c in finished if c.verdict_status == "correct"), key=lambda c: c.fitness or 0.0, default=None)
+        if best is not None and best.verdict and (best.verdict.sol_fraction or 0.0) >= self.config.stop_at_sol:
+            return "speed_of_light"
+        since = [c for c in finished if best is None or c.id > best.id]
+        if self.config.patience is not None and len(since) >= self.config.patience:
+            return "patience"
         return None
 
     def _time_left(self) -> float | None:

@@ -16,7 +16,8 @@ from kagent.sandbox.errors import UsageError
 OPTION_FLAGS = {"max_iters": "--max-iters", "max_cost": "--max-cost", "time_limit_s": "--time-limit",
                 "concurrency": "--concurrency", "workers": "--workers", "executor": "--executor",
                 "backend": "--backend", "device": "--device", "prices": "--prices",
-                "llm_timeout_s": "--llm-timeout", "task_max_cost": "--task-max-cost"}
+                "llm_timeout_s": "--llm-timeout", "task_max_cost": "--task-max-cost",
+                "stop_at_sol": "--stop-at-sol", "patience": "--patience"}
 
 
 def absolute(path: Path | None) -> Path | None:

@@ -114,6 +114,15 @@ class Verdict(BaseModel):
     timing_noisy: bool = False
     timing_spread: float | None = None  # (p80 - p20) / median, the worse side
     timing_other_load: float | None = None  # share of the CPUs other processes used while timing
+    # The reference under torch.compile (sandbox/compiled.py): its median time per call, and the
+    # candidate's speedup over it (null where compile failed: reason in artifacts.notes).
+    compile_time_ms: float | None = None
+    speedup_vs_compile: float | None = None
+    # Speed of light (sandbox/sol.py): the roofline bound on any kernel's time for the task on
+    # this device, and sol_time_ms / candidate_time_ms (1.0 is the limit).
+    sol_time_ms: float | None = None
+    sol_fraction: float | None = None
+    scaled_sizes: dict[str, int] | None = None  # module-level sizes shrunk to fit (sandbox/sizes.py)
     elapsed_s: float | None = None
     isolation: Isolation = "none"  # set by the sandbox's parent process, never by the candidate's
     artifacts: Artifacts = Field(default_factory=Artifacts)

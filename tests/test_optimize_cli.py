@@ -311,3 +311,17 @@ def test_flags_show_as_flags_in_help(command):
     proc = kagent([command, "--help"], ROOT)
     assert proc.returncode == 0 and "--help" in proc.stdout
     assert "<bool>" not in proc.stdout, proc.stdout
+
+
+def test_patience_stops_a_run_without_progress(tmp_path):
+    """The scripted Coder finds its best kernel on the second candidate and then only repeats
+    it: with --patience 1 the run stops on the first candidate after the best, long before
+    --max-iters."""
+    proc = subprocess.run(
+        [KAGENT, "optimize", "tasks/01_relu.py", "--model", f"cmd:{sys.executable} {SCRIPT} improve",
+         "--max-iters", "8", "--concurrency", "1", "--patience", "1", "--runs-dir", str(tmp_path), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["stop_reason"] == "patience"
+    assert summary["candidates"] < 8 and summary["best_candidate_id"] == summary["candidates"] - 1
