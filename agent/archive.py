@@ -216,6 +216,7 @@ class Totals(BaseModel):
     correct: int = 0
     best_candidate_id: int | None = None  # the correct candidate with the highest fitness
     best_speedup: float | None = None  # its speedup (None when its timing was not meaningful)
+    best_speedup_vs_compile: float | None = None  # its speedup over torch.compile (None: not measured)
 
 
 # ---------------------------------------------------------------- the archive
@@ -432,10 +433,12 @@ class Archive:
             counts = self._conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(verdict_status = 'correct'), 0) FROM candidates").fetchone()
             best = self._conn.execute(
-                "SELECT id, speedup FROM candidates WHERE verdict_status = 'correct'"
+                "SELECT id, speedup, json_extract(verdict_json, '$.speedup_vs_compile') AS vs_compile"
+                " FROM candidates WHERE verdict_status = 'correct'"
                 " ORDER BY fitness DESC, id LIMIT 1").fetchone()
         return Totals(
             tokens_in=calls[0], tokens_out=calls[1], cost_usd=calls[2], llm_calls=calls[3],
             candidates=counts[0], correct=counts[1],
             best_candidate_id=best["id"] if best else None, best_speedup=best["speedup"] if best else None,
+            best_speedup_vs_compile=best["vs_compile"] if best else None,
         )

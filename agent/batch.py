@@ -199,7 +199,7 @@ class Batch:
             return
         task.run_dir = run_dir
         task.candidates, task.correct = totals.candidates, totals.correct
-        task.best_speedup = totals.best_speedup
+        task.best_speedup, task.best_speedup_vs_compile = totals.best_speedup, totals.best_speedup_vs_compile
         task.tokens, task.cost_usd = totals.tokens_in + totals.tokens_out, totals.cost_usd
 
     def spent(self, running: list[BatchTask]) -> float:
@@ -259,6 +259,7 @@ class Batch:
             task.run_dir, task.stop_reason = result["run_dir"], result["stop_reason"]
             task.candidates, task.correct = result["candidates"], result["correct"]
             task.best_speedup, task.tokens, task.cost_usd = result["best_speedup"], result["tokens"], result["cost_usd"]
+            task.best_speedup_vs_compile = result.get("best_speedup_vs_compile")
             task.error = result.get("error")  # a provider that kept failing, say
             if task.stop_reason == "interrupted":
                 task.status = "interrupted"
@@ -359,6 +360,7 @@ def build_template(options: BatchOptions, task_path: str):
         return RunConfig(task_path=task_path, model=options.model, judge_model=options.judge_model,
                          base_url=options.base_url, backend=options.backend, device=options.device,
                          executor=options.executor, ray_address=options.ray_address, prices=options.prices,
+                         baseline=options.baseline,
                          **budgets)
     except ValidationError as err:
         raise invalid_option(err, OPTION_FLAGS | {"max_cost": "--task-max-cost"}) from None
@@ -465,6 +467,8 @@ def batch_command(
     stop_at_sol: Optional[float] = typer.Option(None, help="Per task: stop once the best kernel reaches this fraction "
                                                            "of the speed of light (default 0.8)."),
     patience: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates without a better one."),
+    baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
+                                                      "the task compiles; the default) or eager PyTorch."),
     task_max_cost: Optional[float] = typer.Option(None, help="Per task: stop once this many USD were spent."),
     concurrency: Optional[int] = typer.Option(None, help="Per task: candidates in flight at once (default 2)."),
     max_cost: Optional[float] = typer.Option(None, help="The whole batch: start no task once this many USD were "
@@ -488,7 +492,7 @@ def batch_command(
         if resume is not None:
             given = (("TASK_DIR", task_dir), ("--model", model), ("--judge-model", judge_model),
                      ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--executor", executor),
-                     ("--ray-address", ray_address), ("--prices", prices))
+                     ("--ray-address", ray_address), ("--prices", prices), ("--baseline", baseline))
             fixed = [flag for flag, value in given if value is not None]
             if fixed:
                 raise UsageError(f"--resume continues a batch with its own {', '.join(fixed)}: leave "
@@ -501,7 +505,7 @@ def batch_command(
             batch_dir, state, template = new_batch(task_dir, runs_dir or absolute(Path("runs")), {
                 "model": model, "judge_model": judge_model, "base_url": base_url, "backend": backend,
                 "device": device, "executor": executor or "local", "ray_address": ray_address,
-                "prices": price_table, **budgets})
+                "prices": price_table, "baseline": baseline or "compile", **budgets})
     except KagentError as err:
         fail(err, as_json)
     batch = Batch(batch_dir, state, template)

@@ -4,7 +4,8 @@ changes, so a killed batch can resume) and its summary (summary.json, summary.cs
 Aggregates follow KernelBench: correct rate = tasks with a correct kernel / all tasks;
 fast_p = tasks with a correct kernel faster than p x eager PyTorch / all tasks (a correct kernel
 whose timing was not meaningful, speedup null, is correct but not fast); geometric-mean speedup
-over the tasks with a correct, timed kernel.
+over the tasks with a correct, timed kernel. The same against torch.compile (`*_vs_compile`):
+a task whose reference did not compile counts as not fast, and is left out of the geomean.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class BatchOptions(BaseModel):
     llm_timeout_s: float | None = None  # per LLM call (None: RunConfig's default)
     stop_at_sol: float | None = None  # per task (None: RunConfig's default)
     patience: int | None = None  # per task
+    baseline: Literal["eager", "compile"] = "compile"  # the search's fitness measures speed against this
     max_cost: float | None = Field(default=None, gt=0)  # the whole batch, USD
     workers: int = Field(default=2, ge=1)  # tasks at once
     executor: Literal["local", "ray"] = "local"
@@ -78,6 +80,7 @@ class BatchTask(BaseModel):
     error: str | None = None  # one line
     stop_reason: str | None = None
     best_speedup: float | None = None
+    best_speedup_vs_compile: float | None = None  # over torch.compile (None: not measured)
     candidates: int = 0
     correct: int = 0
     tokens: int = 0
@@ -148,6 +151,8 @@ def summarize(state: BatchState, batch_dir: Path) -> dict:
     n = len(tasks)
     correct = [t for t in tasks if t.status == "correct"]
     timed = [t.best_speedup for t in correct if t.best_speedup is not None and t.best_speedup > 0]
+    vs_compile = [t.best_speedup_vs_compile for t in correct
+                  if t.best_speedup_vs_compile is not None and t.best_speedup_vs_compile > 0]
     counts: dict[str, int] = {}
     for t in tasks:
         counts[t.status] = counts.get(t.status, 0) + 1
@@ -155,7 +160,8 @@ def summarize(state: BatchState, batch_dir: Path) -> dict:
         "batch_dir": str(batch_dir),
         "batch_id": state.batch_id,
         "tasks": [{
-            "task": t.task, "status": t.status, "best_speedup": t.best_speedup, "run_dir": t.run_dir,
+            "task": t.task, "status": t.status, "best_speedup": t.best_speedup,
+            "best_speedup_vs_compile": t.best_speedup_vs_compile, "run_dir": t.run_dir,
             "candidates": t.candidates, "correct": t.correct, "tokens": t.tokens, "cost_usd": round(t.cost_usd, 6),
             "stop_reason": t.stop_reason, "error": t.error,
         } for t in tasks],
@@ -163,16 +169,17 @@ def summarize(state: BatchState, batch_dir: Path) -> dict:
         "counts": counts,
         "correct_rate": len(correct) / n if n else 0.0,
     }
-    for p, key in FAST_P:
-        summary[key] = sum(1 for s in timed if s > p) / n if n else 0.0
-    summary["geomean_speedup"] = math.exp(sum(math.log(s) for s in timed) / len(timed)) if timed else None
+    for speedups, suffix in ((timed, ""), (vs_compile, "_vs_compile")):
+        for p, key in FAST_P:
+            summary[key + suffix] = sum(1 for s in speedups if s > p) / n if n else 0.0
+        summary["geomean_speedup" + suffix] = math.exp(sum(map(math.log, speedups)) / len(speedups)) if speedups else None
     summary["tokens"] = sum(t.tokens for t in tasks)
     summary["cost_usd"] = round(sum(t.cost_usd for t in tasks), 6)
     summary["max_cost"] = state.options.max_cost
     return summary
 
 
-CSV_COLUMNS = ("task", "status", "best_speedup", "candidates", "correct", "tokens", "cost_usd", "stop_reason",
+CSV_COLUMNS = ("task", "status", "best_speedup", "best_speedup_vs_compile", "candidates", "correct", "tokens", "cost_usd", "stop_reason",
                "run_dir", "error")
 
 
@@ -222,11 +229,12 @@ def print_summary(summary: dict, tasks: list[BatchTask], out: Console) -> None:
         out.print(table)
     finally:
         out.width = saved
-    geomean = f"{summary['geomean_speedup']:.2f}x" if summary["geomean_speedup"] is not None else "n/a"
     n = summary["n_tasks"]
-    out.print(
-        f"correct {summary['correct_rate']:.0%} ({summary['counts'].get('correct', 0)}/{n})  "
-        f"fast_1 {summary['fast_1']:.0%}  fast_1.5 {summary['fast_1_5']:.0%}  fast_2 {summary['fast_2']:.0%}  "
-        f"geomean speedup {geomean}  tokens {summary['tokens']}  cost ${summary['cost_usd']:.4f}",
-        highlight=False)
+    out.print(f"correct {summary['correct_rate']:.0%} ({summary['counts'].get('correct', 0)}/{n})  "
+              f"tokens {summary['tokens']}  cost ${summary['cost_usd']:.4f}", highlight=False)
+    for suffix, against in (("", "eager"), ("_vs_compile", "torch.compile")):
+        geomean = summary["geomean_speedup" + suffix]
+        out.print(f"vs {against}: fast_1 {summary['fast_1' + suffix]:.0%}  fast_1.5 {summary['fast_1_5' + suffix]:.0%}  "
+                  f"fast_2 {summary['fast_2' + suffix]:.0%}  geomean speedup "
+                  f"{f'{geomean:.2f}x' if geomean is not None else 'n/a'}", highlight=False)
     out.print(f"batch: {escape(summary['batch_dir'])}", highlight=False, soft_wrap=True)

@@ -222,6 +222,8 @@ def optimize_command(
     stop_at_sol: Optional[float] = typer.Option(None, help="Stop once the best kernel reaches this fraction of the "
                                                            "speed of light (default 0.8)."),
     patience: Optional[int] = typer.Option(None, help="Stop after this many candidates without a better one."),
+    baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
+                                                      "the task compiles; the default) or eager PyTorch."),
     runs_dir: Optional[Path] = typer.Option(None, help="Where runs are written (default: runs)."),
     prices: Optional[Path] = typer.Option(None, help=PRICES_HELP),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
@@ -250,7 +252,7 @@ def optimize_command(
         if resume is not None:
             given = (("TASK", task), ("--model", model), ("--judge-model", judge_model), ("--base-url", base_url),
                      ("--backend", backend), ("--device", device), ("--runs-dir", runs_dir), ("--prices", prices),
-                     ("--executor", executor), ("--ray-address", ray_address))
+                     ("--executor", executor), ("--ray-address", ray_address), ("--baseline", baseline))
             fixed = [flag for flag, value in given if value is not None]
             if fixed:
                 raise UsageError(f"--resume continues the run with its own {', '.join(fixed)}: {RESUME_FIXED}")
@@ -270,7 +272,7 @@ def optimize_command(
                 config = RunConfig(
                     task_path=str(task), model=model, judge_model=judge_model, base_url=base_url, backend=backend,
                     device=device, runs_dir=str(runs_dir or absolute(Path("runs"))), prices=load_prices(prices),
-                    executor=executor or "local", ray_address=ray_address, **budgets,
+                    executor=executor or "local", ray_address=ray_address, baseline=baseline or "compile", **budgets,
                 )
             except ValidationError as err:
                 raise invalid_option(err) from None

@@ -48,6 +48,9 @@ class RunConfig(BaseModel):
     # the speed of light (sol_fraction), or after `patience` finished candidates without a new
     # best (None: no patience rule).
     stop_at_sol: float = Field(default=0.8, gt=0, le=1)
+    # What the search's fitness measures speed against: torch.compile where the task compiles
+    # (the compiler a user would otherwise use), or eager PyTorch.
+    baseline: Literal["eager", "compile"] = "compile"
     patience: int | None = Field(default=None, ge=1)
     islands: int = Field(default=2, ge=1)
     seed: int = 0

@@ -77,6 +77,7 @@ class RunSummary:
     correct: int
     best_candidate_id: int | None
     best_speedup: float | None
+    best_speedup_vs_compile: float | None
     best_path: Path | None
     tokens: int
     cost_usd: float
@@ -86,7 +87,8 @@ class RunSummary:
         return {
             "run_id": self.run_id, "run_dir": str(self.run_dir), "stop_reason": self.stop_reason,
             "candidates": self.candidates, "correct": self.correct, "best_candidate_id": self.best_candidate_id,
-            "best_speedup": self.best_speedup, "best_path": str(self.best_path) if self.best_path else None,
+            "best_speedup": self.best_speedup, "best_speedup_vs_compile": self.best_speedup_vs_compile,
+            "best_path": str(self.best_path) if self.best_path else None,
             "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6), "error": self.error,
         }
 
@@ -306,9 +308,9 @@ class Run:
         """Evaluate a candidate's kernel file, archive the verdict, and ask the Judge about it
         unless kagent failed the evaluation (status error) or the run is stopping."""
         verdict = self.evaluate(kernel_path)
-        if verdict.timing_noisy and fitness(verdict) > self._best_fitness():
+        if verdict.timing_noisy and fitness(verdict, self.config.baseline) > self._best_fitness():
             verdict = self._retimed(kernel_path, verdict)  # not crowned on a noisy measurement
-        self.archive.record_verdict(candidate_id, verdict, fitness(verdict))
+        self.archive.record_verdict(candidate_id, verdict, fitness(verdict, self.config.baseline))
         self.say(candidate_line(candidate_id, verdict))
         self.on_update(self)
         if verdict.status == "error" or self.stopping:
@@ -375,7 +377,7 @@ class Run:
                 self.say(f"the best could not be re-timed: {err}")
                 return
             verdict.artifacts.notes.append(f"re-timed at the end of the run; measured {best.speedup:.2f}x during the search")
-            self.archive.record_verdict(best.id, verdict, fitness(verdict))
+            self.archive.record_verdict(best.id, verdict, fitness(verdict, self.config.baseline))
             self.final_timings[best.id] = verdict
 
     def ask_judge(self, candidate_id: int, source: str, verdict: Verdict) -> JudgeFeedback | None:
@@ -510,7 +512,8 @@ def summarize(run: Run, stop_reason: str) -> RunSummary:
     return RunSummary(
         run_id=run.run_dir.name, run_dir=run.run_dir, stop_reason=stop_reason, candidates=totals.candidates,
         correct=totals.correct, best_candidate_id=totals.best_candidate_id, best_speedup=totals.best_speedup,
-        best_path=best_path, tokens=totals.tokens_in + totals.tokens_out, cost_usd=totals.cost_usd,
+        best_speedup_vs_compile=totals.best_speedup_vs_compile, best_path=best_path,
+        tokens=totals.tokens_in + totals.tokens_out, cost_usd=totals.cost_usd,
         error=run.last_error if stop_reason in ("provider_error", "harness_error") else None,
     )
 

@@ -17,7 +17,7 @@ OPTION_FLAGS = {"max_iters": "--max-iters", "max_cost": "--max-cost", "time_limi
                 "concurrency": "--concurrency", "workers": "--workers", "executor": "--executor",
                 "backend": "--backend", "device": "--device", "prices": "--prices",
                 "llm_timeout_s": "--llm-timeout", "task_max_cost": "--task-max-cost",
-                "stop_at_sol": "--stop-at-sol", "patience": "--patience"}
+                "stop_at_sol": "--stop-at-sol", "patience": "--patience", "baseline": "--baseline"}
 
 
 def absolute(path: Path | None) -> Path | None:

@@ -398,14 +398,16 @@ def render_run(data: RunData) -> str:
 
 
 BATCH_STATS = [("correct_rate", "correct rate"), ("fast_1", "fast_1"), ("fast_1_5", "fast_1.5"),
-               ("fast_2", "fast_2"), ("geomean_speedup", "geomean speedup")]
+               ("fast_2", "fast_2"), ("geomean_speedup", "geomean speedup"),
+               ("fast_1_vs_compile", "fast_1 vs compile"), ("fast_1_5_vs_compile", "fast_1.5 vs compile"),
+               ("fast_2_vs_compile", "fast_2 vs compile"), ("geomean_speedup_vs_compile", "geomean vs compile")]
 
 
 def render_batch(batch_dir: Path, summary: dict, rows: list[TaskRow]) -> str:
     stats = [f'<div class="stat"><b>{len(rows)}</b><span>tasks</span></div>']
     for key, name in BATCH_STATS:
         value = summary.get(key)
-        shown = (f"{finite(value):.2f}x" if key == "geomean_speedup" and finite(value) is not None
+        shown = (f"{finite(value):.2f}x" if key.startswith("geomean_speedup") and finite(value) is not None
                  else fmt_rate(value))
         stats.append(f'<div class="stat"><b>{esc(shown)}</b><span>{esc(name)}</span></div>')
     stats.append(f'<div class="stat"><b>{esc(fmt_cost(finite(summary.get("cost_usd"))))}</b><span>cost</span></div>')

@@ -44,16 +44,21 @@ FAILURE_FITNESS = {
 REPAIRABLE = frozenset({"incorrect", "runtime_error"})
 
 
-def fitness(verdict: Verdict) -> float | None:
+def fitness(verdict: Verdict, baseline: str = "compile") -> float | None:
     """Correctness first, then speed: a correct candidate scores 1 + speedup (speedup taken as
     1.0 when the timing is not meaningful); any other verdict scores below 0.5. None for status
-    `error` (kagent failed, not the kernel): not evaluated, so never a parent nor a repair target."""
+    `error` (kagent failed, not the kernel): not evaluated, so never a parent nor a repair target.
+    `baseline` "compile" scores the speedup over torch.compile where the verdict has one (the
+    task compiled), "eager" the speedup over eager PyTorch."""
     if verdict.status == "error":
         return None
     if verdict.status != "correct":
         return FAILURE_FITNESS.get(verdict.status, 0.0)
-    if verdict.timing_meaningful and verdict.speedup is not None:
-        return 1.0 + max(verdict.speedup, 0.0)
+    speedup = verdict.speedup
+    if baseline == "compile" and verdict.speedup_vs_compile is not None:
+        speedup = verdict.speedup_vs_compile
+    if verdict.timing_meaningful and speedup is not None:
+        return 1.0 + max(speedup, 0.0)
     return 2.0
 
 

@@ -284,3 +284,35 @@ def test_optimize_task_reports_a_broken_task(tmp_path):
     assert result["error_kind"] == "task_error" and result["run_dir"] is None
     assert str(broken) in result["error"] and "get_inputs" in result["error"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_aggregates_against_torch_compile():
+    """fast_p and the geomean against torch.compile sit beside the eager ones; a task whose
+    reference did not compile (no speedup_vs_compile) is correct but not fast against it."""
+    options = BatchOptions(task_dir="/t", model="cmd:true", backend="cpp", device="cpu")
+
+    def task(name, eager, vs_compile):
+        return BatchTask(task=name, task_path=f"/t/{name}", work_dir=name, status="correct", best_speedup=eager,
+                         best_speedup_vs_compile=vs_compile, correct=1)
+
+    state = BatchState(batch_id="b", created_at="", updated_at="", options=options, tasks=[
+        task("a.py", 4.0, 1.6), task("b.py", 3.0, 0.9), task("c.py", 2.5, None), task("d.py", 1.1, 2.2)])
+    summary = summarize(state, Path("/runs/b"))
+    assert (summary["fast_1"], summary["fast_2"]) == (4 / 4, 3 / 4)
+    assert summary["fast_1_vs_compile"] == 2 / 4 and summary["fast_1_5_vs_compile"] == 2 / 4
+    assert summary["fast_2_vs_compile"] == 1 / 4
+    assert summary["geomean_speedup_vs_compile"] == pytest.approx((1.6 * 0.9 * 2.2) ** (1 / 3))
+    assert summary["tasks"][2]["best_speedup_vs_compile"] is None
+
+
+def test_fitness_follows_the_chosen_baseline():
+    from kagent.agent.selection import fitness
+    from kagent.sandbox.models import Verdict
+
+    fast_vs_eager = Verdict(status="correct", reason="ok", message="", backend="cpp", device="cpu", speedup=3.0,
+                            speedup_vs_compile=0.8, timing_meaningful=True)
+    fast_vs_compile = fast_vs_eager.model_copy(update={"speedup": 2.0, "speedup_vs_compile": 1.4})
+    assert fitness(fast_vs_compile, "compile") > fitness(fast_vs_eager, "compile")
+    assert fitness(fast_vs_eager, "eager") > fitness(fast_vs_compile, "eager")
+    no_compile = fast_vs_eager.model_copy(update={"speedup_vs_compile": None})
+    assert fitness(no_compile, "compile") == fitness(no_compile, "eager") == 4.0  # compile failed: eager it is
