@@ -1,5 +1,7 @@
 """One evaluation, inside the worker process: load the task and the candidate, check the
-candidate on every input set with the anti-cheat checks, time it against the reference.
+candidate on every input set with the anti-cheat checks, then time it in the blocks the parent
+asks for (blocks.py; the reference is timed in the verifier) and check what the timed calls
+returned.
 
 Order matters for honesty:
 - input sets are drawn from seeds the candidate cannot predict, before its code is imported,

@@ -4,7 +4,7 @@ classes and native hooks cannot reach the reference). The parent (blocks.py) dri
 processes in alternating blocks and timestamps each block with its own clock.
 
 Every timed call gets an input set of its own from a ring of distinct sets drawn from the
-task's `get_inputs` under seeds the candidate cannot predict, prepared before the block: a
+task's `get_inputs` under seeds the candidate cannot predict, prepared before timing: a
 cache keyed on the input object, its version counter, its address or sampled values does not
 serve consecutive calls. One call per block, chosen at random, has its output copied the
 moment it returns; that copy is later compared with the output itself (work left running) and
@@ -40,6 +40,8 @@ RING_MIN, RING_MAX = 2, 16
 
 
 class _Clock:
+    """Times one call: CUDA events around it (L2 flushed first) on a GPU, else a monotonic clock."""
+
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         if self.cuda:
@@ -159,10 +161,12 @@ class WorkerChannel:
             os.unlink(name)
 
     def read(self) -> dict:
+        """The parent's next request; `end` once the parent is gone."""
         line = self.inbox.readline()
         return json.loads(line) if line else {"op": "end"}
 
     def write(self, message: dict) -> None:
+        """One signed line to the parent (see blocks.Session._from_worker)."""
         body = json.dumps(message)
         os.write(self.outbox, (json.dumps({"body": body, "mac": self.sign(body)}) + "\n").encode())
 

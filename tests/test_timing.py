@@ -20,7 +20,9 @@ import pytest
 from conftest import ROOT, TASKS
 from test_anticheat import candidate, rejected
 
-CASES = ROOT.parent / "shared" / "cases" / "verdicts"
+# shared/ beside the checkout (CI), or beside the folder of worktrees (a git worktree checkout)
+CASES = next((p / "shared" / "cases" / "verdicts" for p in (ROOT.parent, ROOT.parent.parent)
+              if (p / "shared" / "cases" / "verdicts").is_dir()), ROOT.parent / "shared" / "cases" / "verdicts")
 SUM_DIM = TASKS / "03_sum_dim.py"
 MARGIN = 1.5  # a cheat's speedup may exceed its honest control's by noise, not by this much
 
