@@ -35,7 +35,7 @@ from kagent.sandbox.models import EvalRequest, TimingStats, Verdict
 
 IMPLAUSIBLE_SPEEDUP = 10.0
 
-BLOCKS = 8  # blocks per side: enough alternation to share machine conditions, few round trips
+BLOCKS = 16  # blocks per side: enough alternation to share machine conditions, few round trips
 QUIET_WINDOW_S = 0.005  # quiet: no CPU used by a side's processes for this long
 QUIET_TIMEOUT_S = 0.5
 QUIET_POLL_S = 0.001
@@ -112,16 +112,17 @@ class Block:
 
 @dataclass
 class Session:
-    """One evaluation's timing, driven from the parent. `ask_verifier(message, wait_s)` sends
-    a job to the verifier and returns its reply; `candidate_pids()` lists the candidate's
-    processes; `verifier_pid` is the verifier's."""
+    """One evaluation's timing, driven from the parent. `tell_verifier(message)` sends a job to
+    the verifier, `ask_verifier(message, wait_s, sent)` (sends it unless `sent` and) returns its
+    reply; `candidate_pids()` lists the candidate's processes; `verifier_pid` is the verifier's."""
 
     workdir: str
     key: bytes
     sign: Callable[[bytes, str], str]
     request: EvalRequest
     job_id: str
-    ask_verifier: Callable[[dict, float], dict]
+    tell_verifier: Callable[[dict], None]
+    ask_verifier: Callable[..., dict]
     candidate_pids: Callable[[], list[int]]
     verifier_pid: int
     started: bool = False
@@ -142,7 +143,16 @@ class Session:
         self.from_worker = os.open(paths[1], os.O_RDWR | os.O_NONBLOCK)
         self.messages = _Messages(self.from_worker)
 
+    def prepare_reference(self) -> None:
+        """Have the verifier build the reference and draw its ring now, while the worker runs
+        the checks: the reply is read when timing starts."""
+        self.tell_verifier(self._ring_job())
+
+    def _ring_job(self) -> dict:
+        return {"id": self.job_id, "op": "ring", "request": self.request.model_dump(mode="json")}
+
     def close(self) -> None:
+        """Close the parent's ends of the FIFOs."""
         for fd in (self.to_worker, self.from_worker):
             os.close(fd)
 
@@ -205,7 +215,7 @@ class Session:
 
     def _run(self, deadline: float) -> None:
         request = self.request
-        self._ask_reference({"op": "ring", "request": request.model_dump(mode="json")}, deadline)
+        self.ask_verifier(self._ring_job(), max(1.0, deadline - time.monotonic()), True)
         warmup = request.warmup if self.meaningful else 1
         cand_warm = self._ask_worker({"op": "warmup", "calls": warmup}, deadline)
         if cand_warm is None:

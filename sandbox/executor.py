@@ -419,9 +419,10 @@ class Sandbox:
         self._start_verifier()
         self._verifier_started()
         session = blocks.Session(  # the timing blocks, timestamped here (blocks.py)
-            str(workdir), key, sign, request, job_id, self._ask_verifier,
+            str(workdir), key, sign, request, job_id, self._tell_verifier, self._ask_verifier,
             lambda: [pid for pid in descendants(self._zygote_pid) if pid_alive(pid)], self._verifier.pid)
         session.open()
+        session.prepare_reference()  # while the worker runs its checks
         try:
             return self._run_job(request, workdir, timeout_s, memory_mb, proc, key, job_id, session)
         finally:
@@ -542,8 +543,8 @@ class Sandbox:
         verdict.max_abs_error, verdict.max_rel_error = check.max_abs_error, check.max_rel_error
         return verdict
 
-    def _ask_verifier(self, message: dict, wait_s: float) -> dict:
-        """Send one job to the verifier and return its reply. Raises the error it reports."""
+    def _tell_verifier(self, message: dict) -> None:
+        """Send one job to the verifier without waiting for its reply."""
         self._start_verifier()
         self._verifier_started()
         try:
@@ -551,6 +552,12 @@ class Sandbox:
         except OSError:
             self._stop_verifier()
             raise errors.SandboxError("the verifier is gone") from None
+
+    def _ask_verifier(self, message: dict, wait_s: float, sent: bool = False) -> dict:
+        """Send one job to the verifier (unless `sent` already) and return its reply. Raises
+        the error it reports."""
+        if not sent:
+            self._tell_verifier(message)
         reply = self._verifier_messages.about(message["id"], wait_s)
         if reply is None:
             self._stop_verifier()
