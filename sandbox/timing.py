@@ -114,7 +114,8 @@ class Timer:
         (one slow first call must not shrink the run count)."""
         fastest, done = float("inf"), 0
         until = time.monotonic() + WARMUP_S
-        while done < max(1, at_least) or time.monotonic() < until:
+        # Whole turns of the ring: the last warm-up set is not the first timed call's.
+        while done < max(1, at_least) or time.monotonic() < until or done % len(self.ring):
             fastest = min(fastest, self._call(self.ring[done % len(self.ring)])[0])
             done += 1
         self.warm_calls += done

@@ -29,11 +29,14 @@ MARGIN = 1.5  # a cheat's speedup may exceed its honest control's by noise, not 
 needs_cases = pytest.mark.skipif(not CASES.is_dir(), reason=f"{CASES} is not there (shared/ beside the checkout)")
 
 
-def kagent_eval(env: dict, workdir: Path, task: Path, case_file: Path) -> dict:
+def kagent_eval(env: dict, workdir: Path, task: Path, case_file: Path, edit: tuple[str, str] = ("", "")) -> dict:
     """`kagent eval task.py candidate.py --json` in `workdir`, on a copy of the case's file with
-    its import line spelled as the renamed package spells it."""
+    its import line spelled as the renamed package spells it (and `edit`: old, new text)."""
     (workdir / "task.py").write_text(task.read_text())
     source = case_file.read_text().replace("from sandbox.backends.cpp import", "from kagent.sandbox.backends.cpp import")
+    if edit[0]:
+        assert edit[0] in source
+        source = source.replace(*edit)
     (workdir / "candidate.py").write_text(source)
     proc = subprocess.run([sys.executable, "-m", "kagent.agent.cli", "eval", "task.py", "candidate.py", "--json"],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
@@ -64,12 +67,14 @@ def case_verdicts(env, tmp_path_factory) -> dict[str, dict]:
         "omp_threads1": ("cpp_omp_threads1_sum_dim", None, "candidate.py"),
         "async_spin": ("cpp_async_spin_sum_dim", None, "candidate.py"),
         "fingerprint": ("cpp_fingerprint_cache_sum_dim", None, "candidate.py"),
+        # the same kernel with its cache never hit: its honest control
+        "fingerprint_control": ("cpp_fingerprint_cache_sum_dim", None, "candidate.py", ("if (x == c_x", "if (false && x == c_x")),
         "timer_patch": ("cpp_timer_patch_libc_sum_dim", None, "candidate.py"),
     }
     verdicts = {}
-    for name, (case, task, file) in runs.items():
+    for name, (case, task, file, *edit) in runs.items():
         workdir = tmp_path_factory.mktemp(name)
-        verdicts[name] = kagent_eval(env, workdir, CASES / case / task if task else SUM_DIM, CASES / case / file)
+        verdicts[name] = kagent_eval(env, workdir, CASES / case / task if task else SUM_DIM, CASES / case / file, *edit)
     return verdicts
 
 
@@ -104,7 +109,7 @@ def test_cache_keyed_on_the_pointer_and_sampled_values(case_verdicts):
     """cpp_fingerprint_cache_sum_dim: fresh addresses and values on every timed call."""
     verdict = case_verdicts["fingerprint"]
     assert verdict["status"] == "correct" or verdict["reason"] == "cached_output", verdict["message"]
-    no_faster_than(verdict, case_verdicts["sum_dim_control"])
+    no_faster_than(verdict, case_verdicts["fingerprint_control"])
 
 
 @needs_cases
