@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from kagent.sandbox import errors
+from kagent.sandbox import blocks, errors
 from kagent.sandbox.models import EvalRequest, OutputCheck, Verdict
 from kagent.sandbox.zygote import LOG_FILE, OUTPUTS_FILE, RESULT_FILE, sign
 
@@ -446,6 +446,21 @@ class Sandbox:
         isolation = self.isolation
         key = secrets.token_bytes(32)
         job_id = workdir.name
+        self._start_verifier()
+        self._verifier_started()
+        session = blocks.Session(  # the timing blocks, timestamped here (blocks.py)
+            str(workdir), key, sign, request, job_id, self._tell_verifier, self._ask_verifier,
+            lambda: [pid for pid in descendants(self._zygote_pid) if pid_alive(pid)], self._verifier.pid)
+        session.open()
+        session.prepare_reference()  # while the worker runs its checks
+        try:
+            verdict = self._run_job(request, workdir, timeout_s, memory_mb, proc, key, job_id, session)
+        finally:
+            session.close()
+        verdict.isolation = isolation  # what the parent knows, whatever the candidate wrote
+        return verdict
+
+    def _run_job(self, request, workdir, timeout_s, memory_mb, proc, key, job_id, session) -> Verdict:
         try:
             proc.stdin.write((json.dumps({
                 "id": job_id, "request": request.model_dump(mode="json"), "workdir": str(workdir),
@@ -466,6 +481,8 @@ class Sandbox:
         finished = None
         tree: list[int] = []  # the candidate's processes at the last look
         while finished is None:
+            if killed_for is None:
+                session.poll(deadline)
             finished = self._messages.about(job_id, POLL_S)
             if finished is not None:
                 break
@@ -501,11 +518,9 @@ class Sandbox:
         if self._zygote_pid is not None and not kill_tree(self._zygote_pid):
             self._stop(force=True)  # leftovers a kill cannot end: start clean next time
         elapsed = time.monotonic() - begun
-        verdict = self._verdict(request, workdir, key, finished or {}, killed_for, timeout_s, memory_mb, elapsed)
-        verdict.isolation = isolation  # what the parent knows, whatever the candidate wrote
-        return verdict
+        return self._verdict(request, workdir, key, finished or {}, killed_for, timeout_s, memory_mb, elapsed, session)
 
-    def _verdict(self, request, workdir, key, finished, killed_for, timeout_s, memory_mb, elapsed) -> Verdict:
+    def _verdict(self, request, workdir, key, finished, killed_for, timeout_s, memory_mb, elapsed, session) -> Verdict:
         log_path = workdir / LOG_FILE
         log_tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
 
@@ -544,39 +559,54 @@ class Sandbox:
         if "error" in payload:
             raise _error(payload.get("error"), payload.get("message"))
         verdict = Verdict.model_validate(payload["verdict"])
+        if session.refused:  # seen from outside the candidate's process, whatever it claims
+            return failed("rejected", session.refused.reason, session.refused.message)
         if verdict.status != "correct":
             verdict.artifacts.stderr_tail = log_tail or None
             return verdict
         # A claim made inside the candidate's process: check it from outside.
-        check = self._verify(request, workdir, timeout_s)
-        if not check.ok or check.input_sets != verdict.input_sets:
-            where = f" on input set {check.failed_input_set}" if check.failed_input_set else ""
-            return failed("rejected", "forged_result",
-                          f"the harness said correct but the verifier disagrees{where}: {check.detail or 'other input sets'}")
         claimed_s = sum(t.mean_ms * t.runs for t in (verdict.ref_timing, verdict.candidate_timing) if t) / 1000
         if claimed_s > elapsed:
             return failed("rejected", "forged_result",
                           f"the reported timings add up to {claimed_s:.2f} s, more than the whole evaluation took ({elapsed:.2f} s)")
+        check = self._verify(request, workdir, timeout_s, session.timed_blocks())
+        if not check.ok or check.input_sets != verdict.input_sets:
+            where = f" on input set {check.failed_input_set}" if check.failed_input_set else ""
+            return failed("rejected", "forged_result",
+                          f"the harness said correct but the verifier disagrees{where}: {check.detail or 'other input sets'}")
+        if not session.finished:
+            return failed("rejected", "forged_result", "the harness said correct without the timing blocks the parent runs")
+        session.apply(verdict)  # the timing as the parent and the verifier saw it
         verdict.max_abs_error, verdict.max_rel_error = check.max_abs_error, check.max_rel_error
         return verdict
 
-    def _verify(self, request: EvalRequest, workdir: Path, timeout_s: float) -> OutputCheck:
-        """The verifier's judgement of the outputs saved in `workdir`."""
+    def _tell_verifier(self, message: dict) -> None:
+        """Send one job to the verifier without waiting for its reply."""
         self._start_verifier()
         self._verifier_started()
-        job_id = workdir.name
         try:
-            self._verifier.stdin.write((json.dumps({
-                "id": job_id, "request": request.model_dump(mode="json"), "outputs": str(workdir / OUTPUTS_FILE),
-            }) + "\n").encode())
+            self._verifier.stdin.write((json.dumps(message) + "\n").encode())
         except OSError:
             self._stop_verifier()
             raise errors.SandboxError("the verifier is gone") from None
-        wait_s = max(timeout_s, VERIFY_MIN_TIMEOUT_S)
-        reply = self._verifier_messages.about(job_id, wait_s)
+
+    def _ask_verifier(self, message: dict, wait_s: float, sent: bool = False) -> dict:
+        """Send one job to the verifier (unless `sent` already) and return its reply. Raises
+        the error it reports."""
+        if not sent:
+            self._tell_verifier(message)
+        reply = self._verifier_messages.about(message["id"], wait_s)
         if reply is None:
             self._stop_verifier()
             raise errors.SandboxError(f"the verifier did not answer within {wait_s:g} s")
         if "error" in reply:
             raise _error(reply.get("error"), reply.get("message"))
+        return reply
+
+    def _verify(self, request: EvalRequest, workdir: Path, timeout_s: float, timed_blocks: list[list[int]]) -> OutputCheck:
+        """The verifier's judgement of the outputs saved in `workdir`."""
+        reply = self._ask_verifier({
+            "id": workdir.name, "request": request.model_dump(mode="json"),
+            "outputs": str(workdir / OUTPUTS_FILE), "timed_blocks": timed_blocks,
+        }, max(timeout_s, VERIFY_MIN_TIMEOUT_S))
         return OutputCheck.model_validate(reply["check"])

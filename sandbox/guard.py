@@ -204,6 +204,14 @@ def _harness_namespaces() -> dict[str, tuple[dict, bool]]:
     return found
 
 
+def _label(target) -> str:
+    """A module's name; a class's public dotted name (torch.nn.Linear, not
+    torch.nn.modules.linear.Linear) where torch.nn exports it."""
+    if isinstance(target, type) and getattr(torch.nn, target.__name__, None) is target:
+        return f"torch.nn.{target.__name__}"
+    return getattr(target, "__name__", str(target))
+
+
 def integrity_snapshot(extra_modules: list) -> dict[str, dict[str, int | str]]:
     """Identities of what the harness relies on: torch's entry points, the timer, builtins,
     the harness itself (functions, classes' methods, and its settings' values)."""
@@ -215,7 +223,7 @@ def integrity_snapshot(extra_modules: list) -> dict[str, dict[str, int | str]]:
         **_harness_namespaces(),
     }
     for module in extra_modules:
-        targets[getattr(module, "__name__", str(module))] = (vars(module), False)
+        targets[_label(module)] = (vars(module), False)
     return {name: _functions(namespace, constants) for name, (namespace, constants) in targets.items()}
 
 

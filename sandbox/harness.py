@@ -1,5 +1,7 @@
 """One evaluation, inside the worker process: load the task and the candidate, check the
-candidate on every input set with the anti-cheat checks, time it against the reference.
+candidate on every input set with the anti-cheat checks, then time it in the blocks the parent
+asks for (blocks.py; the reference is timed in the verifier) and check what the timed calls
+returned.
 
 Order matters for honesty:
 - input sets are drawn from seeds the candidate cannot predict, each once before its code is
@@ -34,7 +36,6 @@ import torch
 
 from kagent.sandbox import compare as cmp
 from kagent.sandbox import launches, ncu
-from kagent.sandbox import noise as timing_noise
 from kagent.sandbox import guard as guards
 from kagent.sandbox.backends import get_backend
 from kagent.sandbox.compare import flatten
@@ -42,7 +43,8 @@ from kagent.sandbox.errors import CandidateError, CompileError, TaskTooLarge, on
 from kagent.sandbox.models import Artifacts, EvalRequest, Verdict
 from kagent.sandbox.task import (DISTRIBUTION_SHIFT, InputSets, InputsChanged, Task, build_model, check_reference, init_inputs, input_sets,
                                  load_module, load_task, nbytes)
-from kagent.sandbox.timing import time_interleaved
+from kagent.sandbox.blocks import TIMED_PREFIX
+from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, serve
 from kagent.sandbox.trace import ForwardTrace, traced_call
 
 REJECTED_REASONS = {
@@ -50,8 +52,6 @@ REJECTED_REASONS = {
     "mutates_input", "cached_output", "stale_memory", "not_a_plain_tensor", "background_work",
     "patched_harness", "introspection", "forbidden_import", "forbidden_call",
 }
-IMPLAUSIBLE_SPEEDUP = 10.0
-TIMED_OUTPUT = "timed"  # the outputs entry for the last timed call (on the first input set)
 # torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
 ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: (can't allocate|not enough) memory")
 # A wrong first result is given this long to change on its own (work left on a thread) before
@@ -269,8 +269,12 @@ def _cpu_copy(values: list) -> list:
 
 
 class Evaluation:
-    def __init__(self, request: EvalRequest):
+    """One evaluation in the worker. `sign(body)` signs the timing messages sent to the parent
+    (with the evaluation's key); the timing channel is opened before any candidate code runs."""
+
+    def __init__(self, request: EvalRequest, sign: Callable[[str], str]):
         self.request = request
+        self.sign = sign
         self.device = torch.device(request.device)
         self.backend = get_backend(request.backend)
         self.artifacts = Artifacts()
@@ -473,6 +477,9 @@ class Evaluation:
                 raise
             reason, detail = self.guard.violations[0]
             status, message, fields = "rejected", f"the candidate used {detail}", {}
+        finally:
+            if getattr(self, "channel", None) is not None:
+                self.channel.close()
         if getattr(self, "setup", None) is not None:  # notes made while judging (no float64 answer)
             self.artifacts.notes += [n for n in self.setup.notes if n not in self.artifacts.notes]
         return Verdict(
@@ -485,6 +492,7 @@ class Evaluation:
         request, device = self.request, self.device
         setup = build_reference(request)
         task, init, model_seed, reference = setup.task, setup.init, setup.model_seed, setup.model
+        self.task = task
         self.setup, self.sets, self.tolerance_dtype = setup, setup.sets, setup.tolerance_dtype
         self.artifacts.notes += setup.notes
         torch.manual_seed(model_seed)  # at import, torch.initial_seed() would reveal an input seed
@@ -502,10 +510,14 @@ class Evaluation:
             raise _reject(found[0], f"{path.name} {found[1]}")
 
         self.artifacts.notes += self.backend.prepare(request.device)
+        self.channel = WorkerChannel(self.sign)
         self.guard = guards.Guard(str(path.resolve()), guards.protected_files(task.path), self.backend.violations)
         self.guard.install()
         traced_call(torch.empty, 1)  # settle torch's lazy rewrapping before the snapshot
-        self.integrity_modules = [task.module, task.Model, time, threading]
+        # The torch.nn classes the reference is made of: a candidate patching nn.Linear.forward
+        # would change what the reference computes here (its timing comes from the verifier).
+        self.integrity_modules = [task.module, task.Model, time, threading,
+                                  *{type(m) for m in reference.modules()} - {task.Model}]
         self.integrity = guards.integrity_snapshot(self.integrity_modules)
 
         module = self._guarded("import", load_module, path.resolve(), "kagent_candidate")
@@ -535,15 +547,15 @@ class Evaluation:
             self.artifacts.ncu = ncu.profile(request.task_path, request.candidate_path)
         return {"max_abs_error": worst_abs, "max_rel_error": worst_rel, **timing}
 
-    def _check_inputs_followed(self, reference, cand_inputs: list, run_candidate, outputs: list) -> None:
-        """The timed calls all get the same tensors, so a result cached by the inputs' addresses
-        would serve them all. Give those tensors new values in place: the answer must follow."""
+    def _check_inputs_followed(self, reference, candidate, inputs: list) -> None:
+        """A cache keyed on the inputs' addresses could still serve a ring set that comes back:
+        give one set new values in place; the answer must follow."""
         changed = self.sets[DISTRIBUTION_SHIFT[0]]  # same shapes as the first set, other values
-        for tensor, values in zip(cand_inputs, changed):
+        for tensor, values in zip(inputs, changed):
             if isinstance(tensor, torch.Tensor):  # scalars are passed as they are
                 tensor.copy_(values)
-        self._guarded("forward after its inputs changed in place", run_candidate)
-        if not self._agrees(outputs[0], reference, cand_inputs):
+        out = self._guarded("forward after its inputs changed in place", candidate, *inputs)
+        if not self._agrees(out, reference, inputs):
             raise _reject("cached_output", "the result did not change when the inputs' values changed in place (cached by address)")
 
     def _profile_reference(self, reference, top: int = 6) -> str:
@@ -564,50 +576,27 @@ class Evaluation:
                          for e in events[:top])
 
     def _time(self, reference, candidate) -> dict:
+        """Serve the parent's timing blocks (blocks.py), then check what the timed calls
+        returned: the sampled outputs must not have changed since they returned and must be the
+        reference's answer on their own inputs. The timing fields come from the parent."""
         request = self.request
         meaningful = self.backend.timing_meaningful(request.device)
-        inputs = next(iter(self.sets.values()))
-        ref_inputs, cand_inputs = _clone(inputs), _clone(inputs)
-        outputs: list = []
-
-        def run_reference():
-            with torch.no_grad():
-                reference(*ref_inputs)
-
-        def run_candidate():
-            outputs[:] = [candidate(*cand_inputs)]
-
-        runs = (request.min_runs, request.max_runs) if meaningful else (3, 3)
-
-        def time_once():
-            launches.reset()
-            return self._guarded(
-                "timed forward", time_interleaved, run_reference, run_candidate, self.device,
-                request.warmup if meaningful else 1, runs[0], runs[1], request.timing_budget_s,
-            )
-
-        (ref_stats, cand_stats, speedup), noise = timing_noise.measure(time_once) if meaningful else (time_once(), None)
-        if sum(launches.snapshot()[0].values()) < cand_stats.runs:
+        ring = draw_ring(self.task.get_inputs, request.seeds, self.device, self.tolerance_dtype is not None)
+        timer = Timer(candidate, ring, self.device)
+        launches.reset()
+        self.channel.write({"ring": len(ring), "meaningful": meaningful})
+        self._guarded("timed forward", serve, timer, self.channel.read, self.channel.write)
+        if sum(launches.snapshot()[0].values()) < timer.calls + timer.warm_calls:
             raise _reject("kernel_not_launched", "the kernel was not launched on every timed call")
-        if not self._agrees(outputs[0], reference, inputs):
-            raise Outcome("incorrect", "inconsistent_under_timing", "the result computed while being timed is wrong")
-        self.outputs[TIMED_OUTPUT] = _cpu_copy(flatten(outputs[0]))
-        self._check_inputs_followed(reference, cand_inputs, run_candidate, outputs)
-
-        fields = {"ref_timing": ref_stats, "candidate_timing": cand_stats,
-                  "ref_time_ms": ref_stats.median_ms, "candidate_time_ms": cand_stats.median_ms,
-                  "timing_meaningful": meaningful}
+        for g, (copy, out) in sorted(timer.sampled.items()):
+            if not cmp.same_values(out, copy):
+                raise _reject("background_work", f"the output of timed call {g} changed after the forward returned (work left running)")
+            if not self._agrees(copy, reference, ring[g % len(ring)]):
+                raise Outcome("incorrect", "inconsistent_under_timing", f"the result of timed call {g} is wrong")
+            self.outputs[f"{TIMED_PREFIX}{g}"] = _cpu_copy(copy)
+        self._check_inputs_followed(reference, candidate, ring[0])
         n = len(self.input_set_names)
         if not meaningful:
-            fields["message"] = f"correct on {n} input sets; not timed for performance ({self.artifacts.notes[0] if self.artifacts.notes else 'no meaningful timer'})"
-            return fields
-        fields["speedup"] = speedup
-        fields["message"] = f"correct on {n} input sets; {speedup:.2f}x vs eager PyTorch"
-        fields |= {"timing_noisy": noise.noisy, "timing_spread": noise.spread, "timing_other_load": noise.other_load}
-        if noise.noisy:
-            fields["message"] += f" — timing noisy after a re-timing ({noise.describe()}): do not trust this speedup"
-        if speedup > IMPLAUSIBLE_SPEEDUP:
-            fields["implausible_speedup"] = True
-            fields["message"] += f" — implausible (>{IMPLAUSIBLE_SPEEDUP:.0f}x): check the task for redundancy before trusting it"
-        return fields
-
+            note = self.artifacts.notes[0] if self.artifacts.notes else "no meaningful timer"
+            return {"message": f"correct on {n} input sets; not timed for performance ({note})"}
+        return {"message": f"correct on {n} input sets"}

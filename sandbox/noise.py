@@ -14,8 +14,9 @@ both read around the timing window and judged by `assess`:
   as a share of those CPUs' capacity over the window (wall time x CPUs). It catches a
   disturbance the samples do not show as spread, one that slowed every sample alike.
 
-`measure` times once, and once more when the first timing was noisy; the second stands, and the
-verdict says `timing_noisy: true` (spread and load in its message) when it is noisy too.
+The parent times once, and once more when the first timing was noisy (blocks.py); the second
+stands, and the verdict says `timing_noisy: true` (spread and load in its message) when it is
+noisy too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Callable, TypeVar
 
 from pydantic import BaseModel
 
@@ -41,8 +41,6 @@ LOAD_LIMIT = 0.15
 # Fields of a /proc/stat cpu line that count as busy (proc(5)): user, nice, system, irq,
 # softirq, steal. idle and iowait are not; guest and guest_nice are already in user and nice.
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
-
-T = TypeVar("T")
 
 
 class LoadSample(BaseModel):
@@ -87,12 +85,14 @@ def _busy_s(cpus: set[int]) -> float | None:
     return jiffies / os.sysconf("SC_CLK_TCK") if found else None
 
 
-def sample_load() -> LoadSample:
-    """The CPU accounting now: take one before and one after the timing."""
+def sample_load(others_own_s: float = 0.0) -> LoadSample:
+    """The CPU accounting now: take one before and one after the timing. `others_own_s`: CPU
+    seconds of other processes that belong to the timing (the worker and the verifier, when
+    the parent times), counted as this process's own."""
     cpus = os.sched_getaffinity(0)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return LoadSample(wall_s=time.monotonic(), busy_s=_busy_s(cpus),
-                      own_cpu_s=usage.ru_utime + usage.ru_stime, cpus=len(cpus))
+                      own_cpu_s=usage.ru_utime + usage.ru_stime + others_own_s, cpus=len(cpus))
 
 
 def spread(stats: TimingStats) -> float:
@@ -113,15 +113,3 @@ def assess(ref: TimingStats, candidate: TimingStats, before: LoadSample, after: 
     noisy = worst > SPREAD_LIMIT or (other is not None and other > LOAD_LIMIT)
     return Noise(spread=round(worst, 4), other_load=None if other is None else round(other, 4), noisy=noisy)
 
-
-def measure(time_once: Callable[[], tuple[TimingStats, TimingStats, T]]) -> tuple[tuple[TimingStats, TimingStats, T], Noise]:
-    """Run `time_once()` (returning the reference's and the candidate's stats first) with the
-    load sampled around it; when noisy, run it once more and keep that second timing.
-    Returns the timing kept and its Noise."""
-    for _ in range(2):
-        before = sample_load()
-        result = time_once()
-        noise = assess(result[0], result[1], before, sample_load())
-        if not noise.noisy:
-            break
-    return result, noise

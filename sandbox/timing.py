@@ -1,98 +1,181 @@
-"""Time the reference and the candidate in the same process, interleaved, so both see the same
-machine state (clock, thermal, other load). Median and spread of many runs after warm-up.
+"""Timed calls inside one process: the candidate's in the worker, the reference's in the
+verifier, never both in one process (a candidate's process-wide changes, patched torch.nn
+classes and native hooks cannot reach the reference). The parent (blocks.py) drives the two
+processes in alternating blocks and timestamps each block with its own clock.
 
-On a GPU each run is bracketed by CUDA events, the L2 cache is flushed before it, and the
+Every timed call gets an input set of its own from a ring of distinct sets drawn from the
+task's `get_inputs` under seeds the candidate cannot predict, prepared before timing: a
+cache keyed on the input object, its version counter, its address or sampled values does not
+serve consecutive calls. One call per block, chosen at random, has its output copied the
+moment it returns; that copy is later compared with the output itself (work left running) and
+with the reference on the same inputs (here and again in the verifier).
+
+On a GPU each call is bracketed by CUDA events, the L2 cache is flushed before it, and the
 device is synchronised before the end event so work left on other streams is counted. On a
 CPU, a monotonic clock.
 """
 
 from __future__ import annotations
 
-import statistics
+import hashlib
+import json
+import os
+import random
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from kagent.sandbox.models import TimingStats
+from kagent.sandbox.blocks import FROM_WORKER, TO_WORKER
+from kagent.sandbox.compare import flatten
 
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # larger than any current GPU's L2
 # A process's first ~0.1 s of calls run a few percent slower than the rest (measured on CPU:
 # caches, TLB, the OpenMP pool settling): warm up for at least this long, not just a few calls.
 WARMUP_S = 0.1
-
-
-def _stats(samples_ms: list[float]) -> TimingStats:
-    ordered = sorted(samples_ms)
-
-    def quantile(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return TimingStats(
-        median_ms=statistics.median(ordered),
-        mean_ms=statistics.fmean(ordered),
-        std_ms=statistics.pstdev(ordered),
-        min_ms=ordered[0],
-        p20_ms=quantile(0.2),
-        p80_ms=quantile(0.8),
-        runs=len(ordered),
-    )
+# The ring of input sets: as many distinct sets as fit in this many bytes, within these bounds.
+RING_BYTES = 32 * 1024 * 1024
+RING_MIN, RING_MAX = 2, 16
 
 
 class _Clock:
+    """Times one call: CUDA events around it (L2 flushed first) on a GPU, else a monotonic clock."""
+
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         if self.cuda:
             self.flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
 
-    def run(self, fn: Callable[[], object]) -> float:
-        """One timed call in milliseconds."""
+    def run(self, fn: Callable[[], object]) -> tuple[float, object]:
+        """One timed call: (milliseconds, what it returned)."""
         if self.cuda:
             self.flush.zero_()
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn()
+            out = fn()
             torch.cuda.synchronize()  # all streams: side-stream work is part of the call
             end.record()
             end.synchronize()
-            return start.elapsed_time(end)
+            return start.elapsed_time(end), out
         began = time.perf_counter_ns()
-        fn()
-        return (time.perf_counter_ns() - began) / 1e6
+        out = fn()
+        return (time.perf_counter_ns() - began) / 1e6, out
 
 
-def time_interleaved(
-    reference: Callable[[], object],
-    candidate: Callable[[], object],
-    device: torch.device,
-    warmup: int,
-    min_runs: int,
-    max_runs: int,
-    budget_s: float,
-) -> tuple[TimingStats, TimingStats, float]:
-    """Returns both sides' stats and the speedup, the ratio of their medians (a stall that
-    hits a minority of runs moves neither median)."""
-    clock = _Clock(device)
-    pair_ms = float("inf")
-    warm_until = time.monotonic() + WARMUP_S
-    done = 0
-    while done < max(1, warmup) or time.monotonic() < warm_until:
-        # The fastest warm-up pair sizes the run count: one slow first call must not shrink it.
-        pair_ms = min(pair_ms, clock.run(reference) + clock.run(candidate))
-        done += 1
-    runs = int(budget_s * 1000 / max(pair_ms, 1e-3))
-    runs = max(min_runs, min(max_runs, runs))
-    ref_samples, cand_samples = [], []
-    deadline = time.monotonic() + 2 * budget_s
-    for i in range(runs):
-        # Alternate who goes first so neither always runs on a cache the other warmed.
-        if i % 2:
-            cand_samples.append(clock.run(candidate))
-            ref_samples.append(clock.run(reference))
+def ring_seeds(seeds: list[int], count: int) -> list[int]:
+    """Seeds of the ring's input sets: fixed by the request's seeds (so the verifier draws the
+    same sets), revealing none of them."""
+    return [int.from_bytes(hashlib.sha256(f"kagent timing ring {list(seeds)} {i}".encode()).digest()[:8], "little") >> 1
+            for i in range(count)]
+
+
+def draw_ring(get_inputs: Callable[[], list], seeds: list[int], device: torch.device,
+              upcast_bf16: bool = False) -> list[list[torch.Tensor]]:
+    """RING_MIN..RING_MAX distinct input sets (as many as fit in RING_BYTES), on `device`."""
+    ring: list[list[torch.Tensor]] = []
+    size = RING_MAX
+    for seed in ring_seeds(seeds, RING_MAX):
+        if len(ring) >= size:
+            break
+        torch.manual_seed(seed)
+        inputs = [x.to(device) for x in get_inputs()]
+        if upcast_bf16:
+            inputs = [x.float() if x.dtype == torch.bfloat16 else x for x in inputs]
+        if not ring:
+            nbytes = sum(x.numel() * x.element_size() for x in inputs)
+            size = max(RING_MIN, min(RING_MAX, RING_BYTES // max(nbytes, 1)))
+        ring.append(inputs)
+    return ring
+
+
+@dataclass
+class Timer:
+    """Timed calls of one function over a ring of input sets, block by block. Calls are
+    numbered globally; call G uses ring set G % len(ring)."""
+
+    fn: Callable[..., object]
+    ring: list[list[torch.Tensor]]
+    device: torch.device
+    calls: int = 0
+    warm_calls: int = 0
+    # Outputs of the one sampled call per block: G -> (copy taken when it returned, the output).
+    sampled: dict[int, tuple[list, list]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.clock = _Clock(self.device)
+        self.rng = random.SystemRandom()  # not torch's or random's state: a candidate sets those
+
+    def _call(self, inputs: list[torch.Tensor]) -> tuple[float, object]:
+        return self.clock.run(lambda: self.fn(*inputs))
+
+    def warm_up(self, at_least: int) -> float:
+        """At least `at_least` calls and WARMUP_S seconds; the fastest call's milliseconds
+        (one slow first call must not shrink the run count)."""
+        fastest, done = float("inf"), 0
+        until = time.monotonic() + WARMUP_S
+        # Whole turns of the ring: the last warm-up set is not the first timed call's.
+        while done < max(1, at_least) or time.monotonic() < until or done % len(self.ring):
+            fastest = min(fastest, self._call(self.ring[done % len(self.ring)])[0])
+            done += 1
+        self.warm_calls += done
+        return fastest
+
+    def block(self, count: int) -> list[float]:
+        """`count` timed calls, each on the next ring set; per-call milliseconds."""
+        sample = self.calls + self.rng.randrange(count)
+        times = []
+        for g in range(self.calls, self.calls + count):
+            ms, out = self._call(self.ring[g % len(self.ring)])
+            times.append(ms)
+            if g == sample:  # copied outside the timed window, the instant the call returned
+                leaves = flatten(out)
+                self.sampled[g] = ([t.clone() if isinstance(t, torch.Tensor) else t for t in leaves], leaves)
+            del out
+        self.calls += count
+        return times
+
+
+def serve(timer: Timer, read: Callable[[], dict], write: Callable[[dict], None]) -> None:
+    """Answer the parent's timing requests until it says `end`:
+    {"op": "warmup", "calls": N} -> {"warm_ms": MS}; {"op": "block", "calls": N} ->
+    {"times_ms": [...]}; {"op": "end"} -> returns."""
+    while True:
+        request = read()
+        op = request.get("op")
+        if op == "warmup":
+            write({"warm_ms": timer.warm_up(int(request.get("calls", 1)))})
+        elif op == "block":
+            write({"times_ms": timer.block(int(request["calls"]))})
         else:
-            ref_samples.append(clock.run(reference))
-            cand_samples.append(clock.run(candidate))
-        if i + 1 >= min_runs and time.monotonic() > deadline:
-            break  # a stalled machine must not stretch the budget tenfold
-    ref_stats, cand_stats = _stats(ref_samples), _stats(cand_samples)
-    return ref_stats, cand_stats, ref_stats.median_ms / max(cand_stats.median_ms, 1e-9)
+            return
+
+
+class WorkerChannel:
+    """The worker's end of the FIFOs: JSON lines, each signed with the evaluation's key."""
+
+    def __init__(self, sign: Callable[[str], str]):
+        self.sign = sign
+        self.inbox = os.fdopen(os.open(TO_WORKER, os.O_RDONLY), "r")
+        self.outbox = os.open(FROM_WORKER, os.O_WRONLY)
+        for name in (TO_WORKER, FROM_WORKER):  # candidate code cannot open them by name
+            os.unlink(name)
+
+    def read(self) -> dict:
+        """The parent's next request; `end` once the parent is gone."""
+        line = self.inbox.readline()
+        return json.loads(line) if line else {"op": "end"}
+
+    def write(self, message: dict) -> None:
+        """One signed line to the parent (see blocks.Session._from_worker)."""
+        body = json.dumps(message)
+        os.write(self.outbox, (json.dumps({"body": body, "mac": self.sign(body)}) + "\n").encode())
+
+    def close(self) -> None:
+        """Tell the parent timing is over on this side (it may be waiting for a block that a
+        failing candidate never finished), then close."""
+        if self.inbox.closed:
+            return
+        self.write({"aborted": True})
+        self.inbox.close()
+        os.close(self.outbox)

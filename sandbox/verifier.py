@@ -11,9 +11,18 @@ are dead, it rebuilds the task's reference from the request's seeds, draws the s
 and compares its own results with the outputs the worker saved beside the verdict (loaded as
 plain tensors: `weights_only`, no code runs).
 
+It is also where the reference is timed (timing.py, driven by the parent in blocks that
+alternate with the candidate's, blocks.py): no candidate code ever ran in this process, so
+nothing a candidate does to its own process (patched torch.nn classes, thread counts, the
+environment, the floating-point mode, a hooked clock) reaches the reference's timing. It draws
+the same ring of timing inputs as the worker, so it also checks the outputs of timed calls.
+
 Protocol on stdin/stdout, one JSON object per line:
   <- {"ready": true}
-  -> {"id": ID, "request": {...EvalRequest}, "outputs": PATH}
+  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N}
+  -> {"id": ID, "op": "warmup", "calls": N}  <- {"id": ID, "warm_ms": MS}
+  -> {"id": ID, "op": "block", "calls": N}  <- {"id": ID, "times_ms": [...]}
+  -> {"id": ID, "request": {...EvalRequest}, "outputs": PATH, "timed_blocks": [[FIRST, END], ...]}
   <- {"id": ID, "check": {...OutputCheck}}  or  {"id": ID, "error": NAME, "message": TEXT}
 """
 
@@ -27,39 +36,95 @@ import torch
 from kagent.sandbox import compare as cmp
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
 from kagent.sandbox.errors import KagentError, one_line
-from kagent.sandbox.harness import TIMED_OUTPUT, build_reference
+from kagent.sandbox.blocks import TIMED_PREFIX
+from kagent.sandbox.harness import Reference, build_reference
 from kagent.sandbox.models import EvalRequest, OutputCheck
+from kagent.sandbox.timing import Timer, draw_ring
 
 
-def verify(request: EvalRequest, outputs_path: str) -> OutputCheck:
+class _Timing:
+    """The reference of one evaluation, built once for its timing blocks and its check."""
+
+    def __init__(self, job_id: str, request: EvalRequest):
+        self.job_id = job_id
+        self.reference = build_reference(request, validate=False)  # the worker validates the task
+        device = torch.device(request.device)
+        self.ring = draw_ring(self.reference.task.get_inputs, request.seeds, device, self.reference.tolerance_dtype is not None)
+
+        def run(*inputs):
+            with torch.no_grad():
+                return self.reference.model(*inputs)
+
+        self.timer = Timer(run, self.ring, device)
+
+
+_current: _Timing | None = None
+
+
+def _timing(job: dict) -> _Timing:
+    global _current
+    if _current is None or _current.job_id != job["id"]:
+        _current = _Timing(job["id"], EvalRequest(**job["request"]))
+    return _current
+
+
+def verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int]], timing: _Timing | None = None) -> OutputCheck:
     """Recompute the reference on every input set (one at a time: never every set's answer at
-    once) and compare the saved outputs with it, against the float64 answer where the task has
-    one, exactly as the harness judges."""
-    reference = build_reference(request, validate=False)  # the worker validated the task
+    once) and on the ring sets of the sampled timed calls (one per block in `timed_blocks`,
+    global call ranges), and compare the saved outputs with it, against the float64 answer where
+    the task has one, exactly as the harness judges."""
+    reference = timing.reference if timing else build_reference(request, validate=False)
+    ring = timing.ring if timing else draw_ring(reference.task.get_inputs, request.seeds, torch.device(request.device),
+                                                reference.tolerance_dtype is not None)
     try:
         saved = torch.load(outputs_path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         return OutputCheck(ok=False, detail="no outputs were saved with the verdict")
     except Exception as err:  # anything a forger could write: a truncated zip, a pickle with code, odd objects
         return OutputCheck(ok=False, detail=f"the saved outputs cannot be read: {one_line(err)}")
+    try:
+        return _compare(saved, reference, ring, timed_blocks, request.allow_tf32)
+    except Exception as err:  # odd objects a forger could save
+        return OutputCheck(ok=False, detail=f"the saved outputs cannot be compared: {one_line(err)}")
+
+
+def _timed_calls(saved: dict, timed_blocks: list[list[int]]) -> list[int] | None:
+    """The sampled timed calls named in `saved`: exactly one per block, or None."""
+    calls = []
+    for entry in saved:
+        if isinstance(entry, str) and entry.startswith(TIMED_PREFIX) and entry[len(TIMED_PREFIX):].isdigit():
+            calls.append(int(entry[len(TIMED_PREFIX):]))
+    per_block = [[g for g in calls if first <= g < end] for first, end in timed_blocks]
+    return sorted(calls) if all(len(found) == 1 for found in per_block) and len(calls) == len(timed_blocks) else None
+
+
+def _compare(saved: object, reference: Reference, ring: list, timed_blocks: list[list[int]],
+             allow_tf32: bool) -> OutputCheck:
+    """The input sets first (their failures name the set), then the sampled timed calls."""
     names = list(reference.sets)
-    if not isinstance(saved, dict) or set(saved) != {*names, TIMED_OUTPUT}:
-        return OutputCheck(ok=False, detail=f"the saved outputs are not one entry per input set ({', '.join(names)}) and the timed call")
-    worst_abs = worst_rel = 0.0
-    for name in names:
-        expected = reference.expect(reference.sets[name])
-        for entry in [name, TIMED_OUTPUT] if name == names[0] else [name]:
-            try:
-                result = cmp.compare(saved[entry], expected.ref, reference.tolerance_dtype, request.allow_tf32, gold=expected.gold)
-            except Exception as err:  # odd objects a forger could save
-                return OutputCheck(ok=False, input_sets=names, failed_input_set=entry,
-                                   detail=f"the saved outputs cannot be compared: {one_line(err)}")
-            if not result.ok:
-                return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, detail=result.detail,
-                                   max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error)
-            worst_abs, worst_rel = max(worst_abs, result.max_abs_error or 0.0), max(worst_rel, result.max_rel_error or 0.0)
+    if not isinstance(saved, dict) or not set(names) <= set(saved):
+        return OutputCheck(ok=False, detail=f"the saved outputs are not one entry per input set ({', '.join(names)})")
+    calls = _timed_calls(saved, timed_blocks)
+    timed = [f"{TIMED_PREFIX}{g}" for g in calls or []]
+    if calls is None or set(saved) != {*names, *timed}:
+        return OutputCheck(ok=False, input_sets=names, detail="the saved outputs are not one per timing block besides the input sets")
+    worst = [0.0, 0.0]
+
+    def checks():  # one input set at a time: they are drawn when asked for
+        for name in names:
+            yield name, reference.sets[name]
+        for g, entry in zip(calls, timed):
+            yield entry, ring[g % len(ring)]
+
+    for entry, inputs in checks():
+        expected = reference.expect(inputs)
+        result = cmp.compare(saved[entry], expected.ref, reference.tolerance_dtype, allow_tf32, gold=expected.gold)
         del expected
-    return OutputCheck(ok=True, input_sets=names, max_abs_error=worst_abs, max_rel_error=worst_rel)
+        if not result.ok:
+            return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, detail=result.detail,
+                               max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error)
+        worst[:] = max(worst[0], result.max_abs_error or 0.0), max(worst[1], result.max_rel_error or 0.0)
+    return OutputCheck(ok=True, input_sets=names, max_abs_error=worst[0], max_rel_error=worst[1])
 
 
 def _send(message: dict) -> None:
@@ -68,13 +133,24 @@ def _send(message: dict) -> None:
 
 
 def main() -> None:
+    global _current
     prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem for other processes of this user
     _send({"ready": True})
     for line in sys.stdin:
         job = json.loads(line)
         try:
-            check = verify(EvalRequest(**job["request"]), job["outputs"])
-            _send({"id": job["id"], "check": check.model_dump(mode="json")})
+            op = job.get("op")
+            if op == "ring":
+                _send({"id": job["id"], "ring": len(_timing(job).ring)})
+            elif op == "warmup":
+                _send({"id": job["id"], "warm_ms": _current.timer.warm_up(int(job["calls"]))})
+            elif op == "block":
+                _send({"id": job["id"], "times_ms": _current.timer.block(int(job["calls"]))})
+            else:
+                timing = _current if _current is not None and _current.job_id == job["id"] else None
+                check = verify(EvalRequest(**job["request"]), job["outputs"], job.get("timed_blocks", []), timing)
+                _current = None  # the evaluation is over: its model and ring are not kept
+                _send({"id": job["id"], "check": check.model_dump(mode="json")})
         except KagentError as err:
             _send({"id": job["id"], "error": type(err).__name__, "message": str(err)})
         except Exception as err:

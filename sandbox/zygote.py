@@ -85,7 +85,7 @@ def _child(job: dict) -> None:
         from kagent.sandbox.models import EvalRequest
 
         try:
-            evaluation = Evaluation(EvalRequest(**request))
+            evaluation = Evaluation(EvalRequest(**request), lambda body: sign(key, body))
             verdict = evaluation.run()
             if verdict.status == "correct":
                 torch.save(evaluation.outputs, os.path.join(workdir, OUTPUTS_FILE))

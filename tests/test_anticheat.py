@@ -197,16 +197,18 @@ def test_kernel_compiled_but_never_launched(evaluate, tiny):
 
 
 def test_kernel_skipped_under_timing(evaluate, tiny):
-    """Cheat: launch while being checked, but when called again with the same tensor (as the
-    timer does) return the previous result without launching anything."""
+    """Cheat: launch while being checked (the first calls), then return the previous result
+    without launching anything: every timed call gets inputs of its own, so it cannot wait
+    for the same tensor to come back, and counts calls instead."""
     verdict = evaluate(tiny["relu"], candidate("""
-        if self.memo and self.memo[0] is x:
-            return self.memo[1]
+        self.calls += 1
+        if self.calls > 40 and self.memo:
+            return self.memo[0]
         y = torch.empty_like(x)
         lib.relu(x, y, x.numel())
-        self.memo[:] = [x, y]
+        self.memo[:] = [y]
         return y
-    """, init="self.memo = []"))
+    """, init="self.memo, self.calls = [], 0"))
     rejected(verdict, "kernel_not_launched")
     assert "timed" in verdict.message
 
@@ -273,25 +275,21 @@ def test_cached_values_in_a_fresh_tensor(evaluate):
 
 
 def test_cached_by_input_address_under_timing(evaluate):
-    """Cheat: honest on the checked calls (each gets new tensors), but once the same input
-    tensor comes back three times in a row, as in the timing loop, return a copy of the answer
-    computed for it then: fresh allocations, a launch per call, right values while the inputs
-    stay as they were."""
+    """Cheat: honest on the checked calls (the first ones), then a cache keyed on the input's
+    address: the timed calls cycle through a ring of input sets, so each address comes back
+    with the same values and the cached copy is right. Fresh allocations, a launch per call.
+    After timing one ring set gets new values in place: the answer must follow them."""
     verdict = evaluate(RELU, candidate("""
-        if _seen and _seen[-1] == x.data_ptr():
-            _seen.append(x.data_ptr())
-        else:
-            _seen[:] = [x.data_ptr()]
-            _cache.clear()
-        if len(_seen) >= 3 and _cache:
+        _calls.append(1)
+        if len(_calls) > 40 and x.data_ptr() in _cache:
             lib.noop(x)
-            return _cache[0].clone()
+            return _cache[x.data_ptr()].clone()
         y = torch.empty_like(x)
         lib.relu(x, y, x.numel())
-        if len(_seen) >= 3:
-            _cache.append(y.clone())
+        if len(_calls) > 40:
+            _cache[x.data_ptr()] = y.clone()
         return y
-    """, top="_seen, _cache = [], []"))
+    """, top="_calls, _cache = [], {}"))
     rejected(verdict, "cached_output")
     assert "changed in place" in verdict.message
 
@@ -381,19 +379,21 @@ def test_threading_import_is_rejected_statically(evaluate, tiny):
 
 
 def test_async_only_under_timing(evaluate, tiny):
-    """Cheat: synchronous while being checked; when called again with the same tensor (as the
-    timer does) hand the work to a thread and return at once."""
+    """Cheat: synchronous while being checked (the first calls); then hand the work to a
+    native thread and return at once. The timed call whose output is copied the moment it
+    returns shows the difference."""
     verdict = evaluate(tiny["relu"], candidate("""
         y = torch.empty_like(x)
         _keep.append((x, y))
-        if self.last and self.last[0] is x:
+        self.calls += 1
+        if self.calls > 40:
             lib.relu_later(x, y, x.numel(), 20000)
         else:
             lib.relu(x, y, x.numel())
-        self.last[:] = [x]
         return y
-    """, top="_keep = []", init="self.last = []"))
-    assert (verdict.status, verdict.reason) == ("incorrect", "inconsistent_under_timing"), verdict.message
+    """, top="_keep = []", init="self.calls = 0"))
+    rejected(verdict, "background_work")
+    assert "timed call" in verdict.message
 
 
 # -- reaching into the harness ---------------------------------------------------------------

@@ -1,0 +1,335 @@
+"""The parent's side of timing: alternating blocks of timed calls, the candidate's in the
+worker and the reference's in the verifier, each block timestamped with the parent's own
+monotonic clock.
+
+The reference's times come only from the verifier, where no candidate code ever ran: a
+candidate that patches torch.nn classes, calls `omp_set_num_threads` or `torch.set_num_threads`,
+changes the environment, CPU affinity or the floating-point control word changes its own
+process only. The two sides alternate block by block (who goes first alternates too) so both
+see the same machine conditions, and before each block the other side must have gone quiet:
+- after a candidate block, the candidate's processes must stop using CPU within
+  QUIET_TIMEOUT_S (an idle OpenMP pool spins a few ms, then sleeps; a thread left computing or
+  spinning does not stop): else `background_work`;
+- while the reference runs, the candidate's processes may use at most a small share of the
+  CPU time the reference gets (both read from outside: the kernel's per-process CPU clocks):
+  else `background_work`;
+- the candidate's per-call times, which come from its own process and so from a clock it can
+  hook, must account for at least FORGED_SHARE of what the parent saw its blocks take, less the
+  harness's own per-call overhead (measured on the verifier's blocks, which run the same loop):
+  else `forged_result`.
+
+This module never imports torch: it runs in the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kagent.sandbox import noise
+from kagent.sandbox.models import EvalRequest, TimingStats, Verdict
+
+IMPLAUSIBLE_SPEEDUP = 10.0
+
+BLOCKS = 16  # blocks per side: enough alternation to share machine conditions, few round trips
+QUIET_WINDOW_S = 0.005  # quiet: no CPU used by a side's processes for this long
+QUIET_TIMEOUT_S = 0.5
+QUIET_POLL_S = 0.001
+# Candidate CPU allowed while the reference runs: a share of the reference's own CPU time,
+# plus an idle OpenMP pool's spin before it sleeps.
+IDLE_SHARE, IDLE_ALLOWANCE_MS = 0.25, 10.0
+FORGED_SHARE = 0.5
+FORGED_SLACK_MS = 5.0  # per block: pipe wake-ups under load, not the candidate's to account for
+# After this many times the budget, stop at the next block once min_runs are done: a stalled
+# machine must not stretch the timing tenfold.
+STALL_FACTOR = 2
+# The parent <-> worker channel: FIFOs the parent makes in the evaluation's workdir; the worker
+# opens them before any candidate code runs and removes the names.
+TO_WORKER, FROM_WORKER = "timing.in", "timing.out"
+TIMED_PREFIX = "timed:"  # outputs entries "timed:G": the output of global timed call G
+
+
+def stats(samples_ms: list[float]) -> TimingStats:
+    """Median, mean, spread and quantiles of per-call times in milliseconds."""
+    ordered = sorted(samples_ms)
+
+    def quantile(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return TimingStats(
+        median_ms=statistics.median(ordered), mean_ms=statistics.fmean(ordered),
+        std_ms=statistics.pstdev(ordered), min_ms=ordered[0], p20_ms=quantile(0.2),
+        p80_ms=quantile(0.8), runs=len(ordered),
+    )
+
+
+class Refused(Exception):
+    """The timing ended in a verdict: background work, a forged clock, a protocol breach."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def cpu_ms(pids: list[int]) -> float:
+    """CPU time used so far by these processes (all their threads, exited ones included), in
+    ms, from the kernel's per-process CPU clock (clock_getcpuclockid(3): any visible process
+    can be read, no ptrace rights needed). Processes already gone count as 0."""
+    total = 0
+    for pid in pids:
+        try:
+            total += time.clock_gettime_ns((~pid << 3) | 2)  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+        except OSError:
+            pass
+    return total / 1e6
+
+
+def wait_quiet(pids: Callable[[], list[int]], timeout_s: float = QUIET_TIMEOUT_S) -> bool:
+    """Whether the processes stopped using CPU (none for QUIET_WINDOW_S) within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last, since = cpu_ms(pids()), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(QUIET_POLL_S)
+        now_cpu, now = cpu_ms(pids()), time.monotonic()
+        if now_cpu - last > 0.05:
+            last, since = now_cpu, now
+        elif now - since >= QUIET_WINDOW_S:
+            return True
+    return False
+
+
+@dataclass
+class Block:
+    """One block as both clocks saw it: the side's per-call times and the parent's wall time."""
+
+    times_ms: list[float]
+    wall_ms: float
+
+
+@dataclass
+class Session:
+    """One evaluation's timing, driven from the parent. `tell_verifier(message)` sends a job to
+    the verifier, `ask_verifier(message, wait_s, sent)` (sends it unless `sent` and) returns its
+    reply; `candidate_pids()` lists the candidate's processes; `verifier_pid` is the verifier's."""
+
+    workdir: str
+    key: bytes
+    sign: Callable[[bytes, str], str]
+    request: EvalRequest
+    job_id: str
+    tell_verifier: Callable[[dict], None]
+    ask_verifier: Callable[..., dict]
+    candidate_pids: Callable[[], list[int]]
+    verifier_pid: int
+    started: bool = False
+    finished: bool = False
+    meaningful: bool = False
+    refused: Refused | None = None
+    candidate: list[Block] = field(default_factory=list)
+    reference: list[Block] = field(default_factory=list)
+    # Blocks before these indices belong to a timing that was noisy and re-timed: their outputs
+    # are still checked, their times no longer count.
+    kept_from: tuple[int, int] = (0, 0)
+    noise: noise.Noise | None = None
+    notes: list[str] = field(default_factory=list)  # for the verdict's artifacts
+
+    def open(self) -> None:
+        """Make the FIFOs before the job is sent; held open read-write, so neither end blocks."""
+        from kagent.sandbox.executor import _Messages  # one JSON-lines reader for every pipe
+
+        paths = [os.path.join(self.workdir, name) for name in (TO_WORKER, FROM_WORKER)]
+        for path in paths:
+            os.mkfifo(path, 0o600)
+        self.to_worker = os.open(paths[0], os.O_RDWR | os.O_NONBLOCK)
+        self.from_worker = os.open(paths[1], os.O_RDWR | os.O_NONBLOCK)
+        self.messages = _Messages(self.from_worker)
+
+    def prepare_reference(self) -> None:
+        """Have the verifier build the reference and draw its ring now, while the worker runs
+        the checks: the reply is read when timing starts."""
+        self.tell_verifier(self._ring_job())
+
+    def _ring_job(self) -> dict:
+        return {"id": self.job_id, "op": "ring", "request": self.request.model_dump(mode="json")}
+
+    def close(self) -> None:
+        """Close the parent's ends of the FIFOs."""
+        for fd in (self.to_worker, self.from_worker):
+            os.close(fd)
+
+    # -- talking to each side ---------------------------------------------------------------
+
+    def _from_worker(self, deadline: float) -> dict | None:
+        """The worker's next message; None when it did not come by `deadline`, the
+        candidate's process is gone, or the worker gave up timing (its candidate failed)."""
+        while True:
+            message = self.messages.read(max(0.0, min(0.05, deadline - time.monotonic())))
+            if message is not None:
+                break
+            if time.monotonic() >= deadline or not self.candidate_pids():
+                return None
+        body, mac = message.get("body"), message.get("mac")
+        if not isinstance(body, str) or not isinstance(mac, str) or not secrets.compare_digest(mac, self.sign(self.key, body)):
+            raise Refused("forged_result", "a timing message from the worker carries no valid harness signature")
+        reply = json.loads(body)
+        if not isinstance(reply, dict):
+            raise Refused("forged_result", "a timing message from the worker is not an object")
+        return None if reply.get("aborted") else reply
+
+    def _ask_worker(self, message: dict, deadline: float) -> dict | None:
+        os.write(self.to_worker, (json.dumps(message) + "\n").encode())
+        return self._from_worker(deadline)
+
+    def _ask_reference(self, message: dict, deadline: float) -> dict:
+        return self.ask_verifier({"id": self.job_id, **message}, max(1.0, deadline - time.monotonic()))
+
+    def _times(self, reply: dict | None, calls: int) -> list[float] | None:
+        times = reply.get("times_ms") if reply else None
+        if reply is not None and not (isinstance(times, list) and len(times) == calls
+                                      and all(isinstance(t, (int, float)) and t >= 0 for t in times)):
+            raise Refused("forged_result", f"a timing block's reply is not {calls} per-call times")
+        return times
+
+    # -- the session --------------------------------------------------------------------------
+
+    def poll(self, deadline: float) -> None:
+        """If the worker asks for timing, run the whole session (until `deadline` at most).
+        A candidate that stops answering leaves the session unfinished: the caller's own
+        timeout and death checks then give the verdict."""
+        if self.started or self.refused:
+            return
+        try:
+            hello = self._from_worker(time.monotonic())
+            if hello is None:
+                return
+            self.started = True
+            self.meaningful = bool(hello.get("meaningful"))
+            self._run(deadline)
+        except Refused as refused:
+            self.refused = refused
+        finally:
+            if self.started:
+                try:
+                    os.write(self.to_worker, b'{"op": "end"}\n')
+                except OSError:
+                    pass
+
+    def _run(self, deadline: float) -> None:
+        request = self.request
+        self.ask_verifier(self._ring_job(), max(1.0, deadline - time.monotonic()), True)
+        warmup = request.warmup if self.meaningful else 1
+        cand_warm = self._ask_worker({"op": "warmup", "calls": warmup}, deadline)
+        if cand_warm is None:
+            return
+        ref_warm = self._ask_reference({"op": "warmup", "calls": warmup}, deadline)
+        if self.meaningful:
+            pair_ms = float(ref_warm["warm_ms"]) + float(cand_warm.get("warm_ms", 0.0))
+            runs = max(request.min_runs, min(request.max_runs, int(request.timing_budget_s * 1000 / max(pair_ms, 1e-3))))
+        else:
+            runs = 3
+        count = min(BLOCKS, runs)
+        sizes = [runs // count + (k < runs % count) for k in range(count)]
+        for attempt in range(2 if self.meaningful else 1):  # a noisy timing is re-timed once
+            self.kept_from = (len(self.candidate), len(self.reference))
+            before = self._load()
+            if not self._blocks(sizes, deadline):
+                return
+            ref, cand = self._stats()
+            self.noise = noise.assess(ref, cand, before, self._load())
+            if not self.noise.noisy:
+                break
+            if attempt == 0:
+                self.notes.append(f"re-timed: the first timing was noisy ({self.noise.describe()})")
+        self._check_clock()
+        self.finished = True
+
+    def _load(self) -> noise.LoadSample:
+        """The machine's CPU accounting, the evaluation's own processes (worker, verifier) as
+        ours: their CPU is the timing, not a disturbance."""
+        return noise.sample_load(cpu_ms(self.candidate_pids() + [self.verifier_pid]) / 1000)
+
+    def _stats(self) -> tuple[TimingStats, TimingStats]:
+        """The reference's and the candidate's stats over the blocks that count."""
+        ref = stats([t for b in self.reference[self.kept_from[1]:] for t in b.times_ms])
+        cand = stats([t for b in self.candidate[self.kept_from[0]:] for t in b.times_ms])
+        return ref, cand
+
+    def _blocks(self, sizes: list[int], deadline: float) -> bool:
+        """One timing: the blocks of `sizes` calls, alternating sides. False when the candidate
+        stopped answering."""
+        request = self.request
+        stop_at = time.monotonic() + STALL_FACTOR * request.timing_budget_s
+        done = 0
+        verifier = lambda: [self.verifier_pid]  # noqa: E731
+        for k, calls in enumerate(sizes):
+            for side in (("candidate", "reference") if k % 2 == 0 else ("reference", "candidate")):
+                if side == "candidate":
+                    wait_quiet(verifier)  # trusted: a slow pool is not held against anyone
+                    began = time.monotonic()
+                    times = self._times(self._ask_worker({"op": "block", "calls": calls}, deadline), calls)
+                    if times is None:
+                        return False
+                    self.candidate.append(Block(times, (time.monotonic() - began) * 1000))
+                else:
+                    if not wait_quiet(self.candidate_pids):
+                        raise Refused("background_work", "the candidate's process kept using CPU after its timed calls returned (work left running)")
+                    cpu_before, ref_before = cpu_ms(self.candidate_pids()), cpu_ms(verifier())
+                    began = time.monotonic()
+                    reply = self._ask_reference({"op": "block", "calls": calls}, deadline)
+                    wall_ms = (time.monotonic() - began) * 1000
+                    used_ms, ref_ms = cpu_ms(self.candidate_pids()) - cpu_before, cpu_ms(verifier()) - ref_before
+                    # Against the CPU the reference itself got, not the wall time: on a loaded
+                    # machine a spinning thread gets a share of a core, not all of it.
+                    if used_ms > IDLE_ALLOWANCE_MS + IDLE_SHARE * ref_ms:
+                        raise Refused("background_work", f"the candidate's processes used {used_ms:.1f} ms of CPU while the reference was timed (the reference: {ref_ms:.1f} ms): work left running")
+                    self.reference.append(Block(self._times(reply, calls), wall_ms))
+            done += calls
+            if k >= 1 and done >= request.min_runs and time.monotonic() > stop_at:
+                break
+        return True
+
+    def _check_clock(self) -> None:
+        """The candidate's claimed times against the parent's clock (see the module's doc)."""
+        overhead = statistics.median((b.wall_ms - sum(b.times_ms)) / len(b.times_ms) for b in self.reference)
+        shares = []
+        for block in self.candidate:
+            seen = block.wall_ms - max(overhead, 0.0) * len(block.times_ms) - FORGED_SLACK_MS
+            shares.append(sum(block.times_ms) / seen if seen > 0 else 1.0)
+        if statistics.median(shares) < FORGED_SHARE:
+            claimed = statistics.median(sum(b.times_ms) for b in self.candidate)
+            seen = statistics.median(b.wall_ms for b in self.candidate)
+            raise Refused("forged_result", f"the candidate's timed calls claim {claimed:.2f} ms per block, but the parent's clock saw its blocks take {seen:.2f} ms (a clock hooked inside its process?)")
+
+    def timed_blocks(self) -> list[list[int]]:
+        """Global call ranges [first, end) of the candidate's blocks: one sampled output each."""
+        ranges, first = [], 0
+        for block in self.candidate:
+            ranges.append([first, first + len(block.times_ms)])
+            first += len(block.times_ms)
+        return ranges
+
+    def apply(self, verdict: Verdict) -> None:
+        """Put the parent's timing into a `correct` verdict from the worker: the reference's
+        stats from the verifier, the candidate's from the blocks the parent timed."""
+        ref, cand = self._stats()
+        verdict.artifacts.notes += self.notes
+        verdict.ref_timing, verdict.candidate_timing = ref, cand
+        verdict.ref_time_ms, verdict.candidate_time_ms = ref.median_ms, cand.median_ms
+        verdict.timing_meaningful = self.meaningful
+        if not self.meaningful:
+            return
+        verdict.speedup = ref.median_ms / max(cand.median_ms, 1e-9)
+        verdict.message += f"; {verdict.speedup:.2f}x vs eager PyTorch"
+        if self.noise is not None:
+            verdict.timing_noisy, verdict.timing_spread = self.noise.noisy, self.noise.spread
+            verdict.timing_other_load = self.noise.other_load
+            if self.noise.noisy:
+                verdict.message += f" — timing noisy after a re-timing ({self.noise.describe()}): do not trust this speedup"
+        if verdict.speedup > IMPLAUSIBLE_SPEEDUP:
+            verdict.implausible_speedup = True
+            verdict.message += f" — implausible (>{IMPLAUSIBLE_SPEEDUP:.0f}x): check the task for redundancy before trusting it"
