@@ -52,6 +52,10 @@ def verdict_facts(verdict: Verdict) -> str:
                      f"(reference {verdict.ref_time_ms:.4f} ms, candidate {verdict.candidate_time_ms:.4f} ms)")
     elif verdict.status == "correct":
         lines.append("timing: not a performance measurement on this machine")
+    if verdict.sol_fraction is not None:
+        bound = next((n for n in verdict.artifacts.notes if n.startswith("speed of light")), "")
+        lines.append(f"at {verdict.sol_fraction:.0%} of the speed of light ({verdict.sol_time_ms:.4f} ms), "
+                     f"headroom {max(0.0, 1 / verdict.sol_fraction - 1):.1f}x at most; {bound}".rstrip("; "))
     if verdict.artifacts.torch_ops:
         lines.append(f"PyTorch ops seen in forward: {', '.join(verdict.artifacts.torch_ops)}")
     log = verdict.artifacts.compile_log or verdict.artifacts.traceback

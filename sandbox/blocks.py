@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from kagent.sandbox import noise
+from kagent.sandbox import noise, sol
 from kagent.sandbox.models import EvalRequest, TimingStats, Verdict
 
 IMPLAUSIBLE_SPEEDUP = 10.0
@@ -137,6 +137,7 @@ class Session:
     kept_from: tuple[int, int] = (0, 0)
     noise: noise.Noise | None = None
     notes: list[str] = field(default_factory=list)  # for the verdict's artifacts
+    sol: "sol.SpeedOfLight | None" = None  # the task's speed of light, from the verifier
 
     def open(self) -> None:
         """Make the FIFOs before the job is sent; held open read-write, so neither end blocks."""
@@ -221,7 +222,10 @@ class Session:
 
     def _run(self, deadline: float) -> None:
         request = self.request
-        self.ask_verifier(self._ring_job(), max(1.0, deadline - time.monotonic()), True)
+        ring = self.ask_verifier(self._ring_job(), max(1.0, deadline - time.monotonic()), True)
+        self.sol = sol.SpeedOfLight.model_validate(ring["sol"]) if ring.get("sol") else None
+        if ring.get("sol_note"):
+            self.notes.append(ring["sol_note"])
         warmup = request.warmup if self.meaningful else 1
         cand_warm = self._ask_worker({"op": "warmup", "calls": warmup}, deadline)
         if cand_warm is None:
@@ -315,7 +319,9 @@ class Session:
 
     def apply(self, verdict: Verdict) -> None:
         """Put the parent's timing into a `correct` verdict from the worker: the reference's
-        stats from the verifier, the candidate's from the blocks the parent timed."""
+        stats from the verifier, the candidate's from the blocks the parent timed, and where
+        the timing is meaningful the speedup and the fraction of the speed of light. A kernel
+        measurably faster than the speed of light becomes `rejected (faster_than_light)`."""
         ref, cand = self._stats()
         verdict.artifacts.notes += self.notes
         verdict.ref_timing, verdict.candidate_timing = ref, cand
@@ -325,11 +331,28 @@ class Session:
             return
         verdict.speedup = ref.median_ms / max(cand.median_ms, 1e-9)
         verdict.message += f"; {verdict.speedup:.2f}x vs eager PyTorch"
+        if self.sol is None:
+            if verdict.speedup > IMPLAUSIBLE_SPEEDUP:  # no bound to judge by: a warning only
+                verdict.implausible_speedup = True
+                verdict.message += f" — implausible (>{IMPLAUSIBLE_SPEEDUP:.0f}x): check the task for redundancy before trusting it"
+            self._apply_noise(verdict)
+            return
+        verdict.sol_time_ms = self.sol.sol_time_ms
+        verdict.sol_fraction = self.sol.sol_time_ms / max(cand.median_ms, 1e-9)
+        verdict.artifacts.notes.append(self.sol.describe())
+        if sol.faster_than_light(verdict.sol_fraction, self.request.device):
+            verdict.status, verdict.reason, verdict.implausible_speedup = "rejected", "faster_than_light", True
+            verdict.message = (f"measured {cand.median_ms:.4f} ms per call, {verdict.sol_fraction:.2f}x the speed of light "
+                               f"({self.sol.sol_time_ms:.4f} ms, {self.sol.bound}-bound): no kernel can be that fast; "
+                               f"the timing or the kernel is wrong")
+            return
+        verdict.message += f", {verdict.sol_fraction:.0%} of the speed of light ({self.sol.bound}-bound)"
+        self._apply_noise(verdict)
+
+    def _apply_noise(self, verdict: Verdict) -> None:
+        """The noise assessment's fields, and its warning in the message when noisy."""
         if self.noise is not None:
             verdict.timing_noisy, verdict.timing_spread = self.noise.noisy, self.noise.spread
             verdict.timing_other_load = self.noise.other_load
             if self.noise.noisy:
                 verdict.message += f" — timing noisy after a re-timing ({self.noise.describe()}): do not trust this speedup"
-        if verdict.speedup > IMPLAUSIBLE_SPEEDUP:
-            verdict.implausible_speedup = True
-            verdict.message += f" — implausible (>{IMPLAUSIBLE_SPEEDUP:.0f}x): check the task for redundancy before trusting it"

@@ -19,7 +19,7 @@ the same ring of timing inputs as the worker, so it also checks the outputs of t
 
 Protocol on stdin/stdout, one JSON object per line:
   <- {"ready": true}
-  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N}
+  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null}
   -> {"id": ID, "op": "warmup", "calls": N}  <- {"id": ID, "warm_ms": MS}
   -> {"id": ID, "op": "block", "calls": N}  <- {"id": ID, "times_ms": [...]}
   -> {"id": ID, "request": {...EvalRequest}, "outputs": PATH, "timed_blocks": [[FIRST, END], ...]}
@@ -34,6 +34,7 @@ import sys
 import torch
 
 from kagent.sandbox import compare as cmp
+from kagent.sandbox import sol
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
 from kagent.sandbox.errors import KagentError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
@@ -56,6 +57,20 @@ class _Timing:
                 return self.reference.model(*inputs)
 
         self.timer = Timer(run, self.ring, device)
+        self.sol, self.sol_note = _speed_of_light(self.reference, self.ring[0], request.device)
+
+
+def _speed_of_light(reference: Reference, inputs: list, device: str) -> tuple[dict | None, str | None]:
+    """The task's speed of light on this device (sol.py), for the parent's verdict, or None and
+    why not (a GPU the table does not know, an op FlopCounterMode cannot run)."""
+    try:
+        work = sol.workload(reference.model, inputs)
+        peaks = sol.device_peaks(device, work.bytes_moved)
+    except Exception as err:
+        return None, f"no speed of light for this task: {one_line(err, 160)}"
+    if peaks is None:
+        return None, "no speed of light: this GPU is not in sandbox/sol.py's table"
+    return sol.speed_of_light(work, peaks).model_dump(mode="json"), None
 
 
 _current: _Timing | None = None
@@ -141,7 +156,8 @@ def main() -> None:
         try:
             op = job.get("op")
             if op == "ring":
-                _send({"id": job["id"], "ring": len(_timing(job).ring)})
+                timing = _timing(job)
+                _send({"id": job["id"], "ring": len(timing.ring), "sol": timing.sol, "sol_note": timing.sol_note})
             elif op == "warmup":
                 _send({"id": job["id"], "warm_ms": _current.timer.warm_up(int(job["calls"]))})
             elif op == "block":

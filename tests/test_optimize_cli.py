@@ -325,3 +325,17 @@ def test_patience_stops_a_run_without_progress(tmp_path):
     summary = json.loads(proc.stdout)
     assert summary["stop_reason"] == "patience"
     assert summary["candidates"] < 8 and summary["best_candidate_id"] == summary["candidates"] - 1
+
+
+def test_a_run_stops_at_the_speed_of_light(tmp_path):
+    """--stop-at-sol: once the best kernel's sol_fraction reaches it, the run stops (here a
+    bound every correct kernel reaches: the first one ends the run)."""
+    proc = subprocess.run(
+        [KAGENT, "optimize", "tasks/01_relu.py", "--model", f"cmd:{sys.executable} {SCRIPT} improve",
+         "--max-iters", "6", "--concurrency", "1", "--stop-at-sol", "0.001", "--runs-dir", str(tmp_path), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout)
+    assert summary["stop_reason"] == "speed_of_light" and summary["candidates"] == 1
+    fraction = rows(summary["run_dir"], "SELECT json_extract(verdict_json, '$.sol_fraction') FROM candidates")[0][0]
+    assert fraction >= 0.001

@@ -86,3 +86,42 @@ def test_eager_pytorch_never_beats_the_speed_of_light(task_file):
     bound = sol.speed_of_light(sol.workload(model, inputs), sol.device_peaks("cpu", sol.workload(model, inputs).bytes_moved))
     fraction = bound.sol_time_ms / _best_ms(model, inputs)
     assert 0 < fraction and not sol.faster_than_light(fraction, "cpu"), (fraction, bound.describe())
+
+
+def _eval(*args: str, env: dict | None = None) -> tuple[int, dict]:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "kagent.agent.cli", "eval", *args, "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_a_verdict_carries_the_speed_of_light_and_the_judge_sees_it():
+    from kagent.agent.judge import verdict_facts
+    from kagent.sandbox.models import Verdict
+
+    code, verdict = _eval("tasks/01_relu.py", "tests/candidates/01_relu/cpp.py")
+    assert code == 0 and verdict["status"] == "correct", verdict["message"]
+    assert verdict["sol_time_ms"] > 0 and 0 < verdict["sol_fraction"] <= sol.FASTER_THAN_LIGHT["cpu"]
+    assert verdict["sol_fraction"] == pytest.approx(verdict["sol_time_ms"] / verdict["candidate_time_ms"])
+    assert "of the speed of light (memory-bound)" in verdict["message"]
+    assert "of the speed of light" in verdict_facts(Verdict.model_validate(verdict))
+
+
+def test_a_kernel_faster_than_the_speed_of_light_is_rejected(tmp_path, monkeypatch):
+    """The machine's peaks as the probe cache records them, made absurdly low: the honest
+    kernel then measures far faster than the bound allows, and the verdict says so instead of
+    crowning it."""
+    import json
+
+    monkeypatch.setenv("KAGENT_CACHE_DIR", str(tmp_path))
+    path = sol._probe_cache()
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"fp32_tflops": 1e-9, "copy_gbs": {str(1 << k): 1e-4 for k in range(13, 41)}}))
+    code, verdict = _eval("tasks/01_relu.py", "tests/candidates/01_relu/cpp.py", env={"KAGENT_CACHE_DIR": str(tmp_path)})
+    assert code == 1 and (verdict["status"], verdict["reason"]) == ("rejected", "faster_than_light"), verdict["message"]
+    assert verdict["sol_fraction"] > 1000 and verdict["implausible_speedup"] is True
+    assert "no kernel can be that fast" in verdict["message"]
