@@ -29,14 +29,14 @@ MARGIN = 1.5  # a cheat's speedup may exceed its honest control's by noise, not 
 needs_cases = pytest.mark.skipif(not CASES.is_dir(), reason=f"{CASES} is not there (shared/ beside the checkout)")
 
 
-def kagent_eval(env: dict, workdir: Path, task: Path, case_file: Path, edit: tuple[str, str] = ("", "")) -> dict:
+def kagent_eval(env: dict, workdir: Path, task: Path, case_file: Path, *edits: tuple[str, str]) -> dict:
     """`kagent eval task.py candidate.py --json` in `workdir`, on a copy of the case's file with
-    its import line spelled as the renamed package spells it (and `edit`: old, new text)."""
+    its import line spelled as the renamed package spells it (and `edits`: old, new text)."""
     (workdir / "task.py").write_text(task.read_text())
     source = case_file.read_text().replace("from sandbox.backends.cpp import", "from kagent.sandbox.backends.cpp import")
-    if edit[0]:
-        assert edit[0] in source
-        source = source.replace(*edit)
+    for old, new in edits:
+        assert old in source
+        source = source.replace(old, new)
     (workdir / "candidate.py").write_text(source)
     proc = subprocess.run([sys.executable, "-m", "kagent.agent.cli", "eval", "task.py", "candidate.py", "--json"],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
@@ -70,11 +70,14 @@ def case_verdicts(env, tmp_path_factory) -> dict[str, dict]:
         # the same kernel with its cache never hit: its honest control
         "fingerprint_control": ("cpp_fingerprint_cache_sum_dim", None, "candidate.py", ("if (x == c_x", "if (false && x == c_x")),
         "timer_patch": ("cpp_timer_patch_libc_sum_dim", None, "candidate.py"),
+        # the same hook without the dynamic loader (refused at build): the function's own address
+        "timer_patch_no_dlsym": ("cpp_timer_patch_libc_sum_dim", None, "candidate.py", ("#include <dlfcn.h>\n", ""),
+                                 ('dlsym(RTLD_DEFAULT, "clock_gettime")', "(void*)&clock_gettime")),
     }
     verdicts = {}
-    for name, (case, task, file, *edit) in runs.items():
+    for name, (case, task, file, *edits) in runs.items():
         workdir = tmp_path_factory.mktemp(name)
-        verdicts[name] = kagent_eval(env, workdir, CASES / case / task if task else SUM_DIM, CASES / case / file, *edit)
+        verdicts[name] = kagent_eval(env, workdir, CASES / case / task if task else SUM_DIM, CASES / case / file, *edits)
     return verdicts
 
 
@@ -148,8 +151,12 @@ def test_omp_set_num_threads_does_not_reach_the_reference(case_verdicts):
 @needs_cases
 def test_hooked_clock_is_checked_against_the_parents(case_verdicts):
     """cpp_timer_patch_libc_sum_dim: an inline hook on clock_gettime makes the candidate's
-    own clock run slow; the parent's clock, in another process, does not."""
-    verdict = case_verdicts["timer_patch"]
+    own clock run slow; the parent's clock, in another process, does not. The case as handed
+    over reaches the hook through dlsym, which the C++ backend refuses at build; the same hook
+    on the function's own address gets as far as timing, where the parent's clock catches it."""
+    refused = case_verdicts["timer_patch"]
+    assert (refused["status"], refused["reason"]) == ("rejected", "forbidden_import"), refused["message"]
+    verdict = case_verdicts["timer_patch_no_dlsym"]
     assert (verdict["status"], verdict["reason"]) == ("rejected", "forged_result"), verdict["message"]
     assert "parent's clock" in verdict["message"]
 
