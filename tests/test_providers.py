@@ -417,3 +417,45 @@ def test_a_reply_cut_off_at_the_token_limit_is_flagged(keys):
         server = Server((200, rec["response"]["headers"], body))
         provider = make_provider(f"anthropic:{rec['request']['body']['model']}", http_client=server.client())
         assert provider.complete("coder", messages_of(rec)).truncated is truncated
+
+
+@pytest.mark.parametrize("provider_name", ["openai", "anthropic"])
+def test_cancel_ends_a_hung_sdk_call_at_once(provider_name):
+    """A server that accepts the connection and never answers: cancel() (Ctrl-C,
+    --time-limit) gives the caller back within a fraction of a second with a ProviderError,
+    not after --llm-timeout (here 60 s) and the SDK's retries."""
+    import socket
+    import threading
+    import time
+
+    from kagent.agent.providers.anthropic import AnthropicProvider
+    from kagent.agent.providers.base import Message
+    from kagent.agent.providers.openai import OpenAIProvider
+    from kagent.sandbox.errors import ProviderError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    provider = (OpenAIProvider("m", base_url=f"{url}/v1", timeout_s=60, api_key="k") if provider_name == "openai"
+                else AnthropicProvider("m", base_url=url, timeout_s=60, api_key="k"))
+    outcome = {}
+
+    def call():
+        try:
+            provider.complete("coder", [Message(role="user", content="hello")])
+        except ProviderError as err:
+            outcome["error"] = str(err)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.5)
+    assert caller.is_alive()  # hung, as the server never answers
+    cancelled_at = time.monotonic()
+    provider.cancel()
+    caller.join(5)
+    assert not caller.is_alive() and time.monotonic() - cancelled_at < 2
+    assert "cancelled" in outcome["error"]
+    server.close()

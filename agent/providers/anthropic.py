@@ -35,14 +35,14 @@ class AnthropicProvider(Provider):
                                            max_retries=max_retries, http_client=http_client)
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
-        self.check_cancelled()  # a request in flight is bounded by --llm-timeout, not cancelled
+        self.check_cancelled()
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         chat = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
         extra = {"system": system} if system else {}
         start = time.monotonic()
         try:
-            response = self._client.messages.create(model=self.model, max_tokens=self.max_tokens, messages=chat,
-                                                    **extra)
+            response = self.interruptible(lambda: self._client.messages.create(
+                model=self.model, max_tokens=self.max_tokens, messages=chat, **extra))
         except self._sdk.AnthropicError as err:
             raise sdk_failure(self.name, self._sdk, err, self.timeout_s, self._client.base_url) from None
         latency = time.monotonic() - start

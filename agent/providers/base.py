@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Literal
+import threading
+from typing import Any, Callable, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -12,6 +13,9 @@ from kagent.sandbox.errors import ConfigError, ProviderError, one_line
 
 Role = Literal["coder", "judge"]
 
+
+T = TypeVar("T")
+CANCEL_POLL_S = 0.1  # how soon a cancelled SDK call gives its caller back
 
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
@@ -57,6 +61,28 @@ class Provider:
         """End the calls in flight as far as the provider can (Ctrl-C, --time-limit) and make
         every later call raise ProviderError. Callable from any thread; idempotent."""
         self.cancelled = True
+
+    def interruptible(self, request: Callable[[], T]) -> T:
+        """`request()` (a blocking SDK call) on a daemon thread: its result or its exception,
+        or ProviderError as soon as cancel() is called. An SDK request cannot be aborted from
+        another thread; the abandoned one ends with its timeout, or with the process."""
+        outcome: dict = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = request()
+            except BaseException as err:  # handed to the caller, as if raised there
+                outcome["error"] = err
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"{self.name}-request", daemon=True).start()
+        while not done.wait(CANCEL_POLL_S):
+            self.check_cancelled()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
 
     def check_cancelled(self) -> None:
         """Raise ProviderError if cancel() was called: no new request after a stop."""

@@ -35,11 +35,11 @@ class OpenAIProvider(Provider):
                                      http_client=http_client)
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
-        self.check_cancelled()  # a request in flight is bounded by --llm-timeout, not cancelled
+        self.check_cancelled()
         start = time.monotonic()
         try:
-            response = self._client.chat.completions.create(
-                model=self.model, messages=[m.model_dump() for m in messages])
+            response = self.interruptible(lambda: self._client.chat.completions.create(
+                model=self.model, messages=[m.model_dump() for m in messages]))
         except self._sdk.OpenAIError as err:
             raise sdk_failure(self.name, self._sdk, err, self.timeout_s, self._client.base_url) from None
         latency = time.monotonic() - start
