@@ -93,10 +93,15 @@ def fastest_speedup(verdict) -> float:
 
 
 def no_faster_than(verdict: dict, control: dict) -> None:
-    """Correct with a speedup within MARGIN of the honest control's, or not correct at all."""
-    correct(control)
+    """Correct with a speedup within MARGIN of the honest control's, or not correct at all.
+    Both the medians' and the fastest runs' speedups are compared, and the closer counts: on
+    a loaded machine either can stray on its own, a reference slowed by the candidate shows
+    in both."""
+    if control["status"] != "correct":  # judged on its accuracy (compare.py), not its timing
+        pytest.skip(f"the honest control is {control['status']} ({control['reason']}): {control['message']}")
     if verdict["status"] == "correct":
-        assert fastest_speedup(verdict) <= MARGIN * fastest_speedup(control), (verdict["message"], control["message"])
+        ratio = min(verdict["speedup"] / control["speedup"], fastest_speedup(verdict) / fastest_speedup(control))
+        assert ratio <= MARGIN, (verdict["message"], control["message"])
 
 
 @needs_cases
