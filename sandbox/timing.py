@@ -79,11 +79,12 @@ def draw_ring(get_inputs: Callable[[], list], seeds: list[int], device: torch.de
         if len(ring) >= size:
             break
         torch.manual_seed(seed)
-        inputs = [x.to(device) for x in get_inputs()]
+        # Python scalars (int, float, bool) are passed as they are, as in the input sets.
+        inputs = [x.to(device) if isinstance(x, torch.Tensor) else x for x in get_inputs()]
         if upcast_bf16:
-            inputs = [x.float() if x.dtype == torch.bfloat16 else x for x in inputs]
+            inputs = [x.float() if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 else x for x in inputs]
         if not ring:
-            nbytes = sum(x.numel() * x.element_size() for x in inputs)
+            nbytes = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
             size = max(RING_MIN, min(RING_MAX, RING_BYTES // max(nbytes, 1)))
         ring.append(inputs)
     return ring

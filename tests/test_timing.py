@@ -182,7 +182,14 @@ static void sum_rows(const float* x, float* y, int64_t rows, int64_t cols) {
     }
 }
 
-extern "C" void row_sum(const float* x, float* y, int64_t rows, int64_t cols) { sum_rows(x, y, rows, cols); }
+// Sums to nearest whatever mode the process is in: the rounding probe changes the mode for the
+// reference's sake (its process-wide state), not to make this kernel's own sums less accurate.
+extern "C" void row_sum(const float* x, float* y, int64_t rows, int64_t cols) {
+    int mode = std::fegetround();
+    std::fesetround(FE_TONEAREST);
+    sum_rows(x, y, rows, cols);
+    std::fesetround(mode);
+}
 
 extern "C" void round_up() { std::fesetround(FE_UPWARD); }
 
@@ -282,12 +289,18 @@ PROBE_MARGIN = 5  # a change that reached the probe would multiply the speedup b
 ], ids=["torch-threads", "environment", "denormals", "rounding"])
 def test_process_wide_state_does_not_reach_the_reference(evaluate, tmp_path, change):
     """The candidate's process-wide changes stay in its own process: the reference is timed
-    in the verifier. The same kernel without the change sets the bar."""
+    in the verifier. The same kernel without the change sets the bar. A change that reaches
+    the harness's own work in the candidate's process (the rounding mode changes the input
+    sets torch draws there) is caught as such instead."""
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE_TASK)
     control = evaluate(probe, sum_candidate(HONEST_SUM))
     verdict = evaluate(probe, sum_candidate(HONEST_SUM, top=change))
-    assert control.status == verdict.status == "correct", (control.message, verdict.message)
+    assert control.status == "correct", control.message
+    if verdict.status == "rejected":
+        assert change == "lib.round_up()" and verdict.reason == "patched_harness", verdict.message
+        return
+    assert verdict.status == "correct", (control.message, verdict.message)
     assert fastest_speedup(verdict) <= PROBE_MARGIN * fastest_speedup(control), (verdict.message, control.message)
 
 
