@@ -88,6 +88,11 @@ def flatten(value) -> list:
     return [value]
 
 
+def tensors(value) -> list[torch.Tensor]:
+    """The tensors among the leaves of nested tuples and lists."""
+    return [t for t in flatten(value) if isinstance(t, torch.Tensor)]
+
+
 def tolerance(dtype: torch.dtype, allow_tf32: bool = False) -> tuple[float, float]:
     """(atol, rtol) for outputs of `dtype`."""
     if allow_tf32 and dtype == torch.float32:

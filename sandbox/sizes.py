@@ -28,6 +28,7 @@ from types import ModuleType
 import torch
 
 from kagent.sandbox.errors import TaskError
+from kagent.sandbox.compare import tensors
 
 MIN_SIZE = 16
 BATCH_FLOOR = 8
@@ -60,12 +61,6 @@ def load_sized(path: str | Path, sizes: dict[str, int], module_name: str = "kage
     return module
 
 
-def _tensors(value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for item in value for t in _tensors(item)]
-    return []
 
 
 def _meta_run(path: Path, sizes: dict[str, int]) -> tuple[int, list[int], str] | None:
@@ -77,10 +72,10 @@ def _meta_run(path: Path, sizes: dict[str, int]) -> tuple[int, list[int], str] |
             init = list(module.get_init_inputs())
             model = module.Model(*init)
             inputs = module.get_inputs()
-            outputs = _tensors(model(*inputs))
+            outputs = tensors(model(*inputs))
     except Exception:
         return None
-    held = _tensors(list(inputs)) + list(model.parameters()) + list(model.buffers()) + outputs
+    held = tensors(list(inputs)) + list(model.parameters()) + list(model.buffers()) + outputs
     return sum(t.numel() * t.element_size() for t in held), [t.dim() for t in outputs], repr(init)
 
 

@@ -29,6 +29,7 @@ import torch
 from pydantic import BaseModel
 
 from kagent.sandbox.backends.cpp import build, cache_dir
+from kagent.sandbox.compare import tensors
 
 # A kernel this much faster than the bound is not fast, it is wrong (a measurement or a cheat).
 # Not 1.0: the bound's peaks are measured with their own error (CPU probes, a busy machine) and
@@ -105,12 +106,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return {torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
 
 
-def _tensors(value) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for item in value for t in _tensors(item)]
-    return []
 
 
 def workload(model: torch.nn.Module, inputs: list) -> Workload:
@@ -121,9 +116,9 @@ def workload(model: torch.nn.Module, inputs: list) -> Workload:
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         out = model(*inputs)
-    read = {id(t): t for t in _tensors(list(inputs)) + list(model.parameters()) + list(model.buffers())}
+    read = {id(t): t for t in tensors(list(inputs)) + list(model.parameters()) + list(model.buffers())}
     nbytes = sum(t.numel() * t.element_size() for t in read.values())
-    nbytes += sum(t.numel() * t.element_size() for t in _tensors(out))
+    nbytes += sum(t.numel() * t.element_size() for t in tensors(out))
     floating = [t.dtype for t in read.values() if t.is_floating_point()]
     return Workload(bytes_moved=nbytes, flops=int(counter.get_total_flops()),
                     compute_dtype=_dtype_name(min(floating, key=lambda d: torch.finfo(d).bits) if floating else torch.float32))

@@ -119,26 +119,29 @@ def _compare(saved: object, reference: Reference, ring: list, timed_blocks: list
     names = list(reference.sets)
     if not isinstance(saved, dict) or not set(names) <= set(saved):
         return OutputCheck(ok=False, detail=f"the saved outputs are not one entry per input set ({', '.join(names)})")
-    calls = _timed_calls(saved, timed_blocks)
-    timed = [f"{TIMED_PREFIX}{g}" for g in calls or []]
-    if calls is None or set(saved) != {*names, *timed}:
-        return OutputCheck(ok=False, input_sets=names, detail="the saved outputs are not one per timing block besides the input sets")
     worst = [0.0, 0.0]
 
-    def checks():  # one input set at a time: they are drawn when asked for
-        for name in names:
-            yield name, reference.sets[name]
-        for g, entry in zip(calls, timed):
-            yield entry, ring[g % len(ring)]
-
-    for entry, inputs in checks():
+    def check(entry: str, inputs: list) -> OutputCheck | None:
         expected = reference.expect(inputs)
         result = cmp.compare(saved[entry], expected.ref, reference.tolerance_dtype, allow_tf32, gold=expected.gold)
-        del expected
         if not result.ok:
             return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, detail=result.detail,
                                max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error)
         worst[:] = max(worst[0], result.max_abs_error or 0.0), max(worst[1], result.max_rel_error or 0.0)
+        return None
+
+    for name in names:  # one input set at a time: they are drawn when asked for
+        failed = check(name, reference.sets[name])
+        if failed:
+            return failed
+    calls = _timed_calls(saved, timed_blocks)
+    timed = [f"{TIMED_PREFIX}{g}" for g in calls or []]
+    if calls is None or set(saved) != {*names, *timed}:
+        return OutputCheck(ok=False, input_sets=names, detail="the saved outputs are not one per timing block besides the input sets")
+    for g, entry in zip(calls, timed):
+        failed = check(entry, ring[g % len(ring)])
+        if failed:
+            return failed
     return OutputCheck(ok=True, input_sets=names, max_abs_error=worst[0], max_rel_error=worst[1])
 
 

@@ -767,14 +767,16 @@ def test_forbidden_calls(evaluate, call, reason):
 # -- verdicts that must be flagged or must pass ------------------------------------------------
 
 
-def test_implausible_speedup_is_flagged(evaluate, tiny):
+def test_a_large_speedup_over_a_wasteful_reference_is_judged_by_the_speed_of_light(evaluate, tiny):
     """A legit kernel against a wasteful reference (the same relu 50 times): the speedup is
-    real but says more about the task than the kernel, so the verdict flags it."""
+    real, and the speed of light (one pass over the data, whatever the reference does) says
+    the kernel is a plausible one, not an impossible one: correct, not flagged."""
+    from kagent.sandbox.sol import FASTER_THAN_LIGHT
+
     verdict = evaluate(tiny["wasteful_relu"], candidate(HONEST))
     assert verdict.status == "correct", f"{verdict.reason}: {verdict.message}"
-    assert verdict.speedup > 10
-    assert verdict.implausible_speedup is True
-    assert "implausible" in verdict.message
+    assert verdict.speedup > 5 and not verdict.implausible_speedup
+    assert 0 < verdict.sol_fraction <= FASTER_THAN_LIGHT["cpu"] and "of the speed of light" in verdict.message
 
 
 LINEAR_CANDIDATE = r'''
