@@ -140,7 +140,11 @@ def test_other_commands_give_the_doctors_answers(tmp_path):
         for as_json in ([], ["--json"]):
             result = kagent(env, *args, *as_json)
             assert result.returncode == 2, (result.stdout[-500:], result.stderr[-2000:])
-            assert result.stdout == ""
+            if as_json:  # stdout is one JSON object whatever happens, with the same message
+                key = "message" if args[0] == "eval" else "error"  # a verdict, or a run's error object
+                assert len(result.stdout.splitlines()) == 1 and expected in json.loads(result.stdout)[key]
+            else:
+                assert result.stdout == ""
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith(f"error: {expected}") and "CPU build" in lines[0], lines
     assert not (tmp_path / "runs").exists()
