@@ -465,7 +465,7 @@ def batch_command(
     time_limit: Optional[float] = typer.Option(None, help="Per task: stop after this many seconds."),
     llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
     stop_at_sol: Optional[float] = typer.Option(None, help="Per task: stop once the best kernel reaches this fraction "
-                                                           "of the speed of light (default 0.8)."),
+                                                           "of the speed of light (default: no such rule)."),
     patience: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates without a better one."),
     baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
                                                       "the task compiles; the default) or eager PyTorch."),

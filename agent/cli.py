@@ -220,7 +220,7 @@ def optimize_command(
     concurrency: Optional[int] = typer.Option(None, help="Candidates in flight at once (default 2)."),
     llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
     stop_at_sol: Optional[float] = typer.Option(None, help="Stop once the best kernel reaches this fraction of the "
-                                                           "speed of light (default 0.8)."),
+                                                           "speed of light (default: no such rule)."),
     patience: Optional[int] = typer.Option(None, help="Stop after this many candidates without a better one."),
     baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
                                                       "the task compiles; the default) or eager PyTorch."),

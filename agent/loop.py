@@ -164,7 +164,8 @@ class Run:
         finished = [c for c in self.archive.candidates()
                     if c.status != "pending" and c.verdict_status != "error"]  # kagent's failures are no attempt
         best = max((c for c in finished if c.verdict_status == "correct"), key=lambda c: c.fitness or 0.0, default=None)
-        if best is not None and best.verdict and (best.verdict.sol_fraction or 0.0) >= self.config.stop_at_sol:
+        if (self.config.stop_at_sol is not None and best is not None and best.verdict
+                and (best.verdict.sol_fraction or 0.0) >= self.config.stop_at_sol):
             return "speed_of_light"
         since = [c for c in finished if best is None or c.id > best.id]
         if self.config.patience is not None and len(since) >= self.config.patience:
