@@ -35,7 +35,10 @@ from kagent.sandbox.compare import tensors
 # Not 1.0: the bound's peaks are measured with their own error (CPU probes, a busy machine) and
 # a GPU may boost above its datasheet clock. Source: our measurements of honest kernels
 # (tests/test_sol.py); see bench/README.md.
-FASTER_THAN_LIGHT = {"cpu": 1.5, "cuda": 1.2}
+# On a CPU the peaks are probed on a machine that may be busy: the same copy probe measured 56
+# and 27 GB/s an hour apart on the loaded 2-core test machine, so only an absurd fraction is a
+# verdict there; a GPU's datasheet peaks are firm.
+FASTER_THAN_LIGHT = {"cpu": 10.0, "cuda": 1.2}
 PROBE_RUNS = 300  # repetitions of each CPU probe; the best one counts
 
 
