@@ -42,17 +42,15 @@ def wheel(tmp_path_factory) -> Path:
 
 def source_files() -> dict[str, Path]:
     """Each file the wheel must hold, by its path inside the wheel, read from pyproject's
-    package-dir map: every .py file of every folder with an __init__.py, and every prompt file."""
+    package-dir map: every file under each mapped folder (modules, prompts, knowledge guides,
+    probe sources), whatever its suffix or depth, except caches."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     expected: dict[str, Path] = {}
     for package, folder in config["package-dir"].items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            for module in init.parent.glob("*.py"):
-                inside = module.relative_to(ROOT / folder)
-                expected["/".join((*package.split("."), *inside.parts))] = module
-    for prompt in (ROOT / "prompts").iterdir():
-        if prompt.suffix != ".py" and prompt.is_file():
-            expected[f"kagent/prompts/{prompt.name}"] = prompt
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                inside = path.relative_to(ROOT / folder)
+                expected["/".join((*package.split("."), *inside.parts))] = path
     return expected
 
 
@@ -60,7 +58,8 @@ def test_wheel_holds_every_package_and_prompt_under_kagent(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = source_files()
     assert {"kagent/agent/providers/replay.py", "kagent/agent/executors/local.py", "kagent/prompts/coder.md",
-            "kagent/sandbox/backends/cpp.py"} <= set(expected)  # the walk itself finds what it should
+            "kagent/sandbox/backends/cpp.py",
+            "kagent/prompts/knowledge/index.toml", "kagent/sandbox/cpu_probe.cpp"} <= set(expected)  # the walk itself finds what it should
     missing = sorted(set(expected) - names)
     assert not missing, f"left out of the wheel: {missing}"
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
