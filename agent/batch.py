@@ -360,8 +360,7 @@ def build_template(options: BatchOptions, task_path: str):
         return RunConfig(task_path=task_path, model=options.model, judge_model=options.judge_model,
                          base_url=options.base_url, backend=options.backend, device=options.device,
                          executor=options.executor, ray_address=options.ray_address, prices=options.prices,
-                         baseline=options.baseline,
-                         **budgets)
+                         **({"baseline": options.baseline} if options.baseline else {}), **budgets)
     except ValidationError as err:
         raise invalid_option(err, OPTION_FLAGS | {"max_cost": "--task-max-cost"}) from None
 
@@ -465,7 +464,7 @@ def batch_command(
     time_limit: Optional[float] = typer.Option(None, help="Per task: stop after this many seconds."),
     llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
     stop_at_sol: Optional[float] = typer.Option(None, help="Per task: stop once the best kernel reaches this fraction "
-                                                           "of the speed of light (default: no such rule)."),
+                                                           "of the speed of light (default 0.8; 0: never)."),
     patience: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates without a better one."),
     baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
                                                       "the task compiles; the default) or eager PyTorch."),
@@ -505,7 +504,7 @@ def batch_command(
             batch_dir, state, template = new_batch(task_dir, runs_dir or absolute(Path("runs")), {
                 "model": model, "judge_model": judge_model, "base_url": base_url, "backend": backend,
                 "device": device, "executor": executor or "local", "ray_address": ray_address,
-                "prices": price_table, "baseline": baseline or "compile", **budgets})
+                "prices": price_table, "baseline": baseline, **budgets})
     except KagentError as err:
         fail(err, as_json)
     batch = Batch(batch_dir, state, template)

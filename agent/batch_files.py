@@ -61,7 +61,7 @@ class BatchOptions(BaseModel):
     llm_timeout_s: float | None = None  # per LLM call (None: RunConfig's default)
     stop_at_sol: float | None = None  # per task (None: RunConfig's default)
     patience: int | None = None  # per task
-    baseline: Literal["eager", "compile"] = "compile"  # the search's fitness measures speed against this
+    baseline: Literal["eager", "compile"] | None = None  # the fitness's speed baseline (None: RunConfig's default)
     max_cost: float | None = Field(default=None, gt=0)  # the whole batch, USD
     workers: int = Field(default=2, ge=1)  # tasks at once
     executor: Literal["local", "ray"] = "local"

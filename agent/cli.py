@@ -147,9 +147,12 @@ def eval_command(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if the backend can use it)."),
     timeout: float = typer.Option(120.0, help="Seconds for the candidate's whole evaluation."),
     memory_limit: str = typer.Option("8192", help="Memory for the whole evaluation: MB, or with a unit (16G, 512M)."),
+    baseline: Optional[str] = typer.Option(None, help="compile (the default): also time the reference under "
+                                                      "torch.compile (speedup_vs_compile); eager: do not compile it."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON verdict on stdout."),
 ) -> None:
     """Check a candidate kernel against a task: correctness, anti-cheat checks, speedup."""
+    from kagent.agent.config import default_baseline
     from kagent.sandbox.executor import Sandbox
     from kagent.sandbox.models import EvalRequest
 
@@ -161,11 +164,14 @@ def eval_command(
         if not 0 < timeout < math.inf:  # NaN fails this too: it would never expire
             raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
         memory_mb = parse_memory_limit(memory_limit)
+        baseline = baseline or default_baseline()
+        if baseline not in ("eager", "compile"):
+            raise UsageError(f"--baseline: {baseline!r} is not eager or compile")
         read_candidate(candidate)  # the worker reads it too: fail here, in one line
         backend, device = resolve_backend_device(candidate, backend, device)
         request = EvalRequest(
             task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
-            device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
+            device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)], compile_baseline=baseline == "compile",
         )
         with Sandbox(device) as sandbox:
             verdict = sandbox.evaluate(request, timeout_s=timeout, memory_mb=memory_mb)
@@ -220,7 +226,7 @@ def optimize_command(
     concurrency: Optional[int] = typer.Option(None, help="Candidates in flight at once (default 2)."),
     llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
     stop_at_sol: Optional[float] = typer.Option(None, help="Stop once the best kernel reaches this fraction of the "
-                                                           "speed of light (default: no such rule)."),
+                                                           "speed of light (default 0.8; 0: never)."),
     patience: Optional[int] = typer.Option(None, help="Stop after this many candidates without a better one."),
     baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
                                                       "the task compiles; the default) or eager PyTorch."),
@@ -238,7 +244,7 @@ def optimize_command(
     from pydantic import ValidationError
 
     from kagent.agent import loop
-    from kagent.agent.config import RunConfig, load_prices
+    from kagent.agent.config import RunConfig, default_baseline, load_prices
     from kagent.agent.options import absolute, choose_target, invalid_option
     from kagent.agent.providers import parse_model_spec
 
@@ -272,7 +278,7 @@ def optimize_command(
                 config = RunConfig(
                     task_path=str(task), model=model, judge_model=judge_model, base_url=base_url, backend=backend,
                     device=device, runs_dir=str(runs_dir or absolute(Path("runs"))), prices=load_prices(prices),
-                    executor=executor or "local", ray_address=ray_address, baseline=baseline or "compile", **budgets,
+                    executor=executor or "local", ray_address=ray_address, baseline=baseline or default_baseline(), **budgets,
                 )
             except ValidationError as err:
                 raise invalid_option(err) from None

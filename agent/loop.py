@@ -164,7 +164,7 @@ class Run:
         finished = [c for c in self.archive.candidates()
                     if c.status != "pending" and c.verdict_status != "error"]  # kagent's failures are no attempt
         best = max((c for c in finished if c.verdict_status == "correct"), key=lambda c: c.fitness or 0.0, default=None)
-        if (self.config.stop_at_sol is not None and best is not None and best.verdict
+        if (self.config.stop_at_sol and best is not None and best.verdict
                 and (best.verdict.sol_fraction or 0.0) >= self.config.stop_at_sol):
             return "speed_of_light"
         since = [c for c in finished if best is None or c.id > best.id]
@@ -326,6 +326,7 @@ class Run:
         request = EvalRequest(
             task_path=str(self.task_path), candidate_path=str(kernel_path), backend=self.config.backend,
             device=self.config.device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
+            compile_baseline=self.config.baseline == "compile",
         )
         try:
             verdict = self.executor.evaluate(request, timeout_s=self.config.eval_timeout_s)

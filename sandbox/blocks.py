@@ -2,7 +2,8 @@
 worker and the reference's in the verifier, each block timestamped with the parent's own
 monotonic clock.
 
-The reference's times come only from the verifier, where no candidate code ever ran: a
+The reference's times come only from the verifier, where no candidate code ever ran (so do the
+times of the reference under torch.compile, a third side where the request asks for it): a
 candidate that patches torch.nn classes, calls `omp_set_num_threads` or `torch.set_num_threads`,
 changes the environment, CPU affinity or the floating-point control word changes its own
 process only. The two sides alternate block by block (who goes first alternates too) so both
@@ -132,9 +133,11 @@ class Session:
     refused: Refused | None = None
     candidate: list[Block] = field(default_factory=list)
     reference: list[Block] = field(default_factory=list)
-    # Blocks before these indices belong to a timing that was noisy and re-timed: their outputs
-    # are still checked, their times no longer count.
-    kept_from: tuple[int, int] = (0, 0)
+    compiled: list[Block] = field(default_factory=list)  # the reference under torch.compile
+    time_compiled: bool = False  # the verifier holds a compiled reference for this evaluation
+    # Blocks before these indices (candidate, reference, compiled) belong to a timing that was
+    # noisy and re-timed: their outputs are still checked, their times no longer count.
+    kept_from: tuple[int, int, int] = (0, 0, 0)
     noise: noise.Noise | None = None
     notes: list[str] = field(default_factory=list)  # for the verdict's artifacts
     sol: "sol.SpeedOfLight | None" = None  # the task's speed of light, from the verifier
@@ -224,22 +227,23 @@ class Session:
         request = self.request
         ring = self.ask_verifier(self._ring_job(), max(1.0, deadline - time.monotonic()), True)
         self.sol = sol.SpeedOfLight.model_validate(ring["sol"]) if ring.get("sol") else None
-        if ring.get("sol_note"):
-            self.notes.append(ring["sol_note"])
+        self.notes += [note for note in (ring.get("sol_note"), ring.get("compile_note")) if note]
+        self.time_compiled = bool(ring.get("compiled")) and self.meaningful
         warmup = request.warmup if self.meaningful else 1
         cand_warm = self._ask_worker({"op": "warmup", "calls": warmup}, deadline)
         if cand_warm is None:
             return
         ref_warm = self._ask_reference({"op": "warmup", "calls": warmup}, deadline)
+        comp_warm = self._ask_reference({"op": "warmup", "calls": warmup, "side": "compiled"}, deadline) if self.time_compiled else {}
         if self.meaningful:
-            pair_ms = float(ref_warm["warm_ms"]) + float(cand_warm.get("warm_ms", 0.0))
+            pair_ms = float(ref_warm["warm_ms"]) + float(cand_warm.get("warm_ms", 0.0)) + float(comp_warm.get("warm_ms", 0.0))
             runs = max(request.min_runs, min(request.max_runs, int(request.timing_budget_s * 1000 / max(pair_ms, 1e-3))))
         else:
             runs = 3
         count = min(BLOCKS, runs)
         sizes = [runs // count + (k < runs % count) for k in range(count)]
         for attempt in range(2 if self.meaningful else 1):  # a noisy timing is re-timed once
-            self.kept_from = (len(self.candidate), len(self.reference))
+            self.kept_from = (len(self.candidate), len(self.reference), len(self.compiled))
             before = self._load()
             if not self._blocks(sizes, deadline):
                 return
@@ -263,6 +267,11 @@ class Session:
         cand = stats([t for b in self.candidate[self.kept_from[0]:] for t in b.times_ms])
         return ref, cand
 
+    def _compiled_stats(self) -> TimingStats | None:
+        """The compiled reference's stats over the blocks that count, if it was timed."""
+        times = [t for b in self.compiled[self.kept_from[2]:] for t in b.times_ms]
+        return stats(times) if times else None
+
     def _blocks(self, sizes: list[int], deadline: float) -> bool:
         """One timing: the blocks of `sizes` calls, alternating sides. False when the candidate
         stopped answering."""
@@ -271,8 +280,9 @@ class Session:
         done = 0
         idle = [0.0, 0.0]  # CPU ms of the candidate and of the reference during reference blocks
         verifier = lambda: [self.verifier_pid]  # noqa: E731
+        sides = ("candidate", "reference", "compiled") if self.time_compiled else ("candidate", "reference")
         for k, calls in enumerate(sizes):
-            for side in (("candidate", "reference") if k % 2 == 0 else ("reference", "candidate")):
+            for side in (sides if k % 2 == 0 else sides[::-1]):
                 if side == "candidate":
                     wait_quiet(verifier)  # trusted: a slow pool is not held against anyone
                     began = time.monotonic()
@@ -285,7 +295,7 @@ class Session:
                         raise Refused("background_work", "the candidate's process kept using CPU after its timed calls returned (work left running)")
                     cpu_before, ref_before = cpu_ms(self.candidate_pids()), cpu_ms(verifier())
                     began = time.monotonic()
-                    reply = self._ask_reference({"op": "block", "calls": calls}, deadline)
+                    reply = self._ask_reference({"op": "block", "calls": calls, "side": side}, deadline)
                     wall_ms = (time.monotonic() - began) * 1000
                     used_ms, ref_ms = cpu_ms(self.candidate_pids()) - cpu_before, cpu_ms(verifier()) - ref_before
                     # Against the CPU the reference itself got, not the wall time: on a loaded
@@ -296,7 +306,7 @@ class Session:
                     for used, ref in ((used_ms, ref_ms), idle):
                         if used > IDLE_ALLOWANCE_MS + IDLE_SHARE * ref:
                             raise Refused("background_work", f"the candidate's processes used {used:.1f} ms of CPU while the reference was timed (the reference: {ref:.1f} ms): work left running")
-                    self.reference.append(Block(self._times(reply, calls), wall_ms))
+                    (self.reference if side == "reference" else self.compiled).append(Block(self._times(reply, calls), wall_ms))
             done += calls
             if k >= 1 and done >= request.min_runs and time.monotonic() > stop_at:
                 break
@@ -336,6 +346,11 @@ class Session:
             return
         verdict.speedup = ref.median_ms / max(cand.median_ms, 1e-9)
         verdict.message += f"; {verdict.speedup:.2f}x vs eager PyTorch"
+        compiled = self._compiled_stats()
+        if compiled is not None:
+            verdict.compile_timing, verdict.compile_time_ms = compiled, compiled.median_ms
+            verdict.speedup_vs_compile = compiled.median_ms / max(cand.median_ms, 1e-9)
+            verdict.message += f", {verdict.speedup_vs_compile:.2f}x vs torch.compile"
         if self.sol is None:
             if verdict.speedup > IMPLAUSIBLE_SPEEDUP:  # no bound to judge by: a warning only
                 verdict.implausible_speedup = True

@@ -39,6 +39,9 @@ DEFAULT_MEMORY_MB = 8192
 STARTUP_TIMEOUT_S = 120.0
 ZYGOTE_LOG, VERIFIER_LOG = "zygote.log", "verifier.log"  # in the sandbox's root
 VERIFY_MIN_TIMEOUT_S = 60.0  # the verifier runs the (trusted) reference: allow it at least this
+# torch.compile of the reference (the compile baseline): once per task, before the candidate's
+# clock starts; inductor on a busy 2-core machine can take minutes for a large model.
+COMPILE_TIMEOUT_S = 600.0
 POLL_S = 0.02  # how often the parent looks for the end of an evaluation
 MEMORY_POLL_S = 0.05  # how often it adds up the memory of the candidate's processes
 KILL_GRACE_S = 3.0  # after a kill, how long the worker has to report the death before it is replaced
@@ -291,6 +294,7 @@ class Sandbox:
         self._verifier_ready = False
         self.confined = False  # read-only filesystem and no capabilities (confine.py), once started
         self._lock = threading.Lock()
+        self._compile_timed_out: set[tuple] = set()  # tasks whose torch.compile is not tried again
 
     @property
     def isolated(self) -> bool:
@@ -448,9 +452,14 @@ class Sandbox:
         job_id = workdir.name
         self._start_verifier()
         self._verifier_started()
+        compile_note = None
+        if request.compile_baseline:
+            request, compile_note = self._compile(request, job_id)
         session = blocks.Session(  # the timing blocks, timestamped here (blocks.py)
             str(workdir), key, sign, request, job_id, self._tell_verifier, self._ask_verifier,
             lambda: [pid for pid in descendants(self._zygote_pid) if pid_alive(pid)], self._verifier.pid)
+        if compile_note:
+            session.notes.append(compile_note)
         session.open()
         session.prepare_reference()  # while the worker runs its checks
         try:
@@ -459,6 +468,25 @@ class Sandbox:
             session.close()
         verdict.isolation = isolation  # what the parent knows, whatever the candidate wrote
         return verdict
+
+    def _compile(self, request: EvalRequest, job_id: str) -> tuple[EvalRequest, str | None]:
+        """Have the verifier compile the task's reference with torch.compile (once per task:
+        it keeps it), before the worker starts, so compilation never counts against the
+        candidate's time limit. A compilation that does not finish in COMPILE_TIMEOUT_S is not
+        tried again for this task: its evaluations go on without the compile baseline, with a
+        note. A failed compilation is the verifier's to report (`compile_note`)."""
+        task = (request.task_path, request.allow_tf32)
+        if task not in self._compile_timed_out:
+            try:
+                self._ask_verifier({"id": job_id, "op": "compile", "request": request.model_dump(mode="json")},
+                                   COMPILE_TIMEOUT_S)
+                return request, None
+            except errors.SandboxError:  # the verifier was stopped: it restarts for the timing
+                self._compile_timed_out.add(task)
+                self._start_verifier()
+                self._verifier_started()
+        return (request.model_copy(update={"compile_baseline": False}),
+                f"torch.compile baseline not measured: compiling the reference took more than {COMPILE_TIMEOUT_S:g} s")
 
     def _run_job(self, request, workdir, timeout_s, memory_mb, proc, key, job_id, session) -> Verdict:
         try:
@@ -597,7 +625,7 @@ class Sandbox:
             self._tell_verifier(message)
         # A reply to an earlier job of the same evaluation nobody waited for (the reference
         # prepared for timing when the candidate then failed or forged its verdict) is stale.
-        expected = {"ring": "ring", "warmup": "warm_ms", "block": "times_ms"}.get(message.get("op"), "check")
+        expected = {"ring": "ring", "warmup": "warm_ms", "block": "times_ms", "compile": "compiled"}.get(message.get("op"), "check")
         deadline = time.monotonic() + wait_s
         reply = self._verifier_messages.about(message["id"], wait_s)
         while reply is not None and expected not in reply and "error" not in reply:

@@ -44,6 +44,9 @@ class EvalRequest(BaseModel):
     timing_budget_s: float = 0.4
     allow_tf32: bool = False
     static_analysis: bool = True  # ahead-of-time GPU compile for resource use where no GPU
+    # Also time the reference under torch.compile (sandbox/compiled.py), compiled once per task
+    # by the verifier before the candidate's clock starts: compile_time_ms, speedup_vs_compile.
+    compile_baseline: bool = False
 
 
 class TimingStats(BaseModel):
@@ -118,6 +121,7 @@ class Verdict(BaseModel):
     # candidate's speedup over it (null where compile failed: reason in artifacts.notes).
     compile_time_ms: float | None = None
     speedup_vs_compile: float | None = None
+    compile_timing: TimingStats | None = None
     # Speed of light (sandbox/sol.py): the roofline bound on any kernel's time for the task on
     # this device, and sol_time_ms / candidate_time_ms (1.0 is the limit).
     sol_time_ms: float | None = None

@@ -17,30 +17,74 @@ nothing a candidate does to its own process (patched torch.nn classes, thread co
 environment, the floating-point mode, a hooked clock) reaches the reference's timing. It draws
 the same ring of timing inputs as the worker, so it also checks the outputs of timed calls.
 
+It also compiles and times the reference under torch.compile (compiled.py) where the request
+asks for that baseline: compiled once per task, before the candidate's clock starts, and kept
+for the task's later evaluations (the first compiled model instance, on each evaluation's ring).
+
 Protocol on stdin/stdout, one JSON object per line:
   <- {"ready": true}
-  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null}
-  -> {"id": ID, "op": "warmup", "calls": N}  <- {"id": ID, "warm_ms": MS}
-  -> {"id": ID, "op": "block", "calls": N}  <- {"id": ID, "times_ms": [...]}
+  -> {"id": ID, "op": "compile", "request": {...}}  <- {"id": ID, "compiled": {"ok": B, "compile_s": S, "error": TEXT | null}}
+  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null, "compiled": B, "compile_note": TEXT | null}
+  -> {"id": ID, "op": "warmup", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "warm_ms": MS}
+  -> {"id": ID, "op": "block", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "times_ms": [...]}
   -> {"id": ID, "request": {...EvalRequest}, "outputs": PATH, "timed_blocks": [[FIRST, END], ...]}
   <- {"id": ID, "check": {...OutputCheck}}  or  {"id": ID, "error": NAME, "message": TEXT}
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from collections import OrderedDict
+from pathlib import Path
 
 import torch
 
 from kagent.sandbox import compare as cmp
 from kagent.sandbox import sol
+from kagent.sandbox.backends import get_backend
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
 from kagent.sandbox.errors import KagentError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
+from kagent.sandbox.compiled import CompiledReference, compile_reference
 from kagent.sandbox.harness import Reference, build_reference
 from kagent.sandbox.models import EvalRequest, OutputCheck
 from kagent.sandbox.timing import Timer, draw_ring
+
+# Compiled references kept, most recent last: a batch alternates between a few tasks, and each
+# compilation costs tens of seconds.
+COMPILED_KEPT = 4
+_compiled: "OrderedDict[tuple, CompiledReference]" = OrderedDict()
+
+
+def _task_key(request: EvalRequest) -> tuple:
+    """Which compiled reference an evaluation times: one per task source and device. Not per
+    seed: each evaluation draws new seeds, and the compiled model built for the first is timed
+    on every later evaluation's ring (same shapes and dtypes; its weights need not match)."""
+    source = hashlib.sha256(Path(request.task_path).read_bytes()).hexdigest()
+    return request.task_path, source, request.device, request.allow_tf32
+
+
+def compiled_reference(request: EvalRequest) -> CompiledReference:
+    """The task's reference under torch.compile, compiled on first use (tens of seconds) and
+    kept. Its output on the first timing set must match the reference's within the task's
+    tolerance, else `error` says so and it is not used."""
+    key = _task_key(request)
+    if key in _compiled:
+        _compiled.move_to_end(key)
+        return _compiled[key]
+    reference = build_reference(request, validate=False)
+    ring = draw_ring(reference.task.get_inputs, request.seeds, torch.device(request.device), reference.tolerance_dtype is not None)
+    expected = reference.expect(ring[0])
+
+    def matches(output, want) -> bool:
+        return cmp.compare(cmp.flatten(output), want.ref, reference.tolerance_dtype, request.allow_tf32, gold=want.gold).ok
+
+    _compiled[key] = compile_reference(reference.model, ring[0], expected, matches)
+    while len(_compiled) > COMPILED_KEPT:
+        _compiled.popitem(last=False)
+    return _compiled[key]
 
 
 class _Timing:
@@ -58,6 +102,30 @@ class _Timing:
 
         self.timer = Timer(run, self.ring, device)
         self.sol, self.sol_note = _speed_of_light(self.reference, self.ring[0], request.device)
+        self.compiled_timer: Timer | None = None
+        self.compile_note: str | None = None
+        if request.compile_baseline:
+            compiled = _compiled.get(_task_key(request))  # compiled by the "compile" op, never here
+            if compiled is None:
+                self.compile_note = "torch.compile baseline not measured: the reference was not compiled before timing"
+            elif compiled.forward is None:
+                self.compile_note = f"torch.compile baseline not measured: {compiled.error}"
+            else:
+                forward = compiled.forward
+
+                def run_compiled(*inputs):
+                    with torch.no_grad():
+                        return forward(*inputs)
+
+                self.compiled_timer = Timer(run_compiled, self.ring, device)
+
+    def side(self, job: dict) -> Timer:
+        """The timer a warm-up or block job names: the reference's (default) or the compiled one."""
+        if job.get("side") == "compiled":
+            if self.compiled_timer is None:
+                raise KagentError("no compiled reference to time")
+            return self.compiled_timer
+        return self.timer
 
 
 def _speed_of_light(reference: Reference, inputs: list, device: str) -> tuple[dict | None, str | None]:
@@ -158,13 +226,22 @@ def main() -> None:
         job = json.loads(line)
         try:
             op = job.get("op")
-            if op == "ring":
+            if op == "compile":
+                request = EvalRequest(**job["request"])
+                if get_backend(request.backend).timing_meaningful(request.device):
+                    compiled = compiled_reference(request)
+                else:  # nothing is timed (the Triton interpreter): do not spend the compilation
+                    compiled = CompiledReference(None, 0.0, "no timing on this device")
+                _send({"id": job["id"], "compiled": {"ok": compiled.forward is not None,
+                                                     "compile_s": compiled.compile_s, "error": compiled.error}})
+            elif op == "ring":
                 timing = _timing(job)
-                _send({"id": job["id"], "ring": len(timing.ring), "sol": timing.sol, "sol_note": timing.sol_note})
+                _send({"id": job["id"], "ring": len(timing.ring), "sol": timing.sol, "sol_note": timing.sol_note,
+                       "compiled": timing.compiled_timer is not None, "compile_note": timing.compile_note})
             elif op == "warmup":
-                _send({"id": job["id"], "warm_ms": _current.timer.warm_up(int(job["calls"]))})
+                _send({"id": job["id"], "warm_ms": _current.side(job).warm_up(int(job["calls"]))})
             elif op == "block":
-                _send({"id": job["id"], "times_ms": _current.timer.block(int(job["calls"]))})
+                _send({"id": job["id"], "times_ms": _current.side(job).block(int(job["calls"]))})
             else:
                 timing = _current if _current is not None and _current.job_id == job["id"] else None
                 check = verify(EvalRequest(**job["request"]), job["outputs"], job.get("timed_blocks", []), timing)

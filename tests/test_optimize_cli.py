@@ -84,9 +84,13 @@ def no_orphans(token: str) -> None:
 
 
 @pytest.mark.parametrize("where", ["repo_root", "another_directory"])
-def test_readme_command_with_relative_paths_and_default_runs_dir(tmp_path, where):
+def test_readme_command_with_relative_paths_and_default_runs_dir(tmp_path, where, monkeypatch):
     """README: `kagent optimize tasks/01_relu.py --model cmd:...` with the default --runs-dir,
-    then `--resume runs/<id>`, both with paths relative to where the user stands."""
+    then `--resume runs/<id>`, both with paths relative to where the user stands, and every
+    default as a user gets it (the suite's overrides in conftest.py cleared): the torch.compile
+    baseline is measured and the fitness is the speedup over it."""
+    monkeypatch.delenv("KAGENT_BASELINE")
+    monkeypatch.delenv("KAGENT_STOP_AT_SOL")
     cwd = ROOT if where == "repo_root" else tmp_path / "work"
     cwd.mkdir(exist_ok=True)
     runs = cwd / "runs"
@@ -97,6 +101,10 @@ def test_readme_command_with_relative_paths_and_default_runs_dir(tmp_path, where
         assert proc.returncode == 0, proc.stderr[-3000:]
         (run_dir,) = set(runs.iterdir()) - before
         assert rows(run_dir, "SELECT verdict_status, verdict_reason FROM candidates") == [("correct", "ok")]
+        ((vs_compile, compiled_ms, fitness),) = rows(
+            run_dir, "SELECT json_extract(verdict_json, '$.speedup_vs_compile'), "
+                     "json_extract(verdict_json, '$.compile_time_ms'), fitness FROM candidates")
+        assert compiled_ms > 0 and fitness == pytest.approx(1 + vs_compile), (vs_compile, compiled_ms, fitness)
         # Not a terminal: one line per finished candidate.
         assert any(line.startswith("#1 correct ") and line.endswith("x") for line in proc.stderr.splitlines()), proc.stderr
         best = (run_dir / "best.py").read_text()
