@@ -347,3 +347,22 @@ def test_a_run_stops_at_the_speed_of_light(tmp_path):
     assert summary["stop_reason"] == "speed_of_light" and summary["candidates"] == 1
     fraction = rows(summary["run_dir"], "SELECT json_extract(verdict_json, '$.sol_fraction') FROM candidates")[0][0]
     assert fraction >= 0.001
+
+
+def test_stop_at_sol_defaults_to_0_8_and_0_turns_it_off(monkeypatch):
+    """KernelEvolve's rule is on by default (0.8); `--stop-at-sol 0` (or KAGENT_STOP_AT_SOL=0, as
+    this suite sets) turns it off, and a fraction above 1 is refused."""
+    from pydantic import ValidationError
+
+    from kagent.agent.config import RunConfig
+
+    fields = {"task_path": str(RELU), "model": "cmd:true", "backend": "cpp", "device": "cpu"}
+    monkeypatch.delenv("KAGENT_STOP_AT_SOL")
+    monkeypatch.delenv("KAGENT_BASELINE")
+    default = RunConfig(**fields)
+    assert default.stop_at_sol == 0.8 and default.baseline == "compile"
+    monkeypatch.setenv("KAGENT_STOP_AT_SOL", "0")
+    assert not RunConfig(**fields).stop_at_sol
+    assert RunConfig(**fields, stop_at_sol=0.5).stop_at_sol == 0.5  # a flag beats the environment
+    with pytest.raises(ValidationError):
+        RunConfig(**fields, stop_at_sol=1.5)
