@@ -66,11 +66,11 @@ class RunConfig(BaseModel):
     # Termination rules, as in KernelEvolve: stop once the best kernel reaches this fraction of
     # the speed of light (sol_fraction), or after `patience` finished candidates without a new
     # best. 0 / None: no such rule.
-    stop_at_sol: float | None = Field(default_factory=default_stop_at_sol, ge=0, le=1)
+    stop_at_sol: float | None = Field(default_factory=default_stop_at_sol, ge=0, le=1, validate_default=True)
     # What the search's fitness measures speed against: torch.compile where the task compiles
     # (the compiler a user would otherwise use; its time is measured in every evaluation), or
     # eager PyTorch (torch.compile is then not run at all: tens of seconds saved per task).
-    baseline: Literal["eager", "compile"] = Field(default_factory=default_baseline)
+    baseline: Literal["eager", "compile"] = Field(default_factory=default_baseline, validate_default=True)
     patience: int | None = Field(default=None, ge=1)
     islands: int = Field(default=2, ge=1)
     seed: int = 0
