@@ -1,5 +1,10 @@
 """One error hierarchy for kagent. Each error knows its CLI exit code; the sandbox maps the
-ones raised inside a candidate evaluation to verdict statuses."""
+ones raised inside a candidate evaluation to verdict statuses. `ErrorMessage` is the one way an
+error crosses a process boundary (fork server, verifier, Ray worker)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
 
 
 def one_line(text: object, limit: int = 300) -> str:
@@ -50,3 +55,38 @@ class ProviderError(KagentError):
 
 class TaskTooLarge(TaskError):
     """A task needs more memory than the evaluation's limit. The message says how to raise it."""
+
+
+class ErrorMessage(BaseModel):
+    """A KagentError on the wire: its class name, its one-line message and, for a CompileError,
+    the compiler's log. Decoding never trusts the name: anything that is not one of this
+    module's KagentError classes (a forged or unknown name) becomes a SandboxError."""
+
+    error: str
+    message: str
+    log: str = ""
+
+    @classmethod
+    def of(cls, err: BaseException) -> "ErrorMessage":
+        """Encode `err`; an exception that is not a KagentError is kagent's own failure."""
+        if isinstance(err, KagentError):
+            return cls(error=type(err).__name__, message=str(err), log=getattr(err, "log", "") or "")
+        return cls(error="SandboxError", message=f"{type(err).__name__}: {err}")
+
+    def to_error(self) -> KagentError:
+        """The error this message stands for, ready to raise."""
+        found = globals().get(self.error)
+        error_class = found if isinstance(found, type) and issubclass(found, KagentError) else SandboxError
+        if issubclass(error_class, CompileError):
+            return error_class(self.message, self.log)
+        return error_class(self.message)
+
+
+def decode_error(payload: object) -> KagentError:
+    """The error in a reply object carrying ErrorMessage's fields ({"error", "message", ...});
+    a malformed one is a SandboxError naming what came."""
+    try:
+        message = ErrorMessage.model_validate({k: v for k, v in dict(payload).items() if k in ErrorMessage.model_fields})
+    except Exception:
+        return SandboxError(f"a sandbox process sent a malformed error: {one_line(payload, 200)}")
+    return message.to_error()

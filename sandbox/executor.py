@@ -226,13 +226,6 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _error(name: object, message: object) -> errors.KagentError:
-    """The error a worker or the verifier reported by class name (a forged name included)."""
-    found = getattr(errors, name, None) if isinstance(name, str) else None
-    error_class = found if isinstance(found, type) and issubclass(found, errors.KagentError) else errors.SandboxError
-    return error_class(str(message))
-
-
 class _Messages:
     """JSON lines from the worker's stdout, read from the raw pipe: a buffered reader could
     swallow a second line that `select` would then never report."""
@@ -585,7 +578,7 @@ class Sandbox:
             return failed("rejected", "forged_result", "the result carries no valid harness signature")
         payload = json.loads(body)
         if "error" in payload:
-            raise _error(payload.get("error"), payload.get("message"))
+            raise errors.decode_error(payload)
         verdict = Verdict.model_validate(payload["verdict"])
         if session.refused:  # seen from outside the candidate's process, whatever it claims
             return failed("rejected", session.refused.reason, session.refused.message)
@@ -634,7 +627,7 @@ class Sandbox:
             self._stop_verifier()
             raise errors.SandboxError(f"the verifier did not answer within {wait_s:g} s")
         if "error" in reply:
-            raise _error(reply.get("error"), reply.get("message"))
+            raise errors.decode_error(reply)
         return reply
 
     def _verify(self, request: EvalRequest, workdir: Path, timeout_s: float, timed_blocks: list[list[int]]) -> OutputCheck:

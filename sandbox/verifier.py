@@ -45,7 +45,7 @@ from kagent.sandbox import compare as cmp
 from kagent.sandbox import sol
 from kagent.sandbox.backends import get_backend
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
-from kagent.sandbox.errors import KagentError, one_line
+from kagent.sandbox.errors import ErrorMessage, KagentError, SandboxError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.compiled import CompiledReference, compile_reference
 from kagent.sandbox.harness import Reference, build_reference
@@ -248,9 +248,9 @@ def main() -> None:
                 _current = None  # the evaluation is over: its model and ring are not kept
                 _send({"id": job["id"], "check": check.model_dump(mode="json")})
         except KagentError as err:
-            _send({"id": job["id"], "error": type(err).__name__, "message": str(err)})
+            _send({"id": job["id"], **ErrorMessage.of(err).model_dump()})
         except Exception as err:
-            _send({"id": job["id"], "error": "SandboxError", "message": f"the verifier failed: {one_line(err)}"})
+            _send({"id": job["id"], **ErrorMessage.of(SandboxError(f"the verifier failed: {one_line(err)}")).model_dump()})
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()
 

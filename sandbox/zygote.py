@@ -80,7 +80,7 @@ def _child(job: dict) -> None:
     try:
         import torch
 
-        from kagent.sandbox.errors import KagentError
+        from kagent.sandbox.errors import ErrorMessage, KagentError
         from kagent.sandbox.harness import Evaluation
         from kagent.sandbox.models import EvalRequest
 
@@ -91,8 +91,8 @@ def _child(job: dict) -> None:
                 torch.save(evaluation.outputs, os.path.join(workdir, OUTPUTS_FILE))
             payload = {"verdict": verdict.model_dump(mode="json")}
         except KagentError as err:
-            payload = {"error": type(err).__name__, "message": str(err)}
-    except BaseException:
+            payload = ErrorMessage.of(err).model_dump()
+    except BaseException:  # kagent's own failure: its traceback, never blamed on the candidate
         payload = {"error": "SandboxError", "message": traceback.format_exc()[-2000:]}
     body = json.dumps(payload)
     tmp = os.path.join(workdir, RESULT_FILE + ".tmp")

@@ -223,7 +223,7 @@ def evaluate_on_worker(request_json: str, task: bytes | None, candidate: bytes |
                 verdict = sandbox.evaluate(here, timeout_s=timeout_s)
             payload: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
         except errors.KagentError as err:
-            payload = {"error": type(err).__name__, "message": str(err), "log": getattr(err, "log", "")}
+            payload = errors.ErrorMessage.of(err).model_dump()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = json.dumps(payload)
@@ -235,12 +235,7 @@ def evaluate_on_worker(request_json: str, task: bytes | None, candidate: bytes |
 def _decode(text: str) -> Verdict:
     payload = json.loads(text)
     if "error" in payload:
-        error_class = getattr(errors, payload["error"], None)
-        if not (isinstance(error_class, type) and issubclass(error_class, errors.KagentError)):
-            error_class = errors.SandboxError
-        if issubclass(error_class, errors.CompileError):
-            raise error_class(payload["message"], payload.get("log") or "")
-        raise error_class(payload["message"])
+        raise errors.decode_error(payload)
     return Verdict.model_validate(payload["verdict"])
 
 
