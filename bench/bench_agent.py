@@ -5,6 +5,11 @@ the speed of light, and tokens per task.
 
     .venv/bin/python bench/bench_agent.py --model MODEL [--tasks 02_swish 05_layernorm ...]
         [--max-iters 2] [--out bench/results/agent.json]
+    .venv/bin/python bench/bench_agent.py --retime BATCH_DIR [--out ...]
+
+`--retime` judges each task's best kernel of an earlier batch again with `kagent eval` (one at
+a time, default baseline: torch.compile), so a benchmark run on a busy machine can have its
+speed figures taken again on a quiet one; tokens and candidates still come from the batch.
 
 MODEL is any `--model` kagent takes: `openai:...`, `anthropic:...`, `replay:...`, or a `cmd:`
 stand-in such as `cmd:python bench/mailbox_model.py DIR` (a capable model answering through a
@@ -51,8 +56,8 @@ def geomean(values: list[float]) -> float | None:
 
 def metrics(summary: dict) -> dict:
     """The benchmark's figures from a `kagent batch --json` summary and each run's archive.
-    Speedups of a task without a correct kernel count in correct_rate only (as KernelBench's
-    fast_p counts them as not fast, geomean over correct tasks as kagent batch reports it)."""
+    Speedups of a task without a correct kernel count in correct_rate only (geomean over
+    correct tasks, as kagent batch reports it)."""
     rows = []
     for task in summary["tasks"]:
         verdict = best_verdict(task["run_dir"]) or {}
@@ -62,9 +67,13 @@ def metrics(summary: dict) -> dict:
             "sol_fraction": verdict.get("sol_fraction"), "timing_noisy": verdict.get("timing_noisy"),
             "tokens": task["tokens"], "stop_reason": task["stop_reason"],
         })
+    return {"tasks": rows, **metrics_of(rows)}
+
+
+def metrics_of(rows: list[dict]) -> dict:
+    """The totals over per-task rows."""
     n = len(rows)
     return {
-        "tasks": rows,
         "correct_rate": sum(r["status"] == "correct" for r in rows) / n if n else 0.0,
         "geomean_speedup": geomean([r["speedup"] for r in rows]),
         "geomean_speedup_vs_compile": geomean([r["speedup_vs_compile"] for r in rows]),
@@ -72,6 +81,24 @@ def metrics(summary: dict) -> dict:
                               / max(1, sum(r["sol_fraction"] is not None for r in rows))),
         "tokens_per_task": sum(r["tokens"] for r in rows) / n if n else 0.0,
     }
+
+
+def retime(batch_dir: Path, result: dict) -> dict:
+    """`result` with each correct task's speed figures from a fresh `kagent eval` of its best.py
+    (the verdict's own fields: speedup, speedup_vs_compile, sol_fraction, timing_noisy)."""
+    summary = json.loads((batch_dir / "summary.json").read_text())
+    runs = {task["task"]: task["run_dir"] for task in summary["tasks"]}
+    for row in result["tasks"]:
+        best = Path(runs[row["task"]] or "") / "best.py"
+        if row["status"] != "correct" or not best.is_file():
+            continue
+        task = Path(json.loads((Path(runs[row["task"]]) / "config.json").read_text())["task_path"])
+        proc = subprocess.run([sys.executable, "-m", "kagent.agent.cli", "eval", str(task), str(best), "--json"],
+                              stdout=subprocess.PIPE, text=True)
+        verdict = json.loads(proc.stdout)
+        row.update({key: verdict.get(key) for key in ("speedup", "speedup_vs_compile", "sol_fraction", "timing_noisy")})
+        row["retimed_status"] = verdict["status"]
+    return {**result, **metrics_of(result["tasks"]), "retimed": True}
 
 
 def table(result: dict) -> str:
@@ -93,14 +120,25 @@ def table(result: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="PROVIDER:MODEL for the Coder and the Judge")
+    parser.add_argument("--model", help="PROVIDER:MODEL for the Coder and the Judge")
+    parser.add_argument("--retime", type=Path, help="judge the best kernels of this batch directory again")
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="task names under tasks/")
     parser.add_argument("--max-iters", type=int, default=2, help="candidates per task")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "bench" / "runs", help="where the batch is kept")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent.json")
     parser.add_argument("--llm-timeout", type=float, default=3600.0, help="seconds per LLM call (a stand-in is slow)")
     args = parser.parse_args()
-
+    if args.retime:
+        result = json.loads(args.out.read_text()) if args.out.is_file() else None
+        if result is None or Path(result["batch_dir"]) != args.retime.resolve():
+            summary = json.loads((args.retime / "summary.json").read_text())
+            result = {"model": None, "batch_dir": str(args.retime.resolve()), **metrics(summary)}
+        result = retime(args.retime.resolve(), result)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(table(result))
+        return 0
+    if not args.model:
+        parser.error("give --model (or --retime BATCH_DIR)")
     task_dir = args.runs_dir / f"tasks-{time.strftime('%Y%m%d-%H%M%S')}"
     task_dir.mkdir(parents=True)
     for name in args.tasks:
