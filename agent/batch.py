@@ -340,7 +340,7 @@ class Batch:
 def build_template(options: BatchOptions, task_path: str) -> RunConfig:
     """Every task's RunConfig, with `task_path` (validated now: a bad value fails before anything runs)."""
     try:
-        return RunConfig.model_validate(options.model_dump(exclude={"batch"}) | {"task_path": task_path})
+        return RunConfig.model_validate(options.run_fields() | {"task_path": task_path})
     except ValidationError as err:
         raise invalid_option(err, BATCH_FLAGS) from None
 
@@ -408,8 +408,9 @@ def reopen_batch(batch_dir: Path, overrides: dict, batch_overrides: dict | None 
     if state.state == "running" and state.pid not in (None, os.getpid()) and _alive(state.pid):
         raise UsageError(f"{batch_dir}: the batch is still running (pid {state.pid})")
     try:
-        old = state.options.model_dump()
-        state.options = BatchOptions.model_validate(old | overrides | {"batch": old["batch"] | (batch_overrides or {})})
+        old = state.options
+        state.options = BatchOptions(**old.run_fields() | overrides,
+                                     batch=old.batch.model_dump() | (batch_overrides or {}))
     except ValidationError as err:
         raise invalid_option(err, BATCH_FLAGS) from None
     template = build_template(state.options, state.tasks[0].task_path)

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -47,16 +47,18 @@ def now() -> str:
 class BatchOptions(RunConfig):
     """The options the batch runs with: every task's RunConfig (its task_path left empty; its
     max_cost is each task's cap, --task-max-cost) plus the batch's own section. Budgets and
-    workers may be changed on --resume."""
+    workers may be changed on --resume.
+
+    batch.json keeps the flat layout it always had (task_dir, workers and the batch's max_cost
+    beside the run's options, each task's cap as task_max_cost), so older batches resume."""
 
     task_path: str = ""  # each task's own
     batch: BatchSection = BatchSection()
 
     @model_validator(mode="before")
     @classmethod
-    def _flat_options(cls, data: Any) -> Any:
-        """batch.json written before the batch section: options flat, max_cost the batch's,
-        task_max_cost each task's, None for a budget left at RunConfig's default."""
+    def _from_flat(cls, data: Any) -> Any:
+        """The flat layout of batch.json (None: a budget left at RunConfig's default)."""
         if not isinstance(data, dict) or "batch" in data:
             return data
         data = dict(data)
@@ -64,6 +66,18 @@ class BatchOptions(RunConfig):
         if "task_max_cost" in data:
             data["max_cost"] = data.pop("task_max_cost")
         return {key: value for key, value in data.items() if value is not None} | {"batch": batch}
+
+    @model_serializer(mode="wrap")
+    def _to_flat(self, handler) -> dict[str, Any]:
+        data = handler(self)
+        batch = data.pop("batch")
+        data.pop("task_path", None)
+        data["task_max_cost"] = data.pop("max_cost", None)
+        return data | batch
+
+    def run_fields(self) -> dict[str, Any]:
+        """The RunConfig fields, by name (task_path empty)."""
+        return {name: getattr(self, name) for name in RunConfig.model_fields}
 
 
 class BatchTask(BaseModel):

@@ -18,7 +18,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
@@ -172,10 +172,14 @@ PATH_FIELDS = ("task_path", "runs_dir", "cache_dir", "task_dir")  # relative one
 
 
 def _section_model(section: str, keys: dict[str, str]) -> type[BaseModel]:
-    """A model of one section: each key typed as its field (None: not given), others refused.
-    Bounds (ge, gt) are checked once, by RunConfig, with the key named (`FileValues.name`)."""
+    """A model of one section: each key typed and bounded as its field (None: not given),
+    others refused. RunConfig's own validators (executor, policy) run on the merged config."""
     source = BatchSection if section == "batch" else RunConfig
-    fields = {key: (Optional[source.model_fields[field].annotation], None) for key, field in keys.items()}
+
+    def typed(info):
+        return Optional[Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation]
+
+    fields = {key: (typed(source.model_fields[field]), None) for key, field in keys.items()}
     return create_model(f"{section.title() or 'Top'}Section", __config__=ConfigDict(extra="forbid"), **fields)
 
 
@@ -189,16 +193,21 @@ ConfigFile.__doc__ = "The `--config` TOML file: the sections of CONFIG_TREE, eve
 
 
 class FileValues(BaseModel):
-    """What a config file sets: RunConfig fields (`run`), BatchSection fields (`batch`), and
-    where each came from, for messages (field -> "FILE: section.key")."""
+    """What a config file (`path`) sets: RunConfig fields (`run`), BatchSection fields
+    (`batch`), and the file's key for each, for messages (field or "batch.FIELD" -> "section.key")."""
 
+    path: str | None = None
     run: dict[str, Any] = {}
     batch: dict[str, Any] = {}
     origin: dict[str, str] = {}
 
-    def name(self, field: str, batch: bool = False) -> str | None:
-        """"FILE: section.key" for a field the file set, else None."""
-        return self.origin.get(("batch." if batch else "") + field)
+
+def invalid_key(path: Path | str, key: str, error: dict) -> str:
+    """One line for a pydantic error on a config file's key: "FILE: invalid budget.max_iters 0:
+    Input should be greater than or equal to 1"."""
+    value = error.get("input")
+    shown = f" {value}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+    return f"{path}: invalid {key}{shown}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def load_config(path: Path | None) -> FileValues:
@@ -221,8 +230,8 @@ def load_config(path: Path | None) -> FileValues:
         if first["type"] == "extra_forbidden":
             kind = "section" if len(first["loc"]) == 1 and isinstance(first.get("input"), dict) else "key"
             raise UsageError(f"{path}: unknown {kind} {key!r}") from None
-        raise UsageError(f"{path}: invalid {key}: {first['msg']}") from None
-    values = FileValues()
+        raise UsageError(invalid_key(path, key, first)) from None
+    values = FileValues(path=str(path))
     for section, keys in CONFIG_TREE.items():
         given = tree if not section else getattr(tree, section)
         for key, field in keys.items():
@@ -232,7 +241,7 @@ def load_config(path: Path | None) -> FileValues:
             if field in PATH_FIELDS:  # relative to the file, wherever kagent is started from
                 value = str((path.parent / Path(value).expanduser()).absolute())
             (values.batch if section == "batch" else values.run)[field] = value
-            values.origin[("batch." if section == "batch" else "") + field] = f"{path}: {section + '.' if section else ''}{key}"
+            values.origin[("batch." if section == "batch" else "") + field] = f"{section + '.' if section else ''}{key}"
     return values
 
 

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
-from kagent.agent.config import FileValues, RunConfig
+from kagent.agent.config import FileValues, RunConfig, invalid_key
 from kagent.agent.executors import executor_names
-from kagent.agent.providers import MODEL_HELP, PRICES_HELP
+from kagent.agent.providers import PRICES_HELP, PROVIDERS
 from kagent.sandbox.backends import backend_names
 from kagent.sandbox.errors import UsageError
 
@@ -25,7 +25,7 @@ _DEFAULT = {name: field.default for name, field in RunConfig.model_fields.items(
 # -- the options both commands take, defined once (the parameter's name is the flag) -------------
 Config = Annotated[Optional[Path], typer.Option(
     help="TOML file of settings, nested by section (README, \"Configuration\"); flags override it.")]
-Model = Annotated[Optional[str], typer.Option(help=MODEL_HELP)]
+Model = Annotated[Optional[str], typer.Option(help=f"Coder model as PROVIDER:MODEL, PROVIDER one of {', '.join(PROVIDERS)}.")]
 JudgeModel = Annotated[Optional[str], typer.Option(help="Judge model as PROVIDER:MODEL (default: --model).")]
 BaseUrl = Annotated[Optional[str], typer.Option(
     help="OpenAI-compatible server for openai: models (vLLM, SGLang, Ollama).")]
@@ -86,7 +86,7 @@ def merge(file: FileValues, flags: dict[str, Any], batch_flags: dict[str, Any] |
         run["prices"] = file.run["prices"] | flags["prices"]
     origin = {field: where for field, where in file.origin.items()
               if field not in flags and field.removeprefix("batch.") not in batch_flags}
-    return FileValues(run=run, batch=file.batch | batch_flags, origin=origin)
+    return FileValues(path=file.path, run=run, batch=file.batch | batch_flags, origin=origin)
 
 
 def invalid_option(err: ValidationError, flags: dict[str, str] = OPTION_FLAGS,
@@ -96,14 +96,12 @@ def invalid_option(err: ValidationError, flags: dict[str, str] = OPTION_FLAGS,
     first = err.errors()[0]
     loc = [str(part) for part in first["loc"]]
     field = ".".join(loc[:2]) if loc[:1] == ["batch"] else (loc[0] if loc else "")
+    if origin is not None and field in origin.origin:
+        return UsageError(invalid_key(origin.path, origin.origin[field], first))
     value = first.get("input")
     shown = f" {value}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
-    message = first["msg"].removeprefix("Value error, ")
-    where = origin.origin.get(field) if origin is not None else None
-    if where:
-        return UsageError(f"{where}: invalid value{shown}: {message}")
     flag = flags.get(field, f"--{field.removeprefix('batch.').replace('_', '-')}" if field else "option")
-    return UsageError(f"invalid {flag}{shown}: {message}")
+    return UsageError(f"invalid {flag}{shown}: {first['msg'].removeprefix('Value error, ')}")
 
 
 def choose_target(backend: str | None, device: str | None, here: bool = True) -> tuple[str, str]:
