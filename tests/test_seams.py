@@ -266,7 +266,8 @@ def test_a_toy_executor_and_a_toy_provider_run_a_run(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = one_object(result.stdout)
     assert summary["candidates"] == 2 and summary["correct"] >= 1
-    assert len(log.read_text().splitlines()) == 2  # both evaluations went through the toy executor
+    # Every evaluation went through the toy executor (the best may be timed once more at the end).
+    assert len(set(log.read_text().splitlines())) == 2
     config = saved_config(summary["run_dir"])
     assert config["executor"] == "toy" and config["model"].startswith("toy:")
 
@@ -282,7 +283,7 @@ def test_a_toy_executor_runs_a_batch(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = one_object(result.stdout)
     assert summary["correct_rate"] == 1.0
-    assert len(log.read_text().splitlines()) == 1
+    assert len(set(log.read_text().splitlines())) == 1
 
 
 def test_a_toy_selection_policy_picks_the_parents(tmp_path):
