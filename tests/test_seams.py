@@ -260,9 +260,10 @@ def test_a_toy_executor_and_a_toy_provider_run_a_run(tmp_path):
     help_text = kagent(["optimize", "--help"], cwd=tmp_path, toys=True).stdout
     assert "local, ray or toy" in " ".join(help_text.replace("│", " ").split())
     assert "cmd, replay, toy" in help_text
-    result = kagent(["optimize", task, "--model", model("improve", tmp_path, "toy"), "--executor", "toy",
-                     "--backend", "cpp", "--device", "cpu", "--max-iters", "2", "--concurrency", "1", "--json"],
-                    cwd=tmp_path, toys=True, env={"TOY_LOG": str(log)})
+    (tmp_path / "cfg.toml").write_text("[search]\nislands = 1\n")  # the second candidate refines: a new source
+    result = kagent(["optimize", task, "--config", "cfg.toml", "--model", model("improve", tmp_path, "toy"),
+                     "--executor", "toy", "--backend", "cpp", "--device", "cpu", "--max-iters", "2", "--concurrency",
+                     "1", "--json"], cwd=tmp_path, toys=True, env={"TOY_LOG": str(log)})
     assert result.returncode == 0, result.stderr
     summary = one_object(result.stdout)
     assert summary["candidates"] == 2 and summary["correct"] >= 1
