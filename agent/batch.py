@@ -7,14 +7,15 @@
         summary.json        the final summary (what --json prints)
         summary.csv         one row per task
 
-One task = one `optimize_task(config_json, resume_dir)` call: a plain top-level function, so
-that it can run in a thread of this process (`--executor local`) or as a Ray task
-(`--executor ray`, through `submit_task` of `agent.executors.ray`, a module function or a
-RayExecutor method; the runs' evaluations then go to Ray too, and `--runs-dir` must be on a
-filesystem the nodes share). The batch process only schedules, keeps batch.json and prints
+One task = one `optimize_task(config_json, resume_dir)` call: a plain top-level function, handed
+to the executor's `submit_task`, so that it runs in a thread of this process (`--executor local`)
+or as a Ray task (`--executor ray`; the runs' evaluations then go to Ray too, and `--runs-dir`
+must be on a filesystem the nodes share). The batch process only schedules, keeps batch.json and prints
 progress on stderr. Runs in threads share this process's devices (agent.executors.local): their
 LLM calls overlap, their evaluations take turns, one at a time on a CPU and one per GPU.
 
+Options: those of `kagent optimize` (agent.options), from flags or a `--config` file (its
+[batch] section: workers, max_cost); BatchOptions is each task's RunConfig plus that section.
 Budgets: --max-iters, --time-limit, --task-max-cost and --concurrency apply to each task's run;
 --max-cost caps the whole batch: once the batch's spend reaches it, tasks not yet started are
 `skipped`, and a task that starts gets at most what is left as its own cost cap. With several
@@ -32,22 +33,23 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from kagent.agent import options as opt
 from kagent.agent.batch_files import (BATCH_FILE, DONE, STATUS_STYLE, BatchOptions, BatchState, BatchTask, load_state, now,
                                print_summary, speedup_text, summarize, write_atomic, write_summary)
-from kagent.agent.config import load_prices
+from kagent.agent.config import BatchSection, FileValues, RunConfig, load_config, load_prices
 from kagent.agent.console import console, err_console, fail
-from kagent.agent.options import OPTION_FLAGS, absolute, choose_target, invalid_option
-from kagent.agent.providers import MODEL_HELP, PRICES_HELP
+from kagent.agent.executors import Executor, executor_class, make_executor
+from kagent.agent.options import BATCH_FLAGS, absolute, choose_target, invalid_option, merge, run_flags
 from kagent.sandbox.errors import KagentError, TaskError, UsageError, one_line
 from kagent.sandbox.executor import pid_alive
 
@@ -115,6 +117,7 @@ def optimize_task(config_json: str, resume_dir: str | None) -> dict:
     from kagent.agent.config import RunConfig
 
     config = RunConfig.model_validate_json(config_json)
+    config.apply_environment()  # a Ray task on another node: the batch's sandbox settings there too
     run = None
     try:
         if resume_dir:
@@ -167,8 +170,7 @@ class Batch:
         self.state = state
         self.template = template  # a validated RunConfig: every task's options but its path
         self.progress = progress
-        self.pool: ThreadPoolExecutor | None = None
-        self.ray = None  # a RayExecutor, where agent.executors.ray offers submit_task only through one
+        self.executor: Executor | None = None  # where whole tasks run (its submit_task)
         self.submit = None  # submit(task_fn, *args) -> Future
 
     @property
@@ -212,7 +214,6 @@ class Batch:
 
         fields = self.template.model_dump() | {
             "task_path": task.task_path, "runs_dir": str(self.dir / task.work_dir), "max_cost": cost_cap,
-            "executor": self.options.executor, "ray_address": self.options.ray_address,
         }
         return RunConfig.model_validate(fields).model_dump_json()
 
@@ -222,11 +223,11 @@ class Batch:
         if resume_dir:
             task.run_dir = resume_dir
             self.refresh(task)
-        cap = self.options.task_max_cost
-        if self.options.max_cost is not None:
-            left = self.options.max_cost - self.spent(running)
+        cap = self.options.max_cost
+        if self.options.batch.max_cost is not None:
+            left = self.options.batch.max_cost - self.spent(running)
             if left <= 0:
-                note = f"not started: the batch's --max-cost ${self.options.max_cost:g} was spent"
+                note = f"not started: the batch's --max-cost ${self.options.batch.max_cost:g} was spent"
                 if resume_dir:  # a started task keeps its partial run
                     task.status, task.error = "interrupted", note.replace("not started", "not resumed")
                 else:
@@ -273,30 +274,19 @@ class Batch:
     # -- the whole batch --------------------------------------------------------------------
 
     def open_executor(self) -> None:
-        """Where whole tasks run: threads of this process, or Ray tasks (connecting now, so that
-        an unreachable cluster is a usage error before anything is written)."""
-        if self.options.executor == "local":
-            self.pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="kagent-batch")
-            self.submit = self.pool.submit
-            return
-        ray_executor = _ray_module()
-        if hasattr(ray_executor, "submit_task"):
-            self.submit = ray_executor.submit_task
-            return
-        # A local Ray instance gets a CPU per batch task on top of the machine's, so that tasks
-        # waiting on their LLM calls never starve the evaluations they submit.
-        num_cpus = None if self.options.ray_address else (os.cpu_count() or 1) + self.options.workers
-        self.ray = ray_executor.RayExecutor(self.options.device, self.options.workers, self.options.ray_address,
-                                            num_cpus=num_cpus)
-        self.submit = self.ray.submit_task
+        """Where whole tasks run: the executor's `submit_task` (threads of this process for
+        local, Ray tasks for ray, connecting now, so that an unreachable cluster is a usage
+        error before anything is written)."""
+        options = self.options
+        self.executor = make_executor(options.executor, options.device, options.batch.workers, None,
+                                      options.ray_address, task_slots=options.batch.workers)
+        self.submit = self.executor.submit_task
 
-    def close_executor(self, wait_for_tasks: bool = True) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=wait_for_tasks, cancel_futures=True)
-            self.pool = None
-        if self.ray is not None:
-            self.ray.close()
-            self.ray = None
+    def close_executor(self) -> None:
+        """Release the executor (tasks not yet started are cancelled)."""
+        if self.executor is not None:
+            self.executor.close()
+            self.executor = None
 
     def run(self) -> None:
         _STOP.clear()
@@ -310,7 +300,7 @@ class Batch:
         in_flight: dict[Future, BatchTask] = {}
         try:
             while queue or in_flight:
-                while queue and len(in_flight) < self.options.workers:
+                while queue and len(in_flight) < self.options.batch.workers:
                     task = queue.popleft()
                     future = self.start(task, list(in_flight.values()), submit)
                     if future is not None:
@@ -334,7 +324,7 @@ class Batch:
                 self.refresh(task)
             self.state.state = "interrupted"
             self.save()
-            self.close_executor(wait_for_tasks=False)
+            self.close_executor()
             raise
         self.close_executor()
         self.state.state = "finished"
@@ -347,22 +337,12 @@ class Batch:
 # ---------------------------------------------------------------- setting a batch up
 
 
-def build_template(options: BatchOptions, task_path: str):
-    """A RunConfig with every per-task option (validated now: a bad value fails before anything runs)."""
-    from kagent.agent.config import RunConfig
-
-    budgets = {k: v for k, v in (("max_iters", options.max_iters), ("max_cost", options.task_max_cost),
-                                  ("time_limit_s", options.time_limit_s), ("concurrency", options.concurrency),
-                                  ("llm_timeout_s", options.llm_timeout_s), ("stop_at_sol", options.stop_at_sol),
-                                  ("patience", options.patience))
-               if v is not None}
+def build_template(options: BatchOptions, task_path: str) -> RunConfig:
+    """Every task's RunConfig, with `task_path` (validated now: a bad value fails before anything runs)."""
     try:
-        return RunConfig(task_path=task_path, model=options.model, judge_model=options.judge_model,
-                         base_url=options.base_url, backend=options.backend, device=options.device,
-                         executor=options.executor, ray_address=options.ray_address, prices=options.prices,
-                         **({"baseline": options.baseline} if options.baseline else {}), **budgets)
+        return RunConfig.model_validate(options.run_fields() | {"task_path": task_path})
     except ValidationError as err:
-        raise invalid_option(err, OPTION_FLAGS | {"max_cost": "--task-max-cost"}) from None
+        raise invalid_option(err, BATCH_FLAGS) from None
 
 
 def check_models(options: BatchOptions) -> None:
@@ -374,20 +354,10 @@ def check_models(options: BatchOptions) -> None:
 
 
 def check_executor(options: BatchOptions) -> None:
-    if options.executor == "ray":
-        _ray_module()
-    elif options.ray_address is not None:
+    """The executor can be loaded here (ray installed); --ray-address only with ray."""
+    executor_class(options.executor)
+    if options.executor != "ray" and options.ray_address is not None:
         raise UsageError("--ray-address needs --executor ray")
-
-
-def _ray_module():
-    try:
-        from kagent.agent.executors import ray as ray_executor
-    except ImportError as err:
-        raise UsageError(f"--executor ray: not available here ({one_line(err, 200)})") from None
-    if not (hasattr(ray_executor, "submit_task") or hasattr(getattr(ray_executor, "RayExecutor", None), "submit_task")):
-        raise UsageError("--executor ray: agent.executors.ray has no submit_task")
-    return ray_executor
 
 
 def _alive(pid: int) -> bool:
@@ -398,9 +368,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def new_batch(task_dir: Path, runs_dir: Path, options: dict):
+def new_batch(task_dir: Path, settings: FileValues):
     """Validate everything (the same checks as `kagent optimize`), then create the batch
-    directory; returns (batch_dir, state, template). Paths must be absolute already."""
+    directory; returns (batch_dir, state, template). `settings`: the merged file and flags
+    (RunConfig fields, BatchSection fields), paths absolute already."""
     if not task_dir.exists():
         raise UsageError(f"{task_dir}: no such directory")
     if not task_dir.is_dir():
@@ -409,12 +380,13 @@ def new_batch(task_dir: Path, runs_dir: Path, options: dict):
     paths = find_tasks(task_dir)
     if not paths:
         raise UsageError(f"{task_dir}: no task files (*.py) in this directory")
-    backend, device = choose_target(options.pop("backend"), options.pop("device"),
-                                    here=options.get("executor", "local") in (None, "local"))
+    fields = dict(settings.run)
+    fields["backend"], fields["device"] = choose_target(fields.pop("backend", None), fields.pop("device", None),
+                                                        here=fields.get("executor", "local") == "local")
     try:
-        opts = BatchOptions(task_dir=str(task_dir), backend=backend, device=device, **options)
+        opts = BatchOptions(**fields, batch=BatchSection(**settings.batch | {"task_dir": str(task_dir)})).with_environment()
     except ValidationError as err:
-        raise invalid_option(err, OPTION_FLAGS) from None
+        raise invalid_option(err, BATCH_FLAGS, settings) from None
     template = build_template(opts, str(paths[0]))
     check_models(opts)
     check_executor(opts)
@@ -422,22 +394,25 @@ def new_batch(task_dir: Path, runs_dir: Path, options: dict):
     tasks = [BatchTask(task=rel, task_path=str(path), work_dir=work)
              for rel, path, work in zip(rels, paths, work_dirs(rels))]
     batch_id = f"batch-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    batch_dir = runs_dir / batch_id  # made once the executor is up: a failure to connect leaves nothing
+    batch_dir = Path(opts.runs_dir) / batch_id  # made once the executor is up: a failure to connect leaves nothing
     stamp = now()
     state = BatchState(batch_id=batch_id, created_at=stamp, updated_at=stamp, pid=os.getpid(), options=opts,
                        tasks=tasks)
     return batch_dir, state, template
 
 
-def reopen_batch(batch_dir: Path, overrides: dict):
-    """A batch to continue: (batch_dir, state, template), with `overrides` (budgets, workers) applied."""
+def reopen_batch(batch_dir: Path, overrides: dict, batch_overrides: dict | None = None):
+    """A batch to continue: (batch_dir, state, template), with `overrides` (RunConfig budgets)
+    and `batch_overrides` (BatchSection: workers, max_cost) applied."""
     state = load_state(batch_dir)
     if state.state == "running" and state.pid not in (None, os.getpid()) and _alive(state.pid):
         raise UsageError(f"{batch_dir}: the batch is still running (pid {state.pid})")
     try:
-        state.options = BatchOptions.model_validate(state.options.model_dump() | overrides)
+        old = state.options
+        state.options = BatchOptions(**old.run_fields() | overrides,
+                                     batch=old.batch.model_dump() | (batch_overrides or {}))
     except ValidationError as err:
-        raise invalid_option(err, OPTION_FLAGS) from None
+        raise invalid_option(err, BATCH_FLAGS) from None
     template = build_template(state.options, state.tasks[0].task_path)
     check_models(state.options)
     check_executor(state.options)
@@ -455,56 +430,62 @@ def reopen_batch(batch_dir: Path, overrides: dict):
 def batch_command(
     task_dir: Optional[Path] = typer.Argument(None, help="Directory of KernelBench task files, searched recursively "
                                                          "(omit with --resume)."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    judge_model: Optional[str] = typer.Option(None, help="Judge model as PROVIDER:MODEL (default: --model)."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: models."),
-    backend: Optional[str] = typer.Option(None, help="triton, cuda or cpp (default: triton on a GPU, cpp on a CPU)."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if there is one)."),
-    max_iters: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates (default 10)."),
-    time_limit: Optional[float] = typer.Option(None, help="Per task: stop after this many seconds."),
-    llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
-    stop_at_sol: Optional[float] = typer.Option(None, help="Per task: stop once the best kernel reaches this fraction "
-                                                           "of the speed of light (default 0.8; 0: never)."),
-    patience: Optional[int] = typer.Option(None, help="Per task: stop after this many candidates without a better one."),
-    baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
-                                                      "the task compiles; the default) or eager PyTorch."),
-    task_max_cost: Optional[float] = typer.Option(None, help="Per task: stop once this many USD were spent."),
-    concurrency: Optional[int] = typer.Option(None, help="Per task: candidates in flight at once (default 2)."),
-    max_cost: Optional[float] = typer.Option(None, help="The whole batch: start no task once this many USD were "
-                                                        "spent."),
-    workers: Optional[int] = typer.Option(None, help="Tasks optimized at once (default 2)."),
-    executor: Optional[str] = typer.Option(None, help="local (threads here) or ray (tasks and evaluations on Ray)."),
-    ray_address: Optional[str] = typer.Option(None, help="With --executor ray: join this cluster (auto, HOST:6379); "
-                                                         "default: start a local Ray instance."),
-    runs_dir: Optional[Path] = typer.Option(None, help="Where the batch directory is made (default: runs)."),
-    prices: Optional[Path] = typer.Option(None, help=PRICES_HELP),
-    resume: Optional[Path] = typer.Option(None, help="Continue the batch in this directory."),
-    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON summary on stdout at the end."),
+    config: opt.Config = None,
+    model: opt.Model = None,
+    judge_model: opt.JudgeModel = None,
+    base_url: opt.BaseUrl = None,
+    backend: opt.Backend = None,
+    device: opt.Device = None,
+    max_iters: opt.MaxIters = None,
+    time_limit: opt.TimeLimit = None,
+    llm_timeout: opt.LlmTimeout = None,
+    stop_at_sol: opt.StopAtSol = None,
+    patience: opt.Patience = None,
+    baseline: opt.Baseline = None,
+    task_max_cost: Annotated[Optional[float], typer.Option(help="Per task: stop once this many USD were spent.")] = None,
+    concurrency: opt.Concurrency = None,
+    max_cost: Annotated[Optional[float], typer.Option(
+        help="The whole batch: start no task once this many USD were spent.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Tasks optimized at once (default 2).")] = None,
+    executor: opt.Executor = None,
+    ray_address: opt.RayAddress = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="Where the batch directory is made (default: runs).")] = None,
+    prices: opt.Prices = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the batch in this directory.")] = None,
+    as_json: opt.AsJson = False,
 ) -> None:
     """Optimize every task in a directory, several at once; report correct rate, fast_p, speedups."""
     # Absolute here, once: the paths go into batch.json and to workers in other directories.
-    task_dir, runs_dir, prices, resume = absolute(task_dir), absolute(runs_dir), absolute(prices), absolute(resume)
-    budgets = {k: v for k, v in (("max_iters", max_iters), ("time_limit_s", time_limit), ("llm_timeout_s", llm_timeout),
-                                  ("stop_at_sol", stop_at_sol), ("patience", patience), ("task_max_cost", task_max_cost), ("concurrency", concurrency),
-                                  ("max_cost", max_cost), ("workers", workers)) if v is not None}
+    task_dir, runs_dir, prices, resume, config = (absolute(task_dir), absolute(runs_dir), absolute(prices),
+                                                  absolute(resume), absolute(config))
+    budgets = run_flags(max_iters=max_iters, time_limit=time_limit, llm_timeout=llm_timeout, stop_at_sol=stop_at_sol,
+                        patience=patience, max_cost=task_max_cost, concurrency=concurrency)
+    batch_budgets = {k: v for k, v in (("max_cost", max_cost), ("workers", workers)) if v is not None}
     try:
         if resume is not None:
-            given = (("TASK_DIR", task_dir), ("--model", model), ("--judge-model", judge_model),
+            given = (("TASK_DIR", task_dir), ("--config", config), ("--model", model), ("--judge-model", judge_model),
                      ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--executor", executor),
                      ("--ray-address", ray_address), ("--prices", prices), ("--baseline", baseline))
             fixed = [flag for flag, value in given if value is not None]
             if fixed:
                 raise UsageError(f"--resume continues a batch with its own {', '.join(fixed)}: leave "
                                  f"{'it' if len(fixed) == 1 else 'them'} out (budgets and --workers may change)")
-            batch_dir, state, template = reopen_batch(resume, budgets)
+            batch_dir, state, template = reopen_batch(resume, budgets, batch_budgets)
         else:
-            if task_dir is None or model is None:
+            flags = budgets | run_flags(model=model, judge_model=judge_model, base_url=base_url, backend=backend,
+                                        device=device, executor=executor, ray_address=ray_address,
+                                        baseline=baseline, runs_dir=runs_dir and str(runs_dir),
+                                        prices=load_prices(prices) if prices else None)
+            file = load_config(config)
+            if "task_path" in file.run:
+                raise UsageError(f"{config}: task is for kagent optimize; kagent batch takes TASK_DIR "
+                                 "(or batch.task_dir)")
+            settings = merge(file, flags, batch_budgets | {"task_dir": task_dir and str(task_dir)})
+            if not settings.batch.get("task_dir") or "model" not in settings.run:
                 raise UsageError("give a TASK_DIR and --model PROVIDER:MODEL (or --resume BATCH_DIR)")
-            price_table = load_prices(prices)
-            batch_dir, state, template = new_batch(task_dir, runs_dir or absolute(Path("runs")), {
-                "model": model, "judge_model": judge_model, "base_url": base_url, "backend": backend,
-                "device": device, "executor": executor or "local", "ray_address": ray_address,
-                "prices": price_table, "baseline": baseline, **budgets})
+            settings.run.setdefault("runs_dir", str(absolute(Path("runs"))))
+            batch_dir, state, template = new_batch(Path(settings.batch.pop("task_dir")), settings)
+            state.options.apply_environment()
     except KagentError as err:
         fail(err, as_json)
     batch = Batch(batch_dir, state, template)
@@ -515,7 +496,7 @@ def batch_command(
     started = time.monotonic()
     n = len(state.tasks)
     batch.say(f"kagent batch {escape(str(batch.dir))}: {n} task{'s' if n != 1 else ''}, "
-              f"{state.options.workers} at once ({state.options.executor})")
+              f"{state.options.batch.workers} at once ({state.options.executor})")
     try:
         batch.run()
     except KeyboardInterrupt:

@@ -17,14 +17,15 @@ import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, model_serializer, model_validator
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kagent.agent.config import BatchSection, RunConfig
 from kagent.sandbox.errors import UsageError, one_line
 
 BATCH_FILE = "batch.json"
@@ -43,30 +44,40 @@ def now() -> str:
 # ---------------------------------------------------------------- the batch's state
 
 
-class BatchOptions(BaseModel):
-    """The options the batch runs with (budgets may be changed on --resume)."""
+class BatchOptions(RunConfig):
+    """The options the batch runs with: every task's RunConfig (its task_path left empty; its
+    max_cost is each task's cap, --task-max-cost) plus the batch's own section. Budgets and
+    workers may be changed on --resume.
 
-    model_config = ConfigDict(extra="forbid")
+    batch.json keeps the flat layout it always had (task_dir, workers and the batch's max_cost
+    beside the run's options, each task's cap as task_max_cost), so older batches resume."""
 
-    task_dir: str
-    model: str
-    judge_model: str | None = None
-    base_url: str | None = None
-    backend: str
-    device: str
-    max_iters: int | None = None  # per task (None: RunConfig's default)
-    time_limit_s: float | None = None  # per task
-    task_max_cost: float | None = None  # per task, USD
-    concurrency: int | None = None  # per task
-    llm_timeout_s: float | None = None  # per LLM call (None: RunConfig's default)
-    stop_at_sol: float | None = None  # per task (None: RunConfig's default)
-    patience: int | None = None  # per task
-    baseline: Literal["eager", "compile"] | None = None  # the fitness's speed baseline (None: RunConfig's default)
-    max_cost: float | None = Field(default=None, gt=0)  # the whole batch, USD
-    workers: int = Field(default=2, ge=1)  # tasks at once
-    executor: Literal["local", "ray"] = "local"
-    ray_address: str | None = None  # join this Ray cluster; None starts a local one
-    prices: dict[str, tuple[float, float]] = {}
+    task_path: str = ""  # each task's own
+    batch: BatchSection = BatchSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, data: Any) -> Any:
+        """The flat layout of batch.json (None: a budget left at RunConfig's default)."""
+        if not isinstance(data, dict) or "batch" in data:
+            return data
+        data = dict(data)
+        batch = {key: data.pop(key) for key in ("task_dir", "workers", "max_cost") if key in data}
+        if "task_max_cost" in data:
+            data["max_cost"] = data.pop("task_max_cost")
+        return {key: value for key, value in data.items() if value is not None} | {"batch": batch}
+
+    @model_serializer(mode="wrap")
+    def _to_flat(self, handler) -> dict[str, Any]:
+        data = handler(self)
+        batch = data.pop("batch")
+        data.pop("task_path", None)
+        data["task_max_cost"] = data.pop("max_cost", None)
+        return data | batch
+
+    def run_fields(self) -> dict[str, Any]:
+        """The RunConfig fields, by name (task_path empty)."""
+        return {name: getattr(self, name) for name in RunConfig.model_fields}
 
 
 class BatchTask(BaseModel):
@@ -175,7 +186,7 @@ def summarize(state: BatchState, batch_dir: Path) -> dict:
         summary["geomean_speedup" + suffix] = math.exp(sum(map(math.log, speedups)) / len(speedups)) if speedups else None
     summary["tokens"] = sum(t.tokens for t in tasks)
     summary["cost_usd"] = round(sum(t.cost_usd for t in tasks), 6)
-    summary["max_cost"] = state.options.max_cost
+    summary["max_cost"] = state.options.batch.max_cost
     return summary
 
 

@@ -8,14 +8,15 @@ import re
 import secrets
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from kagent.agent import options as opt
 from kagent.agent.console import console, err_console, fail
-from kagent.agent.providers import MODEL_HELP, PRICES_HELP
+from kagent.sandbox.backends import backend_names
 from kagent.sandbox.errors import CandidateError, KagentError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM agent that writes fast, honest kernels.")
@@ -71,7 +72,7 @@ def resolve_backend_device(candidate: Path, backend: Optional[str], device: Opti
         if backend is None:
             raise UsageError(f"{candidate}: cannot tell the backend (no load_cpp, load_inline or triton.jit): pass --backend")
     if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}: choose one of {backend_names()}")
     chosen = BACKENDS[backend]
     gpu = gpu_ready(probe_gpu(), probe_torch())  # what `kagent doctor` says
     device = device or chosen.default_device(gpu.can_run)
@@ -143,7 +144,7 @@ def error_object(err: KagentError) -> dict:
 def eval_command(
     task: Path = typer.Argument(..., help="KernelBench task file (class Model, get_inputs, get_init_inputs)."),
     candidate: Path = typer.Argument(..., help="Candidate file defining ModelNew."),
-    backend: Optional[str] = typer.Option(None, help="triton, cuda or cpp (default: detected from the candidate)."),
+    backend: Optional[str] = typer.Option(None, help=f"{backend_names(' or ')} (default: detected from the candidate)."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if the backend can use it)."),
     timeout: float = typer.Option(120.0, help="Seconds for the candidate's whole evaluation."),
     memory_limit: str = typer.Option("8192", help="Memory for the whole evaluation: MB, or with a unit (16G, 512M)."),
@@ -215,28 +216,26 @@ def _progress_table(run) -> Table:
 @app.command("optimize")
 def optimize_command(
     task: Optional[Path] = typer.Argument(None, help="KernelBench task file (omit with --resume)."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    judge_model: Optional[str] = typer.Option(None, help="Judge model as PROVIDER:MODEL (default: --model)."),
-    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server for openai: models (vLLM, SGLang, Ollama)."),
-    backend: Optional[str] = typer.Option(None, help="triton, cuda or cpp (default: triton on a GPU, cpp on a CPU)."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if there is one)."),
-    max_iters: Optional[int] = typer.Option(None, help="Stop after this many candidates (default 10)."),
-    max_cost: Optional[float] = typer.Option(None, help="Stop once this many USD were spent on LLM calls."),
-    time_limit: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
-    concurrency: Optional[int] = typer.Option(None, help="Candidates in flight at once (default 2)."),
-    llm_timeout: Optional[float] = typer.Option(None, help="Seconds one LLM call may take (default 600)."),
-    stop_at_sol: Optional[float] = typer.Option(None, help="Stop once the best kernel reaches this fraction of the "
-                                                           "speed of light (default 0.8; 0: never)."),
-    patience: Optional[int] = typer.Option(None, help="Stop after this many candidates without a better one."),
-    baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
-                                                      "the task compiles; the default) or eager PyTorch."),
-    runs_dir: Optional[Path] = typer.Option(None, help="Where runs are written (default: runs)."),
-    prices: Optional[Path] = typer.Option(None, help=PRICES_HELP),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory."),
-    executor: Optional[str] = typer.Option(None, help="Where evaluations run: local (this machine, the default) "
-                                                      "or ray (a Ray cluster)."),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto', HOST:6379); default: start a local one."),
-    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON summary on stdout at the end."),
+    config: opt.Config = None,
+    model: opt.Model = None,
+    judge_model: opt.JudgeModel = None,
+    base_url: opt.BaseUrl = None,
+    backend: opt.Backend = None,
+    device: opt.Device = None,
+    max_iters: opt.MaxIters = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="Stop once this many USD were spent on LLM calls.")] = None,
+    time_limit: opt.TimeLimit = None,
+    concurrency: opt.Concurrency = None,
+    llm_timeout: opt.LlmTimeout = None,
+    stop_at_sol: opt.StopAtSol = None,
+    patience: opt.Patience = None,
+    baseline: opt.Baseline = None,
+    runs_dir: opt.RunsDir = None,
+    prices: opt.Prices = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory.")] = None,
+    executor: opt.Executor = None,
+    ray_address: opt.RayAddress = None,
+    as_json: opt.AsJson = False,
 ) -> None:
     """Search for the fastest correct kernel for a task with a Coder and a Judge LLM."""
     from rich.live import Live
@@ -244,21 +243,21 @@ def optimize_command(
     from pydantic import ValidationError
 
     from kagent.agent import loop
-    from kagent.agent.config import RunConfig, default_baseline, load_prices
-    from kagent.agent.options import absolute, choose_target, invalid_option
+    from kagent.agent.config import RunConfig, load_config, load_prices
+    from kagent.agent.options import absolute, choose_target, invalid_option, merge, run_flags
     from kagent.agent.providers import parse_model_spec
 
     # Every path the user gave, made absolute here: it crosses into worker processes that run
     # in other directories (README, "Paths").
-    task, runs_dir, prices, resume = absolute(task), absolute(runs_dir), absolute(prices), absolute(resume)
-    budgets = {k: v for k, v in (("max_iters", max_iters), ("max_cost", max_cost), ("time_limit_s", time_limit),
-                                  ("concurrency", concurrency), ("llm_timeout_s", llm_timeout),
-                                  ("stop_at_sol", stop_at_sol), ("patience", patience)) if v is not None}
+    task, runs_dir, prices, resume, config = absolute(task), absolute(runs_dir), absolute(prices), absolute(resume), absolute(config)
+    budgets = run_flags(max_iters=max_iters, max_cost=max_cost, time_limit=time_limit, concurrency=concurrency,
+                        llm_timeout=llm_timeout, stop_at_sol=stop_at_sol, patience=patience)
     try:
         if resume is not None:
-            given = (("TASK", task), ("--model", model), ("--judge-model", judge_model), ("--base-url", base_url),
-                     ("--backend", backend), ("--device", device), ("--runs-dir", runs_dir), ("--prices", prices),
-                     ("--executor", executor), ("--ray-address", ray_address), ("--baseline", baseline))
+            given = (("TASK", task), ("--config", config), ("--model", model), ("--judge-model", judge_model),
+                     ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--runs-dir", runs_dir),
+                     ("--prices", prices), ("--executor", executor), ("--ray-address", ray_address),
+                     ("--baseline", baseline))
             fixed = [flag for flag, value in given if value is not None]
             if fixed:
                 raise UsageError(f"--resume continues the run with its own {', '.join(fixed)}: {RESUME_FIXED}")
@@ -269,20 +268,28 @@ def optimize_command(
             except ValidationError as err:
                 raise invalid_option(err) from None
         else:
-            if task is None or model is None:
+            flags = budgets | run_flags(task_path=task and str(task), model=model, judge_model=judge_model,
+                                        base_url=base_url, backend=backend, device=device,
+                                        runs_dir=runs_dir and str(runs_dir), executor=executor,
+                                        ray_address=ray_address, baseline=baseline,
+                                        prices=load_prices(prices) if prices else None)
+            settings = merge(load_config(config), flags)
+            if settings.batch:
+                raise UsageError(f"{config}: the [batch] section is for kagent batch")
+            fields = settings.run
+            if "task_path" not in fields or "model" not in fields:
                 raise UsageError("give a TASK and --model PROVIDER:MODEL (or --resume RUN_DIR)")
-            for spec in (model, judge_model or model):
+            for spec in (fields["model"], fields.get("judge_model") or fields["model"]):
                 parse_model_spec(spec)
-            backend, device = choose_target(backend, device, here=(executor or "local") == "local")
+            fields["backend"], fields["device"] = choose_target(
+                fields.get("backend"), fields.get("device"), here=fields.get("executor", "local") == "local")
+            fields.setdefault("runs_dir", str(absolute(Path("runs"))))
             try:
-                config = RunConfig(
-                    task_path=str(task), model=model, judge_model=judge_model, base_url=base_url, backend=backend,
-                    device=device, runs_dir=str(runs_dir or absolute(Path("runs"))), prices=load_prices(prices),
-                    executor=executor or "local", ray_address=ray_address, baseline=baseline or default_baseline(), **budgets,
-                )
+                run_config = RunConfig(**fields).with_environment()
             except ValidationError as err:
-                raise invalid_option(err) from None
-            run = loop.start(config)
+                raise invalid_option(err, origin=settings) from None
+            run_config.apply_environment()
+            run = loop.start(run_config)
     except KagentError as err:
         fail(err, as_json)
     try:

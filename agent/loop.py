@@ -31,7 +31,7 @@ from kagent.agent.knowledge import guides_for
 from kagent.agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
 from kagent.agent.prompts import render
 from kagent.agent.providers import Completion, Message, Provider, make_provider
-from kagent.agent.selection import Choice, IslandPolicy, fitness
+from kagent.agent.selection import Choice, fitness, make_policy
 from kagent.sandbox.errors import KagentError, ProviderError, SandboxError, UsageError, one_line
 from kagent.sandbox.models import EvalRequest, Verdict
 from kagent.sandbox.task import validate_task
@@ -123,7 +123,7 @@ class Run:
         self.task_path = Path(config.task_path)
         self.task_source = self.task_path.read_text()
         self.coder, self.judge = coder, judge
-        self.policy = IslandPolicy(num_islands=config.islands, seed=config.seed)
+        self.policy = make_policy(config)
         self.device_text = device_description(config.device)
         self.backend_guide = render(f"backend_{config.backend}")
         self.guides_text = "\n\n".join(render("guide", title=g.title, text=g.text)

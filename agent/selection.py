@@ -64,6 +64,9 @@ def fitness(verdict: Verdict, baseline: str = "compile") -> float | None:
 
 @dataclass
 class Choice:
+    """What the Coder does next: `operation` on `island`, building on `parent_id` (None for a
+    draft), shown the candidates `inspiration_ids` for ideas."""
+
     operation: Literal["draft", "refine", "repair"]
     island: int
     parent_id: int | None
@@ -93,7 +96,37 @@ def _distinct(cands: list[CandidateRecord]) -> list[CandidateRecord]:
     return out
 
 
-class IslandPolicy:
+class SelectionPolicy:
+    """The selection seam: given every candidate so far, what the Coder does next.
+
+    `choose(records, iteration) -> Choice` must be a pure function of the records (every
+    candidate of the run, any order, pending ones included), the iteration (0, 1, ...) and the
+    policy's own settings, so that a resumed run makes the same choices. Adding a policy is one
+    class plus one line in `POLICIES`; `from_config` builds it from a RunConfig (`policy`)."""
+
+    name: str = ""
+
+    @classmethod
+    def from_config(cls, config) -> "SelectionPolicy":
+        """The policy a run with `config` (a RunConfig) uses; the default takes only its seed."""
+        return cls()
+
+    def choose(self, candidates: list[CandidateRecord], iteration: int) -> Choice:
+        """The next operation; raises nothing for any list of records."""
+        raise NotImplementedError
+
+
+class IslandPolicy(SelectionPolicy):
+    """Islands with elites, migration and repairs (this module's docstring); the default."""
+
+    name = "islands"
+
+    @classmethod
+    def from_config(cls, config) -> "IslandPolicy":
+        """Islands, elite size, migration interval, repair limit and seed from a RunConfig."""
+        return cls(num_islands=config.islands, elite_size=config.elite_size,
+                   migration_interval=config.migration_interval, max_repairs=config.max_repairs, seed=config.seed)
+
     def __init__(self, num_islands: int = 2, elite_size: int = 3, migration_interval: int = 4,
                  max_repairs: int = 2, seed: int = 0):
         if num_islands < 1 or elite_size < 1:
@@ -105,9 +138,11 @@ class IslandPolicy:
         self.seed = seed
 
     def island_for(self, iteration: int) -> int:
+        """The island iteration `iteration` works on."""
         return iteration % self.num_islands
 
     def choose(self, candidates: list[CandidateRecord], iteration: int) -> Choice:
+        """Repair a promising failure, else refine an elite of this iteration's island, else draft."""
         cands = sorted(candidates, key=lambda c: c.id)
         island = self.island_for(iteration)
         rng = random.Random(f"{self.seed}:{iteration}")
@@ -204,3 +239,12 @@ class IslandPolicy:
             if all(c.id != other.id for other in chosen):
                 chosen.append(c)
         return [c.id for c in chosen]
+
+
+# The registry: `policy` in the config (and RunConfig validation) reads it.
+POLICIES: dict[str, type[SelectionPolicy]] = {cls.name: cls for cls in (IslandPolicy,)}
+
+
+def make_policy(config) -> SelectionPolicy:
+    """The selection policy a RunConfig names (`policy`, default "islands"), built from it."""
+    return POLICIES[config.policy].from_config(config)

@@ -22,6 +22,8 @@ from typing import Callable
 
 import torch
 
+from kagent.sandbox.backends import candidate_imports
+
 # Modules a kernel never needs: compute outside the kernel, processes, or the harness itself.
 FORBIDDEN_MODULES = {
     "numpy": "forbidden_import", "ctypes": "forbidden_import", "subprocess": "forbidden_import",
@@ -31,9 +33,8 @@ FORBIDDEN_MODULES = {
     "gc": "introspection", "inspect": "introspection", "traceback": "introspection",
     "kagent": "forbidden_import", "agent": "forbidden_import", "sandbox": "forbidden_import",
 }
-# What a candidate may take from kagent: the cpp backend's loader, by name (the module itself
-# would hand over what it imports: ctypes, the launch counter).
-ALLOWED_KAGENT_NAMES = {"kagent.sandbox.backends.cpp": {"load_cpp"}}
+# What a candidate may take from kagent is each backend's `candidate_imports` (the cpp backend's
+# loader), by name: the module itself would hand over what it imports (ctypes, the launch counter).
 INTROSPECTION_ATTRS = {
     "_getframe", "_current_frames", "f_back", "f_locals", "f_globals", "tb_frame", "gi_frame",
     "cr_frame", "settrace", "setprofile", "addaudithook", "get_referrers", "get_objects",
@@ -80,7 +81,7 @@ def scan_source(source: str, filename: str) -> tuple[str, str] | None:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            allowed = ALLOWED_KAGENT_NAMES.get(node.module)
+            allowed = candidate_imports().get(node.module)
             if allowed is None:
                 names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
             else:

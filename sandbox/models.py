@@ -3,9 +3,9 @@ the verdict that comes back."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # `error`: kagent, the machine, the task or the user's input failed, not the kernel (see README:
 # reasons `interrupted`, `worker_failed`, `harness_error`, `task_error`, `usage_error`,
@@ -13,7 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field
 Status = Literal[
     "correct", "incorrect", "compile_error", "runtime_error", "timeout", "rejected", "not_run", "error"
 ]
-BackendName = Literal["triton", "cuda", "cpp"]
+
+
+def _registered_backend(name: str) -> str:
+    from kagent.sandbox.backends import BACKENDS, backend_names  # here: the backends import this module
+
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: choose one of {backend_names()}")
+    return name
+
+
+# A name in the backend registry (sandbox/backends/__init__.py), read when a value is validated.
+BackendName = Annotated[str, AfterValidator(_registered_backend)]
 DeviceName = Literal["cpu", "cuda"]
 # How isolated the candidate's process was (executor.py, confine.py):
 #   "namespaces"     its own PID and mount namespace, every mount read-only but its workdir and

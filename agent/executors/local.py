@@ -17,11 +17,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from kagent.agent.executors import Executor
+from kagent.sandbox.errors import SandboxError
 from kagent.sandbox.executor import Sandbox, visible_gpus
 from kagent.sandbox.models import EvalRequest, Verdict
 
@@ -70,19 +72,31 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, device: str, workers: int | None, root: Path):
+    def __init__(self, device: str, workers: int | None, root: Path | None, address: str | None = None,
+                 task_slots: int = 0):
         """`workers`: on a GPU machine, use only the first `workers` GPUs (default: all); on
-        a CPU there is one slot whatever it says (concurrent timings disturb each other)."""
-        self.root = Path(root)
-        if device == "cuda":
-            gpus = visible_gpus()
-            gpus = (gpus[:workers] if workers else gpus) or [None]  # None: the GPU CUDA picks
-            self.slots = {f"cuda:{g}" if g else "cuda": Sandbox(device, root=self.root / (g or "0"), gpu=g)
-                          for g in gpus}
-        else:
-            self.slots = {"cpu": Sandbox(device, root=self.root / "0")}
-        self.sandboxes = list(self.slots.values())
+        a CPU there is one slot whatever it says (concurrent timings disturb each other).
+        `address` is not used (no cluster). Sandboxes are made at the first evaluation (or the
+        first look at `sandboxes`), under `root`; a batch that only submits tasks makes none."""
+        super().__init__(device, workers, None if root is None else Path(root), address, task_slots)
         self._log_lock = threading.Lock()
+
+    @cached_property
+    def slots(self) -> dict[str, Sandbox]:
+        """Device slot name -> this run's sandbox pinned to it."""
+        if self.root is None:
+            raise SandboxError("the local executor was made without a root directory: it cannot evaluate")
+        if self.device == "cuda":
+            gpus = visible_gpus()
+            gpus = (gpus[:self.workers] if self.workers else gpus) or [None]  # None: the GPU CUDA picks
+            return {f"cuda:{g}" if g else "cuda": Sandbox(self.device, root=self.root / (g or "0"), gpu=g)
+                    for g in gpus}
+        return {"cpu": Sandbox(self.device, root=self.root / "0")}
+
+    @property
+    def sandboxes(self) -> list[Sandbox]:
+        """This run's sandboxes, one per device slot."""
+        return list(self.slots.values())
 
     def evaluate(self, request: EvalRequest, timeout_s: float) -> Verdict:
         """Wait for a free device of this run's, evaluate there, log the evaluation. Raises what
@@ -103,5 +117,6 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         """Also while evaluations run (Ctrl-C): they end with a SandboxError."""
-        for sandbox in self.sandboxes:
+        super().close()
+        for sandbox in (self.__dict__.get("slots") or {}).values():  # only sandboxes already made
             sandbox.close()

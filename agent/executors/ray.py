@@ -279,13 +279,17 @@ def _ray_failure(err: Exception) -> errors.SandboxError:
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, device: str, workers: int, address: str | None = None, num_cpus: int | None = None):
-        """`address`: a cluster to join ("auto", "HOST:6379"); None starts a local instance with
-        `num_cpus` CPUs (default: this machine's, at least `workers`) and this machine's GPUs."""
-        self.device = device
-        self.workers = workers
+    def __init__(self, device: str, workers: int | None, root: Path | None = None, address: str | None = None,
+                 task_slots: int = 0, *, num_cpus: int | None = None):
+        """`workers`: evaluations in flight (None: one). `root` is not used (nodes keep their
+        sandboxes under their own home). `address`: a cluster to join ("auto", "HOST:6379");
+        None starts a local instance with this machine's GPUs and `num_cpus` CPUs (default:
+        this machine's, at least `workers`, plus one per task slot, so that batch tasks waiting
+        on their LLM calls never starve the evaluations they submit)."""
+        workers = workers or 1
+        super().__init__(device, workers, root, address, task_slots)
         if address is None and num_cpus is None:
-            num_cpus = max(os.cpu_count() or 1, workers)
+            num_cpus = max(os.cpu_count() or 1, workers) + task_slots
         try:
             self._owns_share = _connect(address, num_cpus)
         except (ConnectionError, RuntimeError, ValueError) as err:
@@ -319,6 +323,7 @@ class RayExecutor(Executor):
         return remote_batch.remote(env, task_fn, *args).future()
 
     def close(self) -> None:
+        """Disconnect from Ray where this executor's connection was the last one."""
         if self._closed:
             return
         self._closed = True

@@ -25,10 +25,9 @@ PROVIDERS: dict[str, type[Provider]] = {
     cls.name: cls for cls in (OpenAIProvider, AnthropicProvider, CommandProvider, ReplayProvider)
 }
 
-MODEL_HELP = f"Coder model as PROVIDER:MODEL, PROVIDER one of {', '.join(PROVIDERS)}."
 PRICES_HELP = 'JSON file {"provider:model": \\[usd_per_M_in, usd_per_M_out]}.'  # \\[: not rich markup
 
-__all__ = ["MODEL_HELP", "PRICES_HELP", "Completion", "Message", "Provider", "Role", "PROVIDERS", "estimate_tokens", "make_provider",
+__all__ = ["PRICES_HELP", "Completion", "Message", "Provider", "Role", "PROVIDERS", "estimate_tokens", "make_provider",
            "parse_model_spec", "providers_help"]
 
 

@@ -320,6 +320,9 @@ class CppBackend(Backend):
     name = "cpp"
     markers = ("load_cpp",)
     devices = ("cpu",)
+    detect_order = 0
+    default_rank = 1
+    candidate_imports = {"kagent.sandbox.backends.cpp": frozenset({"load_cpp"})}
 
     def prepare(self, device: str) -> list[str]:
         """Refuse process creation in this process from here on (the candidate is imported

@@ -18,6 +18,7 @@ class NotRunnable(Exception):
 class CudaBackend(Backend):
     name = "cuda"
     markers = ("load_inline", "cuda_sources", "__global__")
+    detect_order = 1
 
     def __init__(self):
         self.sources: list[str] = []

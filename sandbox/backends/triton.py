@@ -39,6 +39,8 @@ def _uses_libdevice(fn) -> bool:
 class TritonBackend(Backend):
     name = "triton"
     markers = ("triton.jit", "import triton")
+    detect_order = 2  # cpp and cuda candidates may import triton-free torch helpers: checked first
+    default_rank = 0
 
     def __init__(self):
         self.first_launches: dict[str, tuple] = {}  # kernel name -> (fn, args, kwargs)
