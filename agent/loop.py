@@ -18,17 +18,18 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 from kagent.agent.archive import Archive, LLMCallRecord, RunRecord
 from kagent.agent.config import RunConfig
-from kagent.agent.console import failure_tail
+from kagent.agent.best import best_candidate
 from kagent.agent.executors import make_executor
 from kagent.agent.extract import extract_code, extract_idea
 from kagent.agent.knowledge import guides_for
 from kagent.agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
+from kagent.agent.present import candidate_line, now, speedup_text
 from kagent.agent.prompts import render
 from kagent.agent.providers import Completion, Message, Provider, make_provider
 from kagent.agent.selection import Choice, IslandPolicy, fitness
@@ -43,10 +44,6 @@ HISTORY_LINES = 12  # the Coder sees this many of the run's latest candidates, o
 # At the end of a run the best is re-timed; when that dethrones it, the new best is re-timed in
 # turn, at most this many candidates (each costs one evaluation).
 FINAL_RETIMES = 3
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def device_description(device: str) -> str:
@@ -101,19 +98,6 @@ def harness_error(config: RunConfig, reason: str, message: str) -> Verdict:
     return Verdict(status="error", reason=reason, message=message, backend=config.backend, device=config.device)
 
 
-def candidate_line(candidate_id: int, verdict: Verdict) -> str:
-    """One line for a person about a finished candidate: id, verdict, speedup, why it failed
-    (the verdict's message and, for one that died, the last line of its stderr)."""
-    speedup = f" {verdict.speedup:.2f}x" if verdict.speedup is not None else ""
-    line = f"#{candidate_id} {verdict.status}{speedup}"
-    if verdict.status != "correct":
-        line += f" ({verdict.reason}): {verdict.message}"
-        last = failure_tail(verdict, lines=1)
-        if last and verdict.status in ("runtime_error", "timeout", "compile_error"):
-            line += f" | {one_line(last, 160)}"
-    return line
-
-
 class Run:
     def __init__(self, config: RunConfig, run_dir: Path, archive: Archive, coder: Provider, judge: Provider,
                  on_update: Callable[["Run"], None] | None = None):
@@ -163,7 +147,7 @@ class Run:
         `patience` after `patience` finished candidates without a better one than the best."""
         finished = [c for c in self.archive.candidates()
                     if c.status != "pending" and c.verdict_status != "error"]  # kagent's failures are no attempt
-        best = max((c for c in finished if c.verdict_status == "correct"), key=lambda c: c.fitness or 0.0, default=None)
+        best = best_candidate(finished)
         if (self.config.stop_at_sol is not None and best is not None and best.verdict
                 and (best.verdict.sol_fraction or 0.0) >= self.config.stop_at_sol):
             return "speed_of_light"
@@ -234,7 +218,7 @@ class Run:
         inspirations = []
         for cid in choice.inspiration_ids:
             member = self.archive.candidate(cid)
-            speedup = f"{member.speedup:.2f}x" if member.speedup else "speed not measured"
+            speedup = speedup_text(member.speedup or None, missing="speed not measured")
             inspirations.append(render("inspiration", candidate_id=member.id, status=member.verdict_status,
                                        speedup_text=speedup, source=(member.source or "").strip()))
         return [
@@ -259,7 +243,7 @@ class Run:
             if record.verdict_reason and record.verdict_reason != "ok":
                 outcome += f" ({record.verdict_reason})"
             if record.speedup is not None:
-                outcome += f", {record.speedup:.2f}x vs eager"
+                outcome += f", {speedup_text(record.speedup)} vs eager"
             elif record.message and not record.verdict_status:
                 outcome += f": {record.message}"
             lines.append(render("history_line", candidate_id=record.id,
@@ -345,7 +329,8 @@ class Run:
         return verdict
 
     def _best_fitness(self) -> float:
-        return max((c.fitness or 0.0 for c in self.archive.candidates() if c.verdict_status == "correct"), default=0.0)
+        best = best_candidate(self.archive.candidates())
+        return best.fitness or 0.0 if best else 0.0
 
     def _retimed(self, kernel_path: Path, first: Verdict) -> Verdict:
         """A fresh evaluation of a candidate whose noisy timing would make it the best. The
@@ -355,7 +340,7 @@ class Run:
         both_noisy = second.status == "correct" and second.timing_noisy
         keep_first = both_noisy and (first.speedup or 0.0) < (second.speedup or 0.0)
         kept, other = (first, second) if keep_first else (second, first)
-        measured = f"{other.speedup:.2f}x" if other.speedup is not None else other.status
+        measured = speedup_text(other.speedup, missing=other.status)
         kept.artifacts.notes.append(
             f"timed twice, both noisy: this is the lower speedup (the other evaluation: {measured})" if both_noisy
             else f"re-timed: the first timing was noisy ({measured})")
@@ -367,17 +352,16 @@ class Run:
         dethrones it, the new best is re-timed too (at most FINAL_RETIMES candidates). A best
         without a meaningful timing is not re-timed."""
         for _ in range(FINAL_RETIMES):
-            correct = [c for c in self.archive.candidates() if c.verdict_status == "correct"]
-            best = max(correct, key=lambda c: (c.fitness or 0.0, -c.id), default=None)
+            best = best_candidate(self.archive.candidates())
             if best is None or best.id in self.final_timings or best.speedup is None:
                 return
-            self.say(f"re-timing the best, candidate #{best.id} ({best.speedup:.2f}x)")
+            self.say(f"re-timing the best, candidate #{best.id} ({speedup_text(best.speedup)})")
             try:
                 verdict = self.evaluate(self.run_dir / "candidates" / f"{best.id:04d}.py")
             except KagentError as err:
                 self.say(f"the best could not be re-timed: {err}")
                 return
-            verdict.artifacts.notes.append(f"re-timed at the end of the run; measured {best.speedup:.2f}x during the search")
+            verdict.artifacts.notes.append(f"re-timed at the end of the run; measured {speedup_text(best.speedup)} during the search")
             self.archive.record_verdict(best.id, verdict, fitness(verdict, self.config.baseline))
             self.final_timings[best.id] = verdict
 
@@ -477,11 +461,10 @@ class Run:
 
 
 def write_best(run: Run) -> Path | None:
-    best = max((c for c in run.archive.candidates() if c.verdict_status == "correct"),
-               key=lambda c: c.fitness or 0.0, default=None)
+    best = best_candidate(run.archive.candidates())
     if best is None:
         return None
-    speedup = f"{best.speedup:.2f}x over eager PyTorch" if best.speedup else "speedup not measured on this device"
+    speedup = f"{speedup_text(best.speedup)} over eager PyTorch" if best.speedup else "speedup not measured on this device"
     slower = ""
     if best.speedup is not None and best.speedup < 1.0:
         slower = (f"# SLOWER than eager PyTorch: this kernel takes {1 / best.speedup:.1f}x the time of the task's own\n"

@@ -21,21 +21,19 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from kagent.agent.console import fail, failure_tail
+from kagent.agent.locate import ARCHIVE_FILE, SUMMARY_FILE, resolve_run
+from kagent.agent.present import OTHER_COLOUR, STATUS_COLOURS, TASK_STATUS_COLOURS, display_status, now, speedup_text
 from kagent.agent.report_plots import (
-    BEST_RING, CURVE_COLOUR, OTHER_COLOUR, POINT_COLOUR, STATUS_COLOURS, STATUS_ORDER, TASK_STATUS_COLOURS,
-    curve_caption, curve_svg, esc, finite, lineage_legend, lineage_svg, verdicts_svg,
+    BEST_RING, CURVE_COLOUR, POINT_COLOUR, STATUS_ORDER, curve_caption, curve_svg, esc, finite, lineage_legend,
+    lineage_svg, verdicts_svg,
 )
 from kagent.sandbox.errors import KagentError, UsageError
-
-ARCHIVE_FILE = "archive.db"  # agent.archive.ARCHIVE_FILE (not imported: keep `kagent --help` light)
-SUMMARY_FILE = "summary.json"
 
 # ---------------------------------------------------------------- reading runs and batches
 
@@ -101,8 +99,8 @@ def load_run(run_dir: Path) -> RunData:
     """Everything the report shows about one run, read through the archive API."""
     from kagent.agent.archive import Archive
 
-    try:
-        with Archive.open(run_dir, create=False) as archive:
+    try:  # read-only: a report never migrates or checkpoints the archive of a live run
+        with Archive.open(run_dir, readonly=True) as archive, archive.snapshot():
             run = archive.run()
             records = archive.candidates()
             totals = archive.totals()
@@ -126,7 +124,7 @@ def load_run(run_dir: Path) -> RunData:
         node = Node(
             id=record.id, number=number, iteration=record.iteration, island=record.island,
             parent_id=record.parent_id, operation=record.operation,
-            status=record.verdict_status or record.status, reason=record.verdict_reason,
+            status=display_status(record), reason=record.verdict_reason,
             speedup=finite(record.speedup), timed=bool(verdict and verdict.timing_meaningful),
             fitness=finite(record.fitness), message=record.message, source=record.source,
             tail=failure_tail(verdict),
@@ -134,23 +132,6 @@ def load_run(run_dir: Path) -> RunData:
         node.depth = depth[node.id] = depth[node.parent_id] + 1 if node.parent_id in depth else 0
         data.nodes.append(node)
     return data
-
-
-def resolve(target: str, runs_dir: Path) -> tuple[str, Path]:
-    """("run" | "batch", directory) for what the user named, or a UsageError."""
-    tried = [Path(target)]
-    if not Path(target).is_absolute():
-        tried.append(runs_dir / target)
-    for path in tried:
-        if not path.is_dir():
-            continue
-        if (path / ARCHIVE_FILE).is_file():
-            return "run", path
-        if (path / SUMMARY_FILE).is_file():
-            return "batch", path
-        hint = ": a batch writes it when it ends" if (path / "batch.json").is_file() else ""
-        raise UsageError(f"{path}: not a run or batch directory (no {ARCHIVE_FILE}, no {SUMMARY_FILE}{hint})")
-    raise UsageError(f"{target}: no such run (not a directory, and no run {target!r} under {runs_dir})")
 
 
 @dataclass
@@ -219,9 +200,10 @@ def badge(status: str, palette: dict[str, tuple[str, str]] = STATUS_COLOURS) -> 
 
 
 def fmt_speedup(value: float | None, timed: bool = True) -> str:
+    """A speedup for the page (`agent.present.speedup_text`), marked when it was not timed."""
     if value is None:
         return "–"
-    return f"{value:.2f}x" + ("" if timed else ' <span class="muted">(not timed)</span>')
+    return speedup_text(value) + ("" if timed else ' <span class="muted">(not timed)</span>')
 
 
 def fmt_cost(value: float | None) -> str:
@@ -266,7 +248,7 @@ def best_code(data: RunData) -> str:
     best = data.best
     if best is None:
         return '<p class="muted">No correct kernel yet.</p>'
-    speed = (f"{best.speedup:.2f}x over eager PyTorch" if best.speedup is not None and best.timed
+    speed = (f"{speedup_text(best.speedup)} over eager PyTorch" if best.speedup is not None and best.timed
              else "speedup not measured on this device")
     return (f'<p>Candidate <a href="#c{best.id}">#{best.id}</a> ({esc(best.operation)}), {esc(speed)}.</p>'
             f'<pre class="code"><code>{esc(best.source or "")}</code></pre>')
@@ -366,7 +348,7 @@ footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 1
 
 
 def page(title: str, body: str) -> str:
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = now()
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -407,7 +389,7 @@ def render_batch(batch_dir: Path, summary: dict, rows: list[TaskRow]) -> str:
     stats = [f'<div class="stat"><b>{len(rows)}</b><span>tasks</span></div>']
     for key, name in BATCH_STATS:
         value = summary.get(key)
-        shown = (f"{finite(value):.2f}x" if key.startswith("geomean_speedup") and finite(value) is not None
+        shown = (speedup_text(finite(value)) if key.startswith("geomean_speedup") and finite(value) is not None
                  else fmt_rate(value))
         stats.append(f'<div class="stat"><b>{esc(shown)}</b><span>{esc(name)}</span></div>')
     stats.append(f'<div class="stat"><b>{esc(fmt_cost(finite(summary.get("cost_usd"))))}</b><span>cost</span></div>')
@@ -480,7 +462,7 @@ def task_section(index: int, row: TaskRow) -> str:
 
 def build_report(target: str, runs_dir: Path = Path("runs")) -> tuple[Path, str]:
     """(the run or batch directory, the page's HTML) for what the user named."""
-    kind, directory = resolve(target, runs_dir)
+    kind, directory = resolve_run(target, runs_dir, batches=True)
     if kind == "run":
         return directory, render_run(load_run(directory))
     summary, rows = load_batch(directory)
