@@ -111,7 +111,7 @@ class Run:
         self.device_text = device_description(config.device)
         self.backend_guide = render(f"backend_{config.backend}")
         self.guides_text = "\n\n".join(render("guide", title=g.title, text=g.text)
-                                        for g in guides_for(reference_ops(config.task_path), config.backend)) or "none"
+                                        for g in guides_for(reference_ops(config.task_path), config.backend))
         self.executor = make_executor(config.executor, config.device, config.eval_workers, run_dir / "sandbox",
                                       config.ray_address)
         self.lock = threading.Lock()  # selection and budget decisions
@@ -202,32 +202,24 @@ class Run:
         return completion
 
     def _coder_messages(self, choice: Choice) -> list[Message]:
+        """The Coder's request for `choice` (prompts/coder.md): task, backend guide, device, the
+        parent with its verdict and the Judge's diagnosis, inspirations, guides, history."""
         parent_section = render("parent_none")
         if choice.parent_id is not None:
             parent = self.archive.candidate(choice.parent_id)
-            verdict = parent.verdict
-            feedback = parent.judge
             parent_section = render(
-                "parent", operation_instruction=render(f"operation_{choice.operation}"),
-                parent_id=parent.id, parent_source=(parent.source or "").strip(),
-                parent_status=verdict.status if verdict else "unknown", parent_reason=verdict.reason if verdict else "",
-                parent_message=verdict.message if verdict else "", parent_facts=verdict_facts(verdict) if verdict else "",
-                judge_feedback=(f"{feedback['diagnosis']}\nRecommendation: {feedback['recommendation']}"
-                                if feedback else "none available"),
+                "parent", operation_instruction=render(f"operation_{choice.operation}"), parent=parent,
+                verdict=parent.verdict, parent_facts=verdict_facts(parent.verdict) if parent.verdict else "",
+                feedback=parent.judge,
             )
-        inspirations = []
-        for cid in choice.inspiration_ids:
-            member = self.archive.candidate(cid)
-            speedup = speedup_text(member.speedup or None, missing="speed not measured")
-            inspirations.append(render("inspiration", candidate_id=member.id, status=member.verdict_status,
-                                       speedup_text=speedup, source=(member.source or "").strip()))
+        inspirations = [render("inspiration", member=self.archive.candidate(cid)) for cid in choice.inspiration_ids]
         return [
             Message(role="system", content=render("coder_system")),
             Message(role="user", content=render(
                 "coder", task_name=self.task_path.name, task_source=self.task_source.strip(),
                 backend_guide=self.backend_guide, device_description=self.device_text,
-                parent_section=parent_section, inspiration_section="\n\n".join(inspirations) or "none yet",
-                guides_section=self.guides_text, history_section=self._history() or "nothing yet",
+                parent_section=parent_section, inspiration_section="\n\n".join(inspirations),
+                guides_section=self.guides_text, history_section=self._history(),
             )),
         ]
 
@@ -235,20 +227,9 @@ class Run:
         """One line per finished candidate of this run (the latest HISTORY_LINES): its idea, in
         the Coder's words, and what came of it, so the Coder does not repeat failed ideas."""
         replies = {call.candidate_id: call.reply for call in self.archive.llm_calls("coder") if call.reply}
-        lines = []
-        for record in self.archive.candidates():
-            if record.status == "pending" or record.verdict_status == "error":  # not the kernel's outcome
-                continue
-            outcome = record.verdict_status or record.status
-            if record.verdict_reason and record.verdict_reason != "ok":
-                outcome += f" ({record.verdict_reason})"
-            if record.speedup is not None:
-                outcome += f", {speedup_text(record.speedup)} vs eager"
-            elif record.message and not record.verdict_status:
-                outcome += f": {record.message}"
-            lines.append(render("history_line", candidate_id=record.id,
-                                parent_text=f" (from #{record.parent_id})" if record.parent_id else "",
-                                idea=extract_idea(replies.get(record.id, "")) or "no idea stated", outcome=outcome))
+        lines = [render("history_line", record=record, idea=extract_idea(replies.get(record.id, "")) or "no idea stated")
+                 for record in self.archive.candidates()
+                 if record.status != "pending" and record.verdict_status != "error"]  # error: not the kernel's outcome
         return "\n".join(lines[-HISTORY_LINES:])
 
     def attempt(self, candidate_id: int, choice: Choice) -> None:
