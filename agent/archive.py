@@ -387,14 +387,13 @@ class Archive:
     # ------------------------------------------------------------ candidates
 
     def add_candidate(self, *, iteration: int, island: int, operation: Operation, parent_id: int | None = None,
-                      inspiration_ids: list[int] | None = None, source: str | None = None,
-                      source_hash: str | None = None, kernel_path: str | None = None) -> int:
-        """A new pending candidate; returns its id."""
+                      inspiration_ids: list[int] | None = None) -> int:
+        """A new pending candidate, before the Coder is asked (its source comes with
+        set_candidate_source); returns its id."""
         cursor = self._write(
-            "INSERT INTO candidates (iteration, island, parent_id, inspiration_ids, operation, source, source_hash,"
-            " kernel_path, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (iteration, island, parent_id, json.dumps(list(inspiration_ids or [])), operation, source, source_hash,
-             kernel_path, now()),
+            "INSERT INTO candidates (iteration, island, parent_id, inspiration_ids, operation, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+            (iteration, island, parent_id, json.dumps(list(inspiration_ids or [])), operation, now()),
         )
         return cursor.lastrowid
 
