@@ -145,6 +145,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class RunRecord(BaseModel):
+    """The `runs` row: the run this archive belongs to (task, models, backend, device, its options as a
+    JSON object, state and timestamps in UTC ISO 8601)."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: str
@@ -164,6 +167,10 @@ class RunRecord(BaseModel):
 
 
 class CandidateRecord(BaseModel):
+    """One `candidates` row, with verdict_json parsed into `verdict` and judge_json into `judge`.
+    speedup is over eager PyTorch (a ratio, None when not timed); fitness is
+    `agent.selection.fitness` of the verdict."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: int
@@ -188,6 +195,9 @@ class CandidateRecord(BaseModel):
 
 
 class LLMCallRecord(BaseModel):
+    """One `llm_calls` row: the request's messages (a JSON list), the reply or the error, token counts
+    (estimates when tokens_estimated), cost in USD, start and finish times."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: int | None = None  # set by the archive
@@ -207,6 +217,9 @@ class LLMCallRecord(BaseModel):
 
 
 class Totals(BaseModel):
+    """What a run has spent and found so far: tokens, USD, LLM calls, candidates, correct ones, and the
+    best candidate (`agent.best`) with its speedups."""
+
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
@@ -329,10 +342,12 @@ class Archive:
 
     @property
     def schema_version(self) -> int:
+        """The number of migrations applied to this archive (`PRAGMA user_version`)."""
         with self._lock:
             return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
+        """Close the connection; the archive cannot be used afterwards."""
         with self._lock:
             self._conn.close()
 
@@ -353,6 +368,8 @@ class Archive:
     # ------------------------------------------------------------ the run
 
     def create_run(self, run: RunRecord) -> None:
+        """Record the run this archive belongs to, filling in timestamps, pid and host when None.
+        UsageError when the archive already holds a run."""
         stamp = now()
         fields = run.model_dump()
         fields["created_at"] = run.created_at or stamp
@@ -371,6 +388,7 @@ class Archive:
             raise UsageError(f"{self.path}: already holds a run") from None
 
     def run(self) -> RunRecord:
+        """The run's record. UsageError when none is recorded yet."""
         rows = self._read("SELECT * FROM runs LIMIT 1")
         if not rows:
             raise UsageError(f"{self.path}: no run recorded in this archive")
@@ -398,9 +416,13 @@ class Archive:
         return cursor.lastrowid
 
     def set_candidate_source(self, candidate_id: int, source: str, source_hash: str, kernel_path: str | None) -> None:
+        """Record the kernel the Coder wrote for a candidate: its source, SHA-256 hex digest and file
+        path. KeyError for an unknown id."""
         self._update(candidate_id, "source = ?, source_hash = ?, kernel_path = ?", (source, source_hash, kernel_path))
 
     def record_verdict(self, candidate_id: int, verdict: Verdict, fitness: float | None) -> None:
+        """Mark a candidate evaluated with the sandbox's verdict and its fitness (None for status
+        error). KeyError for an unknown id."""
         self._update(
             candidate_id,
             "status = 'evaluated', verdict_status = ?, verdict_reason = ?, speedup = ?, fitness = ?, message = ?,"
@@ -414,6 +436,7 @@ class Archive:
         self._update(candidate_id, "status = 'no_code', message = ?, evaluated_at = ?", (message, now()))
 
     def record_judge(self, candidate_id: int, feedback: dict[str, Any]) -> None:
+        """Store the Judge's feedback (a JSON object) on a candidate. KeyError for an unknown id."""
         self._update(candidate_id, "judge_json = ?", (json.dumps(feedback),))
 
     def _update(self, candidate_id: int, assignments: str, params: tuple) -> None:
@@ -422,9 +445,11 @@ class Archive:
             raise KeyError(f"no candidate {candidate_id} in {self.path}")
 
     def candidates(self) -> list[CandidateRecord]:
+        """Every candidate, in creation order (by id)."""
         return [_candidate(row) for row in self._read("SELECT * FROM candidates ORDER BY id")]
 
     def candidate(self, candidate_id: int) -> CandidateRecord:
+        """One candidate by id. KeyError when there is none."""
         rows = self._read("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
         if not rows:
             raise KeyError(f"no candidate {candidate_id} in {self.path}")
@@ -441,6 +466,8 @@ class Archive:
     # ------------------------------------------------------------ LLM calls
 
     def add_llm_call(self, call: LLMCallRecord) -> int:
+        """Record one LLM call as it returned (reply or error); returns its id. Timestamps default to
+        now."""
         stamp = now()
         cursor = self._write(
             "INSERT INTO llm_calls (candidate_id, role, provider, model, messages_json, reply, error, input_tokens,"
@@ -457,6 +484,7 @@ class Archive:
         return bool(self._read("SELECT COALESCE(MAX(tokens_estimated), 0) FROM llm_calls")[0][0])
 
     def llm_calls(self, role: Role | None = None) -> list[LLMCallRecord]:
+        """The LLM calls in the order they finished, all or those of one role."""
         if role is None:
             rows = self._read("SELECT * FROM llm_calls ORDER BY id")
         else:

@@ -50,6 +50,8 @@ def on_this_host(record: RunRecord) -> bool:
 
 
 def effective_state(record: RunRecord) -> str:
+    """The run's state as shown: `crashed` for a run recorded as running whose process on this machine
+    is gone, else the recorded state."""
     if record.state == "running" and on_this_host(record) and not pid_alive(record.pid):
         return "crashed"
     return record.state
@@ -68,6 +70,7 @@ class RunView:
 
     @property
     def run_id(self) -> str:
+        """The run's id: its directory's name."""
         return self.run_dir.name
 
     @property
@@ -80,10 +83,12 @@ class RunView:
 
     @property
     def best_path(self) -> Path | None:
+        """The run's best.py, when the run wrote one."""
         path = self.run_dir / "best.py"
         return path if path.is_file() else None
 
     def status_counts(self) -> dict[str, int]:
+        """How many candidates have each displayed status, sorted by status."""
         counts: dict[str, int] = {}
         for record in self.candidates:
             key = display_status(record)
@@ -91,6 +96,7 @@ class RunView:
         return dict(sorted(counts.items()))
 
     def candidate(self, candidate_id: int) -> CandidateRecord:
+        """One candidate of this run by id. UsageError (naming the ids it has) when there is none."""
         for record in self.candidates:
             if record.id == candidate_id:
                 return record
@@ -99,6 +105,7 @@ class RunView:
 
 
 def describe_ids(ids: list[int]) -> str:
+    """A range of candidate ids for a message: `#1..#7`, `#3` or `none`."""
     if not ids:
         return "none"
     return f"#{ids[0]}" if len(ids) == 1 else f"#{min(ids)}..#{max(ids)}"
@@ -123,6 +130,7 @@ def load_run(run_dir: Path, with_candidates: bool = True) -> RunView:
 
 
 def sort_key(view: RunView) -> tuple:
+    """Sort key of a run: its start time (unreadable: first), then its id."""
     try:
         created = datetime.fromisoformat(view.record.created_at or "").timestamp()
     except ValueError:
@@ -134,10 +142,12 @@ def sort_key(view: RunView) -> tuple:
 
 
 def display_reason(record: CandidateRecord) -> str | None:
+    """Why a candidate ended as it did: its verdict's reason, or the message of one without code."""
     return record.verdict_reason or (record.message if record.status == "no_code" else None)
 
 
 def run_summary(view: RunView) -> dict[str, Any]:
+    """One run as `kagent runs --json` lists it (a JSON object; cost in USD)."""
     record, totals = view.record, view.totals
     return {
         "run_id": view.run_id, "run_dir": str(view.run_dir), "batch": view.batch, "task": record.task_name,
@@ -152,6 +162,7 @@ def run_summary(view: RunView) -> dict[str, Any]:
 
 
 def candidate_summary(record: CandidateRecord) -> dict[str, Any]:
+    """One candidate as `kagent show --json` lists it (no source, no verdict)."""
     return {
         "id": record.id, "parent_id": record.parent_id, "operation": record.operation, "island": record.island,
         "iteration": record.iteration, "inspiration_ids": record.inspiration_ids, "status": record.status,
@@ -161,6 +172,7 @@ def candidate_summary(record: CandidateRecord) -> dict[str, Any]:
 
 
 def show_json(view: RunView) -> dict[str, Any]:
+    """`kagent show RUN --json`: the run, its totals, verdict counts, best and candidates."""
     try:
         config = json.loads(view.record.config_json)
     except ValueError:
@@ -192,6 +204,8 @@ def parent_diff(view: RunView, record: CandidateRecord) -> str | None:
 
 
 def candidate_json(view: RunView, record: CandidateRecord) -> dict[str, Any]:
+    """`kagent show RUN --candidate ID --json`: the candidate with its code, diff against its parent,
+    verdict and Judge feedback."""
     data = {"run_id": view.run_id, "run_dir": str(view.run_dir), **candidate_summary(record)}
     data.update(
         code=record.source, diff=parent_diff(view, record),
@@ -205,6 +219,7 @@ def candidate_json(view: RunView, record: CandidateRecord) -> dict[str, Any]:
 
 
 def state_text(view: RunView) -> Text:
+    """The run's state for the terminal, coloured, with why (pid gone, other host, stop reason)."""
     text = Text(view.state, style=STATE_STYLES.get(view.state, ""))
     if view.state == "crashed" and view.record.state == "running":
         text.append(f" (pid {view.record.pid} gone)", style="dim")
@@ -216,6 +231,7 @@ def state_text(view: RunView) -> Text:
 
 
 def when(stamp: str | None) -> str:
+    """A stored UTC timestamp in local time, to the second; the text itself when unreadable."""
     try:
         return datetime.fromisoformat(stamp or "").astimezone().strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
@@ -223,6 +239,7 @@ def when(stamp: str | None) -> str:
 
 
 def runs_table(views: list[RunView], runs_dir: Path, width: int) -> Table:
+    """The table `kagent runs` prints, fitted to `width` columns without cutting run ids."""
     headers = ("run", "task", "model", "best", "ok", "cost", "state")
     rows = []
     for view in views:
@@ -254,6 +271,8 @@ def runs_table(views: list[RunView], runs_dir: Path, width: int) -> Table:
 
 
 def candidate_label(record: CandidateRecord, best_id: int | None) -> Text:
+    """A candidate's line in the lineage tree: id, operation, coloured status, reason, speedup, best
+    mark and, for one that died, the last line of its output."""
     status = display_status(record)
     label = Text(f"#{record.id} {record.operation} {status}", style=STATUS_STYLES.get(status, ""))
     reason = display_reason(record)
@@ -270,6 +289,7 @@ def candidate_label(record: CandidateRecord, best_id: int | None) -> Text:
 
 
 def lineage_tree(view: RunView) -> Tree:
+    """The run's candidates as a tree from drafts to their refinements and repairs."""
     tree = Tree(Text(f"lineage of {view.run_id}", style="bold"))
     ids = {c.id for c in view.candidates}
     children: dict[int | None, list[CandidateRecord]] = {}
@@ -287,6 +307,7 @@ def lineage_tree(view: RunView) -> Tree:
 
 
 def summary_table(view: RunView) -> Table:
+    """The facts `kagent show RUN` starts with: task, models, state, counts, tokens, cost, best."""
     record, totals = view.record, view.totals
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -319,6 +340,7 @@ def summary_table(view: RunView) -> Table:
 
 
 def print_run(view: RunView) -> None:
+    """Print `kagent show RUN`: summary, the best kernel's code, the lineage tree."""
     console.print(summary_table(view))
     best_id = view.totals.best_candidate_id
     if best_id is not None:
@@ -332,6 +354,8 @@ def print_run(view: RunView) -> None:
 
 
 def print_candidate(view: RunView, record: CandidateRecord) -> None:
+    """Print `kagent show RUN --candidate ID`: status, code, diff against the parent, verdict with
+    logs, Judge feedback."""
     status = display_status(record)
     parent = f", from #{record.parent_id}" if record.parent_id is not None else ""
     console.print(Text.assemble(
@@ -397,6 +421,7 @@ def print_candidate(view: RunView, record: CandidateRecord) -> None:
 
 
 def write_json(data: Any) -> None:
+    """Write `data` as one line of JSON on stdout."""
     sys.stdout.write(json.dumps(data) + "\n")
 
 

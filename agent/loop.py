@@ -47,6 +47,8 @@ FINAL_RETIMES = 3
 
 
 def device_description(device: str) -> str:
+    """One line describing the device for the prompts: the GPU's name and memory, or the CPU's model,
+    cores and widest SIMD."""
     if device == "cuda":
         import subprocess
 
@@ -67,6 +69,9 @@ def device_description(device: str) -> str:
 
 @dataclass
 class RunSummary:
+    """What a finished run reports (`kagent optimize --json`): stop reason, counts, the best candidate
+    and its speedups (ratios over eager PyTorch and torch.compile), tokens, cost in USD."""
+
     run_id: str
     run_dir: Path
     stop_reason: str
@@ -81,6 +86,7 @@ class RunSummary:
     error: str | None = None  # why the run ended, when a provider or kagent itself kept failing
 
     def as_json(self) -> dict:
+        """The summary as the JSON object `kagent optimize --json` prints."""
         return {
             "run_id": self.run_id, "run_dir": str(self.run_dir), "stop_reason": self.stop_reason,
             "candidates": self.candidates, "correct": self.correct, "best_candidate_id": self.best_candidate_id,
@@ -99,6 +105,10 @@ def harness_error(config: RunConfig, reason: str, message: str) -> Verdict:
 
 
 class Run:
+    """One search over one task: the Coder and Judge providers, the archive, the selection policy and
+    an executor of sandbox evaluations, with the run's budgets. Built by `start` or `reopen`;
+    `run()` searches until a budget or a stop rule ends it; `close()` stops the executor."""
+
     def __init__(self, config: RunConfig, run_dir: Path, archive: Archive, coder: Provider, judge: Provider,
                  on_update: Callable[["Run"], None] | None = None):
         self.config = config
@@ -233,6 +243,8 @@ class Run:
         return "\n".join(lines[-HISTORY_LINES:])
 
     def attempt(self, candidate_id: int, choice: Choice) -> None:
+        """One attempt for a new candidate: ask the Coder, then evaluate and judge its reply
+        (`finish`). A failed Coder call leaves the candidate without code."""
         completion = self._ask(self.coder, self.config.model, "coder", self._coder_messages(choice), candidate_id)
         if completion is None:
             stopped = self.coder.cancelled
@@ -347,6 +359,8 @@ class Run:
             self.final_timings[best.id] = verdict
 
     def ask_judge(self, candidate_id: int, source: str, verdict: Verdict) -> JudgeFeedback | None:
+        """The Judge's feedback on an evaluated candidate; one retry after a malformed answer; None
+        when the Judge fails twice or its provider fails."""
         messages = judge_messages(self.task_path.name, self.task_source, candidate_id, source, verdict, self.device_text)
         for _ in range(2):  # one retry for a malformed answer
             completion = self._ask(self.judge, self.config.judge, "judge", messages, candidate_id)
@@ -393,6 +407,11 @@ class Run:
             return candidate_id, choice
 
     def run(self) -> str:
+        """Search until a budget (max_iters, max_cost in USD, time_limit_s in seconds) or a stop rule
+        (patience, speed_of_light, repeated provider or harness failures) ends the run,
+        `concurrency` attempts in flight; then re-time the best and mark the run finished.
+        Returns the stop reason. KeyboardInterrupt stops the run (its state: stopped) and
+        propagates; an unexpected error in an attempt propagates."""
         self.archive.set_state("running")
         in_flight: set[Future] = set()
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency)
@@ -438,10 +457,13 @@ class Run:
         self.executor.close()
 
     def close(self) -> None:
+        """Stop the executor and its sandbox workers."""
         self.executor.close()
 
 
 def write_best(run: Run) -> Path | None:
+    """Write the best candidate (`agent.best`) to RUN_DIR/best.py with a header saying its speedup and
+    how it was measured; its path, or None when nothing is correct."""
     best = best_candidate(run.archive.candidates())
     if best is None:
         return None
@@ -466,12 +488,15 @@ def write_best(run: Run) -> Path | None:
 
 
 def new_run_dir(config: RunConfig) -> tuple[str, Path]:
+    """A fresh run id (local time, task name, random suffix) and its directory under the runs
+    directory."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{Path(config.task_path).stem}-{uuid.uuid4().hex[:4]}"
     return run_id, Path(config.runs_dir) / run_id
 
 
 def summarize(run: Run, stop_reason: str) -> RunSummary:
+    """The summary of a run that ended with `stop_reason`; writes best.py."""
     totals = run.archive.totals()
     best_path = write_best(run)
     return RunSummary(
@@ -531,5 +556,7 @@ def running_here(pid: int | None, host: str | None) -> bool:
 
 
 def providers(config: RunConfig) -> tuple[Provider, Provider]:
+    """The Coder's and the Judge's providers for `config`. ConfigError for a bad model spec or a
+    missing key."""
     return (make_provider(config.model, base_url=config.base_url, timeout_s=config.llm_timeout_s),
             make_provider(config.judge, base_url=config.base_url, timeout_s=config.llm_timeout_s))

@@ -61,6 +61,9 @@ class Node:
 
 @dataclass
 class RunData:
+    """One run, as the report needs it: its facts from the archive, its candidates as lineage nodes,
+    the best candidate's id, tokens and cost in USD."""
+
     run_dir: Path
     run_id: str = ""
     task_name: str = ""
@@ -81,13 +84,16 @@ class RunData:
 
     @property
     def best(self) -> Node | None:
+        """The best candidate's node (`agent.best`, as the archive's totals name it), or None."""
         return next((n for n in self.nodes if n.id == self.best_id), None)
 
     @property
     def correct(self) -> int:
+        """How many candidates are correct."""
         return sum(n.status == "correct" for n in self.nodes)
 
     def counts(self) -> dict[str, int]:
+        """Candidates per status, in the order of the verdict colours (unknown statuses last)."""
         counts: dict[str, int] = {}
         for node in self.nodes:
             counts[node.status] = counts.get(node.status, 0) + 1
@@ -163,6 +169,8 @@ def _task_run_dir(batch_dir: Path, value: Any) -> Path | None:
 
 
 def load_batch(batch_dir: Path) -> tuple[dict, list[TaskRow]]:
+    """A batch directory's summary.json and one row per task, each with its run read (or why it could
+    not be). UsageError when the summary cannot be read."""
     try:
         summary = json.loads((batch_dir / SUMMARY_FILE).read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -195,6 +203,7 @@ def load_batch(batch_dir: Path) -> tuple[dict, list[TaskRow]]:
 
 
 def badge(status: str, palette: dict[str, tuple[str, str]] = STATUS_COLOURS) -> str:
+    """A coloured status badge (HTML), from `palette` (candidate statuses by default)."""
     fill, ink = palette.get(status, OTHER_COLOUR)
     return f'<span class="badge" style="background:{fill};color:{ink}">{esc(status)}</span>'
 
@@ -207,6 +216,7 @@ def fmt_speedup(value: float | None, timed: bool = True) -> str:
 
 
 def fmt_cost(value: float | None) -> str:
+    """A cost in USD for the page, `–` when unknown."""
     return "–" if value is None else f"${value:.4f}"
 
 
@@ -221,11 +231,13 @@ def fmt_rate(value: Any) -> str:
 
 
 def facts_table(rows: list[tuple[str, str]]) -> str:
+    """A two-column HTML table of (label, HTML value) rows; labels are escaped, values are not."""
     body = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f'<table class="facts">{body}</table>'
 
 
 def candidates_table(data: RunData, prefix: str) -> str:
+    """The table of a run's candidates (HTML), each row linked to its lineage node by `prefix`."""
     if not data.nodes:
         return '<p class="muted">No candidates yet.</p>'
     head = ("<tr><th>id</th><th>parent</th><th>operation</th><th>island</th><th>status</th><th>reason</th>"
@@ -245,6 +257,7 @@ def candidates_table(data: RunData, prefix: str) -> str:
 
 
 def best_code(data: RunData) -> str:
+    """The best kernel's source as an HTML code block, or a line saying there is none."""
     best = data.best
     if best is None:
         return '<p class="muted">No correct kernel yet.</p>'
@@ -255,6 +268,8 @@ def best_code(data: RunData) -> str:
 
 
 def run_facts(data: RunData) -> list[tuple[str, str]]:
+    """The (label, HTML value) rows about a run: task, models, backend, state, best speedup, counts,
+    tokens, cost."""
     best = data.best
     best_text = ("–" if best is None else
                  f"{fmt_speedup(best.speedup, best.timed)} (#{best.id})" if best.speedup is not None
@@ -348,6 +363,7 @@ footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 1
 
 
 def page(title: str, body: str) -> str:
+    """The whole HTML page: inline style, `title` escaped, `body` as given, and when it was generated."""
     stamp = now()
     return (
         "<!DOCTYPE html>\n"
@@ -359,6 +375,7 @@ def page(title: str, body: str) -> str:
 
 
 def render_run(data: RunData) -> str:
+    """The HTML page about one run."""
     snapshot = ' <span class="badge" style="background:#e6b400">in progress</span>' if data.state == "running" else ""
     body = [
         f"<h1>kagent run: {esc(data.task_name)}{snapshot}</h1>",
@@ -386,6 +403,7 @@ BATCH_STATS = [("correct_rate", "correct rate"), ("fast_1", "fast_1"), ("fast_1_
 
 
 def render_batch(batch_dir: Path, summary: dict, rows: list[TaskRow]) -> str:
+    """The HTML page about a batch: its summary table and aggregates, then one section per task."""
     stats = [f'<div class="stat"><b>{len(rows)}</b><span>tasks</span></div>']
     for key, name in BATCH_STATS:
         value = summary.get(key)
@@ -421,16 +439,20 @@ def render_batch(batch_dir: Path, summary: dict, rows: list[TaskRow]) -> str:
 
 
 def dash(value: Any) -> Any:
+    """`value`, or `–` for None."""
     return "–" if value is None else value
 
 
 def task_speedup(row: TaskRow) -> str:
+    """A batch task's best speedup for the page, `correct, not timed` or `–`."""
     if row.best_speedup is None and row.status == "correct":
         return '<span class="muted">correct, not timed</span>'
     return fmt_speedup(row.best_speedup)
 
 
 def task_section(index: int, row: TaskRow) -> str:
+    """A batch task's section of the page: its status, run facts, curve, lineage, candidates, best
+    kernel."""
     prefix = f"t{index}-"
     head = (f'<section id="task{index}"><h2>{esc(row.task)} {badge(row.status, TASK_STATUS_COLOURS)} '
             f'<span class="muted">best {task_speedup(row)}</span></h2>')

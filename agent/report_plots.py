@@ -26,10 +26,12 @@ def esc(value: Any) -> str:
 
 
 def colour(status: str) -> tuple[str, str]:
+    """The (fill, text) colours of a status, grey for one without its own."""
     return STATUS_COLOURS.get(status, OTHER_COLOUR)
 
 
 def finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number (bools excluded), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -107,6 +109,9 @@ def curve_series(nodes: list[Node]) -> tuple[str, list[tuple[int, float]], list[
 
 
 def curve_svg(data: RunData, width: float = 600, height: float = 300) -> str:
+    """The best-so-far curve as inline SVG (width and height in CSS px): best speedup, or best fitness
+    when nothing was timed, over candidates in creation order, with each timed candidate's own
+    speedup as a dot."""
     mode, steps, own = curve_series(data.nodes)
     what, y_label, warning = CURVE_LABELS[mode]
     left, right, top, bottom = 58, 18, 16, 44
@@ -162,6 +167,7 @@ def curve_svg(data: RunData, width: float = 600, height: float = 300) -> str:
 
 
 def curve_caption(data: RunData) -> str:
+    """The sentence under the curve: what it shows and where it ends."""
     mode, steps, _ = curve_series(data.nodes)
     if mode == "speedup":
         return (f"Best speedup over eager PyTorch after each candidate (correct, timed candidates only): "
@@ -256,6 +262,7 @@ def lineage_svg(data: RunData, prefix: str, width: float = 1080, compact: bool =
 
 
 def verdicts_svg(data: RunData, width: float = 420) -> str:
+    """The verdict counts of a run as horizontal bars, inline SVG `width` CSS px wide."""
     counts = data.counts()
     label = f"{data.task_name}: verdict counts"
     bar_h, gap, label_w, top = 22, 8, 118, 8

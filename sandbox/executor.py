@@ -61,6 +61,9 @@ ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNOREC
 
 
 def worker_env(device: str, gpu: str | None = None) -> dict[str, str]:
+    """The environment of a sandbox worker: allowed variables only, never one that looks like a
+    secret, plus the device's settings (on a CPU: TRITON_INTERPRET, OpenMP thread binding, malloc
+    tuning; on a GPU: CUDA_VISIBLE_DEVICES=`gpu`)."""
     env = {k: v for k, v in os.environ.items() if ENV_ALLOWED.match(k) and not ENV_SECRET.search(k)}
     env.setdefault("KAGENT_CACHE_DIR", str(Path.home() / ".cache" / "kagent"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -411,6 +414,7 @@ class Sandbox:
         self._messages = None
 
     def close(self) -> None:
+        """Stop the workers and the verifier, and remove the sandbox's directory when it made it."""
         self._closed = True
         self._stop()
         self._stop_verifier()

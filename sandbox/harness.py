@@ -453,6 +453,8 @@ class Evaluation:
     # -- the whole evaluation -----------------------------------------------------------------
 
     def run(self) -> Verdict:
+        """Evaluate the candidate (load, check correctness on every input set, time both sides) and
+        return its verdict; failures become verdicts, never exceptions."""
         started = time.perf_counter()
         try:
             fields = self._run()

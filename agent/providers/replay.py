@@ -17,6 +17,9 @@ from .base import Completion, Message, Provider, Role, estimate_tokens
 
 
 class ReplayProvider(Provider):
+    """`replay:RUN`: answers with an earlier run's recorded replies, in order per role (see the module
+    docstring). ConfigError when RUN has no readable archive."""
+
     name = "replay"
     form = "replay:RUN_DIR"
     summary = "replay the replies recorded in RUN_DIR/archive.db, in order per role"
@@ -45,6 +48,7 @@ class ReplayProvider(Provider):
         self.lock = threading.Lock()  # the run loop asks from several threads at once
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
+        """The next recorded reply for `role`, whatever is asked; ProviderError when none is left."""
         self.check_cancelled()
         recorded = self.replies.get(role, [])
         with self.lock:

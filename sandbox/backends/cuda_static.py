@@ -26,6 +26,9 @@ from pydantic import BaseModel
 
 
 class CudaKernelResources(BaseModel):
+    """One kernel's resource use as ptxas -v reports it: registers per thread, static shared memory,
+    spill stores and loads and stack frame, in bytes."""
+
     kernel: str  # demangled signature when a demangler is available, else the mangled name
     target: str  # "sm_90"
     registers: int | None
@@ -36,6 +39,9 @@ class CudaKernelResources(BaseModel):
 
 
 class CudaCompileCheck(BaseModel):
+    """The result of compiling CUDA device code with nvcc: accepted or not, one line, the whole log,
+    each kernel's resources."""
+
     ok: bool  # nvcc accepted the device code (True when nvcc is missing: nothing failed)
     message: str  # one line: what was checked, or the first error line
     log: str  # full nvcc output, temp paths replaced by the file name
