@@ -61,9 +61,8 @@ ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNOREC
 
 
 def worker_env(device: str, gpu: str | None = None) -> dict[str, str]:
-    """The environment of a sandbox worker: allowed variables only, never one that looks like a
-    secret, plus the device's settings (on a CPU: TRITON_INTERPRET, OpenMP thread binding, malloc
-    tuning; on a GPU: CUDA_VISIBLE_DEVICES=`gpu`)."""
+    """A worker's environment: allowed variables only, no secret-looking one, plus the device's
+    settings (CPU: TRITON_INTERPRET, thread binding, malloc tuning; GPU: CUDA_VISIBLE_DEVICES)."""
     env = {k: v for k, v in os.environ.items() if ENV_ALLOWED.match(k) and not ENV_SECRET.search(k)}
     env.setdefault("KAGENT_CACHE_DIR", str(Path.home() / ".cache" / "kagent"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
