@@ -261,7 +261,6 @@ class Archive:
 
     def __init__(self, path: Path, readonly: bool = False):
         self.path = Path(path)
-        self.readonly = readonly
         self._lock = threading.RLock()
         if readonly:  # mode=ro: SQLite itself refuses every write on this connection
             uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"

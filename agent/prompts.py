@@ -9,6 +9,7 @@ conditional line is written `{% if x %}line{% endif %}` on a line of its own."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 
@@ -38,5 +39,5 @@ def render(name: str, **values) -> str:
     try:
         return environment().get_template(f"{name}.md").render(**values).strip()
     except jinja2.UndefinedError as err:
-        variable = str(err.message or "").split("'")[1] if "'" in str(err.message or "") else err.message
-        raise KagentError(f"prompts/{name}.md: no value for ${variable}") from None
+        missing = re.fullmatch(r"'(\w+)' is undefined", err.message or "")
+        raise KagentError(f"prompts/{name}.md: " + (f"no value for ${missing[1]}" if missing else str(err.message))) from None
