@@ -47,12 +47,15 @@ import os
 import socket
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal, NamedTuple
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
+from kagent.agent.best import best_candidate
+from kagent.agent.present import now
 from kagent.sandbox.errors import UsageError
 from kagent.sandbox.models import Verdict
 
@@ -62,10 +65,6 @@ RunState = Literal["running", "finished", "stopped", "crashed"]
 Operation = Literal["draft", "refine", "repair"]
 CandidateStatus = Literal["pending", "evaluated", "no_code"]
 Role = Literal["coder", "judge"]
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 # ---------------------------------------------------------------- schema migrations
@@ -146,6 +145,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class RunRecord(BaseModel):
+    """The `runs` row: the run this archive belongs to (task, models, backend, device, its options as a
+    JSON object, state and timestamps in UTC ISO 8601)."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: str
@@ -165,6 +167,10 @@ class RunRecord(BaseModel):
 
 
 class CandidateRecord(BaseModel):
+    """One `candidates` row, with verdict_json parsed into `verdict` and judge_json into `judge`.
+    speedup is over eager PyTorch (a ratio, None when not timed); fitness is
+    `agent.selection.fitness` of the verdict."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: int
@@ -189,6 +195,9 @@ class CandidateRecord(BaseModel):
 
 
 class LLMCallRecord(BaseModel):
+    """One `llm_calls` row: the request's messages (a JSON list), the reply or the error, token counts
+    (estimates when tokens_estimated), cost in USD, start and finish times."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: int | None = None  # set by the archive
@@ -208,6 +217,9 @@ class LLMCallRecord(BaseModel):
 
 
 class Totals(BaseModel):
+    """What a run has spent and found so far: tokens, USD, LLM calls, candidates, correct ones, and the
+    best candidate (`agent.best`) with its speedups."""
+
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
@@ -237,16 +249,30 @@ def _llm_call(row: sqlite3.Row) -> LLMCallRecord:
 
 
 class Archive:
-    """One run's archive. Use `Archive.open(run_dir, create=...)`; close() when done (or use
-    it as a context manager)."""
+    """One run's archive (the SQLite file `run_dir/archive.db`, schema above).
 
-    def __init__(self, path: Path):
+    Open it with `Archive.open(run_dir, create=...)` to write a run, or
+    `Archive.open(run_dir, readonly=True)` to look at one (every command that only reads: `runs`,
+    `show`, `report`, the `replay:` provider); close() when done, or use it as a context manager.
+    A read-only archive never migrates, changes the journal mode or writes, so looking at a run
+    leaves its file's bytes and mtime as they were and never disturbs the process writing it;
+    its write methods raise sqlite3.OperationalError. Errors: UsageError for a missing,
+    unreadable, uninitialised or too new archive; KeyError for an unknown candidate id."""
+
+    def __init__(self, path: Path, readonly: bool = False):
         self.path = Path(path)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        if readonly:  # mode=ro: SQLite itself refuses every write on this connection
+            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+            self._conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
+        else:
+            self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         try:
             self._conn.execute("PRAGMA busy_timeout = 10000")
+            if readonly:
+                self._check_readable()
+                return
             if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
@@ -257,19 +283,42 @@ class Archive:
             raise
 
     @classmethod
-    def open(cls, run_dir: Path, create: bool = False) -> "Archive":
+    def open(cls, run_dir: Path, create: bool = False, readonly: bool = False) -> "Archive":
         """The archive in `run_dir`. With create=True the directory and database are made when
-        missing; with create=False a missing archive is a UsageError."""
+        missing; otherwise a missing archive is a UsageError, and so is one SQLite cannot read.
+        With readonly=True (not together with create) nothing is ever written (see the class)."""
         run_dir = Path(run_dir)
         path = run_dir / ARCHIVE_FILE
+        if create and readonly:
+            raise ValueError("an archive cannot be created read-only")
         if create:
             run_dir.mkdir(parents=True, exist_ok=True)
         elif not path.is_file():
             raise UsageError(f"{run_dir}: no run archive there (no {ARCHIVE_FILE})")
         try:
-            return cls(path)
+            return cls(path, readonly=readonly)
         except sqlite3.DatabaseError as err:
             raise UsageError(f"{path}: not a readable run archive ({err})") from None
+
+    def _check_readable(self) -> None:
+        """A read-only archive is read as it is: an older schema lacks only later columns."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            raise UsageError(f"{self.path}: the run archive is not initialised yet")
+        if version > SCHEMA_VERSION:
+            raise UsageError(f"{self.path}: archive schema v{version} is newer than this kagent (v{SCHEMA_VERSION})")
+
+    @contextmanager
+    def snapshot(self) -> Iterator["Archive"]:
+        """Every read inside sees the archive as it was at one moment, even while a run writes
+        (one read transaction; WAL mode lets it run beside the writer)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self
+            finally:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
 
     def _migrate(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -292,10 +341,12 @@ class Archive:
 
     @property
     def schema_version(self) -> int:
+        """The number of migrations applied to this archive (`PRAGMA user_version`)."""
         with self._lock:
             return self._conn.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
+        """Close the connection; the archive cannot be used afterwards."""
         with self._lock:
             self._conn.close()
 
@@ -316,6 +367,8 @@ class Archive:
     # ------------------------------------------------------------ the run
 
     def create_run(self, run: RunRecord) -> None:
+        """Record the run this archive belongs to, filling in timestamps, pid and host when None.
+        UsageError when the archive already holds a run."""
         stamp = now()
         fields = run.model_dump()
         fields["created_at"] = run.created_at or stamp
@@ -334,6 +387,7 @@ class Archive:
             raise UsageError(f"{self.path}: already holds a run") from None
 
     def run(self) -> RunRecord:
+        """The run's record. UsageError when none is recorded yet."""
         rows = self._read("SELECT * FROM runs LIMIT 1")
         if not rows:
             raise UsageError(f"{self.path}: no run recorded in this archive")
@@ -350,21 +404,24 @@ class Archive:
     # ------------------------------------------------------------ candidates
 
     def add_candidate(self, *, iteration: int, island: int, operation: Operation, parent_id: int | None = None,
-                      inspiration_ids: list[int] | None = None, source: str | None = None,
-                      source_hash: str | None = None, kernel_path: str | None = None) -> int:
-        """A new pending candidate; returns its id."""
+                      inspiration_ids: list[int] | None = None) -> int:
+        """A new pending candidate, before the Coder is asked (its source comes with
+        set_candidate_source); returns its id."""
         cursor = self._write(
-            "INSERT INTO candidates (iteration, island, parent_id, inspiration_ids, operation, source, source_hash,"
-            " kernel_path, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (iteration, island, parent_id, json.dumps(list(inspiration_ids or [])), operation, source, source_hash,
-             kernel_path, now()),
+            "INSERT INTO candidates (iteration, island, parent_id, inspiration_ids, operation, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+            (iteration, island, parent_id, json.dumps(list(inspiration_ids or [])), operation, now()),
         )
         return cursor.lastrowid
 
     def set_candidate_source(self, candidate_id: int, source: str, source_hash: str, kernel_path: str | None) -> None:
+        """Record the kernel the Coder wrote for a candidate: its source, SHA-256 hex digest and file
+        path. KeyError for an unknown id."""
         self._update(candidate_id, "source = ?, source_hash = ?, kernel_path = ?", (source, source_hash, kernel_path))
 
     def record_verdict(self, candidate_id: int, verdict: Verdict, fitness: float | None) -> None:
+        """Mark a candidate evaluated with the sandbox's verdict and its fitness (None for status
+        error). KeyError for an unknown id."""
         self._update(
             candidate_id,
             "status = 'evaluated', verdict_status = ?, verdict_reason = ?, speedup = ?, fitness = ?, message = ?,"
@@ -378,6 +435,7 @@ class Archive:
         self._update(candidate_id, "status = 'no_code', message = ?, evaluated_at = ?", (message, now()))
 
     def record_judge(self, candidate_id: int, feedback: dict[str, Any]) -> None:
+        """Store the Judge's feedback (a JSON object) on a candidate. KeyError for an unknown id."""
         self._update(candidate_id, "judge_json = ?", (json.dumps(feedback),))
 
     def _update(self, candidate_id: int, assignments: str, params: tuple) -> None:
@@ -386,9 +444,11 @@ class Archive:
             raise KeyError(f"no candidate {candidate_id} in {self.path}")
 
     def candidates(self) -> list[CandidateRecord]:
+        """Every candidate, in creation order (by id)."""
         return [_candidate(row) for row in self._read("SELECT * FROM candidates ORDER BY id")]
 
     def candidate(self, candidate_id: int) -> CandidateRecord:
+        """One candidate by id. KeyError when there is none."""
         rows = self._read("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
         if not rows:
             raise KeyError(f"no candidate {candidate_id} in {self.path}")
@@ -405,6 +465,8 @@ class Archive:
     # ------------------------------------------------------------ LLM calls
 
     def add_llm_call(self, call: LLMCallRecord) -> int:
+        """Record one LLM call as it returned (reply or error); returns its id. Timestamps default to
+        now."""
         stamp = now()
         cursor = self._write(
             "INSERT INTO llm_calls (candidate_id, role, provider, model, messages_json, reply, error, input_tokens,"
@@ -416,7 +478,12 @@ class Archive:
         )
         return cursor.lastrowid
 
+    def tokens_estimated(self) -> bool:
+        """Whether any LLM call's token counts are estimates rather than the provider's."""
+        return bool(self._read("SELECT COALESCE(MAX(tokens_estimated), 0) FROM llm_calls")[0][0])
+
     def llm_calls(self, role: Role | None = None) -> list[LLMCallRecord]:
+        """The LLM calls in the order they finished, all or those of one role."""
         if role is None:
             rows = self._read("SELECT * FROM llm_calls ORDER BY id")
         else:
@@ -426,19 +493,29 @@ class Archive:
     # ------------------------------------------------------------ summary
 
     def totals(self) -> Totals:
+        """Token, cost and candidate counts, and the best candidate (as `agent.best` defines it)
+        with its speedup over eager PyTorch and over torch.compile (None: not measured)."""
         with self._lock:
             calls = self._conn.execute(
                 "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cost_usd), 0),"
                 " COUNT(*) FROM llm_calls").fetchone()
-            counts = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(verdict_status = 'correct'), 0) FROM candidates").fetchone()
-            best = self._conn.execute(
-                "SELECT id, speedup, json_extract(verdict_json, '$.speedup_vs_compile') AS vs_compile"
-                " FROM candidates WHERE verdict_status = 'correct'"
-                " ORDER BY fitness DESC, id LIMIT 1").fetchone()
+            rows = self._conn.execute(
+                "SELECT id, verdict_status, fitness, speedup,"
+                " json_extract(verdict_json, '$.speedup_vs_compile') AS vs_compile FROM candidates").fetchall()
+        best = best_candidate(_Ranked(*row) for row in rows)
         return Totals(
             tokens_in=calls[0], tokens_out=calls[1], cost_usd=calls[2], llm_calls=calls[3],
-            candidates=counts[0], correct=counts[1],
-            best_candidate_id=best["id"] if best else None, best_speedup=best["speedup"] if best else None,
-            best_speedup_vs_compile=best["vs_compile"] if best else None,
+            candidates=len(rows), correct=sum(row["verdict_status"] == "correct" for row in rows),
+            best_candidate_id=best.id if best else None, best_speedup=best.speedup if best else None,
+            best_speedup_vs_compile=best.vs_compile if best else None,
         )
+
+
+class _Ranked(NamedTuple):
+    """The columns `agent.best` ranks a candidate by, without parsing its verdict."""
+
+    id: int
+    verdict_status: str | None
+    fitness: float | None
+    speedup: float | None
+    vs_compile: float | None

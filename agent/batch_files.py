@@ -15,7 +15,6 @@ import io
 import json
 import math
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +25,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from kagent.agent.config import BatchSection, RunConfig
+from kagent.agent import present
+from kagent.agent.present import TASK_STATUS_STYLES as STATUS_STYLE, now  # noqa: F401  (batch.py's now)
 from kagent.sandbox.errors import UsageError, one_line
 
 BATCH_FILE = "batch.json"
@@ -35,10 +36,6 @@ FAST_P = ((1.0, "fast_1"), (1.5, "fast_1_5"), (2.0, "fast_2"))
 DONE = ("correct", "no_correct", "task_error")  # final: never redone by --resume
 
 TaskStatus = Literal["pending", "running", "correct", "no_correct", "task_error", "skipped", "interrupted"]
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------- the batch's state
@@ -146,13 +143,9 @@ def load_state(batch_dir: Path) -> BatchState:
 # ---------------------------------------------------------------- the summary
 
 
-STATUS_STYLE = {"correct": "green", "no_correct": "red", "task_error": "magenta", "skipped": "yellow",
-                "interrupted": "yellow", "running": "cyan", "pending": "white"}
-
-
 def speedup_text(task: BatchTask) -> str:
     if task.best_speedup is not None:
-        return f"{task.best_speedup:.2f}x"
+        return present.speedup_text(task.best_speedup)
     return "correct, not timed" if task.correct else "-"
 
 

@@ -17,6 +17,8 @@ from rich.text import Text
 from kagent.agent import options as opt
 from kagent.agent.console import console, err_console, fail
 from kagent.sandbox.backends import backend_names
+from kagent.agent.present import print_verdict, speedup_text
+
 from kagent.sandbox.errors import CandidateError, KagentError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM agent that writes fast, honest kernels.")
@@ -40,9 +42,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """kagent: turn a PyTorch task into a fast, honest kernel."""
-
-
-STATUS_STYLE = {"correct": "green", "incorrect": "red", "rejected": "magenta", "timeout": "yellow", "not_run": "cyan"}
 
 
 # Said once on stderr when a candidate ran with less isolation than the sandbox aims for.
@@ -83,34 +82,6 @@ def resolve_backend_device(candidate: Path, backend: Optional[str], device: Opti
     if device == "cuda" and not gpu.can_run:
         raise UsageError(f"--device cuda: {gpu.reason}")
     return backend, device
-
-
-def print_verdict(verdict) -> None:
-    """The verdict for a person: status line, then one fact per row. Fits an 80-column terminal:
-    long values break between items (input sets) or words, never inside a number."""
-    style = STATUS_STYLE.get(verdict.status, "red")
-    console.print(Text.assemble((verdict.status, f"bold {style}"), f" ({verdict.reason}) {verdict.message}"))
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")
-    table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
-    if verdict.input_sets:
-        table.add_row("input sets", "\n".join(verdict.input_sets))
-    if verdict.max_abs_error is not None:
-        table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {verdict.max_rel_error:.3g}")
-    if verdict.ref_time_ms is not None:
-        meaningful = "" if verdict.timing_meaningful else "  (not a performance measurement)"
-        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.3f} ms / {verdict.candidate_time_ms:.3f} ms{meaningful}")
-    if verdict.speedup is not None:
-        table.add_row("speedup", f"{verdict.speedup:.2f}x" + ("  [red]implausible[/]" if verdict.implausible_speedup else ""))
-    for use in verdict.artifacts.resources:
-        facts = use.error or f"{use.registers} regs, {use.shared_memory_bytes} B smem, {use.spill_stores_bytes} B spill stores"
-        table.add_row(f"{use.kernel} @ {use.target}", facts)
-    for note in verdict.artifacts.notes:
-        table.add_row("note", note)
-    console.print(table)
-    if verdict.status in ("compile_error", "runtime_error") and (verdict.artifacts.compile_log or verdict.artifacts.traceback):
-        console.print((verdict.artifacts.compile_log or verdict.artifacts.traceback).strip()[-1500:], highlight=False, markup=False)
 
 
 MEMORY_UNITS = {"": 1, "k": 2**-10, "m": 1, "g": 2**10, "t": 2**20}  # in MB (2**20 bytes)
@@ -204,7 +175,7 @@ def _progress_table(run) -> Table:
     table = Table(title=f"kagent optimize {run.task_path.name}", show_header=False, box=None)
     table.add_row("candidates", f"{totals.candidates} / {run.config.max_iters}")
     table.add_row("verdicts", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-")
-    best = f"{totals.best_speedup:.2f}x (#{totals.best_candidate_id})" if totals.best_speedup else (
+    best = f"{speedup_text(totals.best_speedup)} (#{totals.best_candidate_id})" if totals.best_speedup else (
         f"#{totals.best_candidate_id} (not timed)" if totals.best_candidate_id else "-")
     table.add_row("best speedup", best)
     table.add_row("tokens / cost", f"{totals.tokens_in + totals.tokens_out} / ${totals.cost_usd:.4f}")
@@ -316,7 +287,7 @@ def optimize_command(
     if as_json:
         sys.stdout.write(json.dumps(summary.as_json()) + "\n")
     else:
-        best = f"{summary.best_speedup:.2f}x" if summary.best_speedup else "n/a"
+        best = speedup_text(summary.best_speedup) if summary.best_speedup else "n/a"
         console.print(f"stopped by {summary.stop_reason}: {summary.correct}/{summary.candidates} correct, "
                       f"best {best}, {summary.tokens} tokens, ${summary.cost_usd:.4f}", highlight=False)
         if summary.error:

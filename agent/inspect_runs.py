@@ -16,13 +16,10 @@ import json
 import socket
 import sqlite3
 import sys
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Optional
-from urllib.parse import quote
+from typing import Any, Optional
 
 import typer
 from rich.console import Group
@@ -31,71 +28,14 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from kagent.agent.archive import ARCHIVE_FILE, Archive, CandidateRecord, RunRecord, Totals
 from kagent.agent.console import console, err_console, fail, failure_tail
-from kagent.agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, CandidateRecord, RunRecord, Totals
+from kagent.agent.locate import find_run_dirs, resolve_run
+from kagent.agent.present import STATE_STYLES, STATUS_STYLES, display_status, speedup_text, verdict_table
 from kagent.sandbox import executor
 from kagent.sandbox.errors import KagentError, UsageError, one_line
 
-# Runs live directly under a runs directory, or in a batch directory there (`kagent batch`
-# puts each task's run in batch-*/<task>/<run-id>/; a run directly in batch-*/ is found too).
-RUN_GLOBS = (f"*/{ARCHIVE_FILE}", f"batch-*/*/{ARCHIVE_FILE}", f"batch-*/*/*/{ARCHIVE_FILE}")
-
-
-# How a candidate's status is coloured: its verdict status, else its archive status.
-STATUS_COLOURS = {
-    "correct": "green",
-    "incorrect": "red",
-    "rejected": "magenta",
-    "compile_error": "dark_orange",
-    "runtime_error": "dark_orange",
-    "timeout": "yellow",
-    "not_run": "cyan",
-    "no_code": "dim",
-    "error": "bold white",  # kagent failed, not the kernel
-    "pending": "dim",
-}
-STATE_COLOURS = {"running": "cyan", "finished": "green", "stopped": "yellow", "crashed": "red"}
-
-
 # ---------------------------------------------------------------- reading archives
-
-
-class ReadOnlyArchive(Archive):
-    """An archive opened for reading only, with the Archive's read API (run, candidates,
-    candidate, llm_calls, totals). Open it with `ReadOnlyArchive.open(run_dir)`."""
-
-    def __init__(self, path: Path):  # replaces Archive.__init__: no journal-mode change, no migration
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
-        self._conn = sqlite3.connect(uri, uri=True, timeout=10.0, isolation_level=None, check_same_thread=False)
-        self._conn.row_factory = sqlite3.Row
-        try:
-            self._conn.execute("PRAGMA busy_timeout = 10000")
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        except BaseException:
-            self._conn.close()
-            raise
-        if not 1 <= version <= SCHEMA_VERSION:  # an older schema lacks only later columns: readable
-            self._conn.close()
-            if version == 0:
-                raise UsageError(f"{self.path}: the run archive is not initialised yet")
-            raise UsageError(f"{self.path}: archive schema v{version} is newer than this kagent (v{SCHEMA_VERSION})")
-
-    @contextmanager
-    def snapshot(self) -> Iterator["ReadOnlyArchive"]:
-        """Every read inside sees the archive as it was at one moment, even while a run writes."""
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                yield self
-            finally:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-
-    def tokens_estimated(self) -> bool:
-        """Whether any LLM call's token counts are estimates rather than the provider's."""
-        return bool(self._read("SELECT COALESCE(MAX(tokens_estimated), 0) FROM llm_calls")[0][0])
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -110,6 +50,8 @@ def on_this_host(record: RunRecord) -> bool:
 
 
 def effective_state(record: RunRecord) -> str:
+    """The run's state as shown: `crashed` for a run recorded as running whose process on this machine
+    is gone, else the recorded state."""
     if record.state == "running" and on_this_host(record) and not pid_alive(record.pid):
         return "crashed"
     return record.state
@@ -128,6 +70,7 @@ class RunView:
 
     @property
     def run_id(self) -> str:
+        """The run's id: its directory's name."""
         return self.run_dir.name
 
     @property
@@ -140,10 +83,12 @@ class RunView:
 
     @property
     def best_path(self) -> Path | None:
+        """The run's best.py, when the run wrote one."""
         path = self.run_dir / "best.py"
         return path if path.is_file() else None
 
     def status_counts(self) -> dict[str, int]:
+        """How many candidates have each displayed status, sorted by status."""
         counts: dict[str, int] = {}
         for record in self.candidates:
             key = display_status(record)
@@ -151,6 +96,7 @@ class RunView:
         return dict(sorted(counts.items()))
 
     def candidate(self, candidate_id: int) -> CandidateRecord:
+        """One candidate of this run by id. UsageError (naming the ids it has) when there is none."""
         for record in self.candidates:
             if record.id == candidate_id:
                 return record
@@ -159,6 +105,7 @@ class RunView:
 
 
 def describe_ids(ids: list[int]) -> str:
+    """A range of candidate ids for a message: `#1..#7`, `#3` or `none`."""
     if not ids:
         return "none"
     return f"#{ids[0]}" if len(ids) == 1 else f"#{min(ids)}..#{max(ids)}"
@@ -169,7 +116,7 @@ def load_run(run_dir: Path, with_candidates: bool = True) -> RunView:
     when its archive cannot be read."""
     path = run_dir / ARCHIVE_FILE
     try:
-        with ReadOnlyArchive.open(run_dir) as archive, archive.snapshot():
+        with Archive.open(run_dir, readonly=True) as archive, archive.snapshot():
             record = archive.run()
             totals = archive.totals()
             candidates = archive.candidates() if with_candidates else []
@@ -182,19 +129,8 @@ def load_run(run_dir: Path, with_candidates: bool = True) -> RunView:
                    totals=totals, candidates=candidates, estimated_tokens=estimated)
 
 
-def find_run_dirs(runs_dir: Path) -> list[Path]:
-    """Directories holding an archive, directly under runs_dir or in a batch directory there."""
-    return sorted({path.parent for pattern in RUN_GLOBS for path in runs_dir.glob(pattern)})
-
-
-def run_name(run_dir: Path, runs_dir: Path) -> str:
-    try:
-        return run_dir.relative_to(runs_dir).as_posix()
-    except ValueError:
-        return str(run_dir)
-
-
 def sort_key(view: RunView) -> tuple:
+    """Sort key of a run: its start time (unreadable: first), then its id."""
     try:
         created = datetime.fromisoformat(view.record.created_at or "").timestamp()
     except ValueError:
@@ -202,40 +138,16 @@ def sort_key(view: RunView) -> tuple:
     return created, view.run_id
 
 
-def resolve_run(run: str, runs_dir: Path) -> Path:
-    """A run given as a directory path, a path under runs_dir, or a run id (or a unique start
-    of one) found under runs_dir."""
-    for candidate in (Path(run), runs_dir / run):
-        if (candidate / ARCHIVE_FILE).is_file():
-            return candidate
-    if Path(run).is_dir():
-        raise UsageError(f"{run}: not a run directory (no {ARCHIVE_FILE})")
-    dirs = find_run_dirs(runs_dir) if runs_dir.is_dir() else []
-    for matches in ([d for d in dirs if d.name == run], [d for d in dirs if d.name.startswith(run)]):
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            names = ", ".join(run_name(d, runs_dir) for d in matches[:3]) + (", ..." if len(matches) > 3 else "")
-            raise UsageError(f"{run!r} names {len(matches)} runs under {runs_dir} ({names}): give more of the id, or a path")
-    raise UsageError(f"no run {run!r} under {runs_dir} (see kagent runs --runs-dir {runs_dir})")
-
-
 # ---------------------------------------------------------------- plain data (--json)
 
 
-def display_status(record: CandidateRecord) -> str:
-    return record.verdict_status or record.status
-
-
 def display_reason(record: CandidateRecord) -> str | None:
+    """Why a candidate ended as it did: its verdict's reason, or the message of one without code."""
     return record.verdict_reason or (record.message if record.status == "no_code" else None)
 
 
-def fmt_speedup(speedup: float | None) -> str:
-    return f"{speedup:.2f}x" if speedup is not None else "-"
-
-
 def run_summary(view: RunView) -> dict[str, Any]:
+    """One run as `kagent runs --json` lists it (a JSON object; cost in USD)."""
     record, totals = view.record, view.totals
     return {
         "run_id": view.run_id, "run_dir": str(view.run_dir), "batch": view.batch, "task": record.task_name,
@@ -250,6 +162,7 @@ def run_summary(view: RunView) -> dict[str, Any]:
 
 
 def candidate_summary(record: CandidateRecord) -> dict[str, Any]:
+    """One candidate as `kagent show --json` lists it (no source, no verdict)."""
     return {
         "id": record.id, "parent_id": record.parent_id, "operation": record.operation, "island": record.island,
         "iteration": record.iteration, "inspiration_ids": record.inspiration_ids, "status": record.status,
@@ -259,6 +172,7 @@ def candidate_summary(record: CandidateRecord) -> dict[str, Any]:
 
 
 def show_json(view: RunView) -> dict[str, Any]:
+    """`kagent show RUN --json`: the run, its totals, verdict counts, best and candidates."""
     try:
         config = json.loads(view.record.config_json)
     except ValueError:
@@ -290,6 +204,8 @@ def parent_diff(view: RunView, record: CandidateRecord) -> str | None:
 
 
 def candidate_json(view: RunView, record: CandidateRecord) -> dict[str, Any]:
+    """`kagent show RUN --candidate ID --json`: the candidate with its code, diff against its parent,
+    verdict and Judge feedback."""
     data = {"run_id": view.run_id, "run_dir": str(view.run_dir), **candidate_summary(record)}
     data.update(
         code=record.source, diff=parent_diff(view, record),
@@ -303,7 +219,8 @@ def candidate_json(view: RunView, record: CandidateRecord) -> dict[str, Any]:
 
 
 def state_text(view: RunView) -> Text:
-    text = Text(view.state, style=STATE_COLOURS.get(view.state, ""))
+    """The run's state for the terminal, coloured, with why (pid gone, other host, stop reason)."""
+    text = Text(view.state, style=STATE_STYLES.get(view.state, ""))
     if view.state == "crashed" and view.record.state == "running":
         text.append(f" (pid {view.record.pid} gone)", style="dim")
     elif view.state == "running" and not on_this_host(view.record):
@@ -314,6 +231,7 @@ def state_text(view: RunView) -> Text:
 
 
 def when(stamp: str | None) -> str:
+    """A stored UTC timestamp in local time, to the second; the text itself when unreadable."""
     try:
         return datetime.fromisoformat(stamp or "").astimezone().strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
@@ -321,12 +239,13 @@ def when(stamp: str | None) -> str:
 
 
 def runs_table(views: list[RunView], runs_dir: Path, width: int) -> Table:
+    """The table `kagent runs` prints, fitted to `width` columns without cutting run ids."""
     headers = ("run", "task", "model", "best", "ok", "cost", "state")
     rows = []
     for view in views:
         totals = view.totals
         best = "-" if totals.best_candidate_id is None else (
-            "untimed" if totals.best_speedup is None else fmt_speedup(totals.best_speedup))
+            "untimed" if totals.best_speedup is None else speedup_text(totals.best_speedup))
         rows.append([Text(view.run_id), Text(view.record.task_name), Text(view.record.model), Text(best),
                      Text(f"{totals.correct}/{totals.candidates}"), Text(f"${totals.cost_usd:.4f}"), state_text(view)])
     widths = [max(len(header), *(row[i].cell_len for row in rows)) for i, header in enumerate(headers)]
@@ -352,13 +271,15 @@ def runs_table(views: list[RunView], runs_dir: Path, width: int) -> Table:
 
 
 def candidate_label(record: CandidateRecord, best_id: int | None) -> Text:
+    """A candidate's line in the lineage tree: id, operation, coloured status, reason, speedup, best
+    mark and, for one that died, the last line of its output."""
     status = display_status(record)
-    label = Text(f"#{record.id} {record.operation} {status}", style=STATUS_COLOURS.get(status, ""))
+    label = Text(f"#{record.id} {record.operation} {status}", style=STATUS_STYLES.get(status, ""))
     reason = display_reason(record)
     if reason:
         label.append(f" ({reason})")
     if record.speedup is not None:
-        label.append(f" {fmt_speedup(record.speedup)}")
+        label.append(f" {speedup_text(record.speedup)}")
     if record.id == best_id:
         label.append(" best", style="bold")
     last = failure_tail(record.verdict, lines=1)
@@ -368,6 +289,7 @@ def candidate_label(record: CandidateRecord, best_id: int | None) -> Text:
 
 
 def lineage_tree(view: RunView) -> Tree:
+    """The run's candidates as a tree from drafts to their refinements and repairs."""
     tree = Tree(Text(f"lineage of {view.run_id}", style="bold"))
     ids = {c.id for c in view.candidates}
     children: dict[int | None, list[CandidateRecord]] = {}
@@ -385,6 +307,7 @@ def lineage_tree(view: RunView) -> Tree:
 
 
 def summary_table(view: RunView) -> Table:
+    """The facts `kagent show RUN` starts with: task, models, state, counts, tokens, cost, best."""
     record, totals = view.record, view.totals
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -401,7 +324,7 @@ def summary_table(view: RunView) -> Table:
     counts = Text()
     for i, (status, count) in enumerate(view.status_counts().items()):
         counts.append(", " if i else "")
-        counts.append(f"{status} {count}", style=STATUS_COLOURS.get(status, ""))
+        counts.append(f"{status} {count}", style=STATUS_STYLES.get(status, ""))
     table.add_row("candidates", Text.assemble(f"{totals.candidates}", ": " if totals.candidates else "", counts))
     estimated = " (estimated)" if view.estimated_tokens else ""
     table.add_row("tokens in / out", f"{totals.tokens_in} / {totals.tokens_out}{estimated}, {totals.llm_calls} LLM calls")
@@ -409,7 +332,7 @@ def summary_table(view: RunView) -> Table:
     if totals.best_candidate_id is None:
         table.add_row("best", Text("no correct candidate", style="dim"))
     else:
-        speed = fmt_speedup(totals.best_speedup) if totals.best_speedup is not None else "speedup not measured"
+        speed = speedup_text(totals.best_speedup) if totals.best_speedup is not None else "speedup not measured"
         table.add_row("best", Text(f"#{totals.best_candidate_id}  {speed}", style="green"))
         if view.best_path:
             table.add_row("best kernel", Text(str(view.best_path)))
@@ -417,6 +340,7 @@ def summary_table(view: RunView) -> Table:
 
 
 def print_run(view: RunView) -> None:
+    """Print `kagent show RUN`: summary, the best kernel's code, the lineage tree."""
     console.print(summary_table(view))
     best_id = view.totals.best_candidate_id
     if best_id is not None:
@@ -429,52 +353,15 @@ def print_run(view: RunView) -> None:
     console.print(lineage_tree(view))
 
 
-def verdict_table(verdict) -> Table:
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
-    if verdict.input_sets:
-        table.add_row("input sets", Text(", ".join(verdict.input_sets)))
-    if verdict.failed_input_set:
-        table.add_row("failed input set", Text(verdict.failed_input_set, style="red"))
-    if verdict.max_abs_error is not None:
-        rel = f"{verdict.max_rel_error:.3g}" if verdict.max_rel_error is not None else "-"
-        table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {rel}")
-    for side, stats in (("reference", verdict.ref_timing), ("candidate", verdict.candidate_timing)):
-        if stats is not None:
-            table.add_row(f"{side} time", f"median {stats.median_ms:.4f} ms (p20 {stats.p20_ms:.4f}, "
-                                          f"p80 {stats.p80_ms:.4f}, {stats.runs} runs)")
-    if verdict.ref_timing is None and verdict.ref_time_ms is not None:
-        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.4f} ms / {verdict.candidate_time_ms:.4f} ms")
-    if verdict.speedup is not None:
-        table.add_row("speedup", Text.assemble(fmt_speedup(verdict.speedup),
-                                               ("  implausible" if verdict.implausible_speedup else "", "red")))
-    if verdict.ref_time_ms is not None and not verdict.timing_meaningful:
-        table.add_row("timing", Text("not a performance measurement on this device", style="dim"))
-    if verdict.elapsed_s is not None:
-        table.add_row("evaluation took", f"{verdict.elapsed_s:.1f} s")
-    artifacts = verdict.artifacts
-    if artifacts.torch_ops:
-        table.add_row("PyTorch ops in forward", Text(", ".join(artifacts.torch_ops)))
-    if artifacts.launches:
-        table.add_row("launches per call", Text(", ".join(f"{k} x{v}" for k, v in artifacts.launches.items())))
-    for use in artifacts.resources:
-        facts = use.error or (f"{use.registers} registers, {use.shared_memory_bytes} B shared, "
-                              f"{use.spill_stores_bytes} B spill stores, {use.spill_loads_bytes} B spill loads")
-        table.add_row(Text(f"{use.kernel} @ {use.target}"), Text(facts))
-    for note in artifacts.notes:
-        table.add_row("note", Text(note))
-    return table
-
-
 def print_candidate(view: RunView, record: CandidateRecord) -> None:
+    """Print `kagent show RUN --candidate ID`: status, code, diff against the parent, verdict with
+    logs, Judge feedback."""
     status = display_status(record)
     parent = f", from #{record.parent_id}" if record.parent_id is not None else ""
     console.print(Text.assemble(
         (f"candidate #{record.id}", "bold"), f" of {view.run_id}: {record.operation} "
         f"(island {record.island}, iteration {record.iteration}{parent})"))
-    line = Text(status, style=f"bold {STATUS_COLOURS.get(status, '')}".strip())
+    line = Text(status, style=f"bold {STATUS_STYLES.get(status, '')}".strip())
     if record.verdict_reason:
         line.append(f" ({record.verdict_reason})")
     if record.message:
@@ -534,6 +421,7 @@ def print_candidate(view: RunView, record: CandidateRecord) -> None:
 
 
 def write_json(data: Any) -> None:
+    """Write `data` as one line of JSON on stdout."""
     sys.stdout.write(json.dumps(data) + "\n")
 
 
@@ -571,7 +459,7 @@ def show_command(
 ) -> None:
     """Show a run (summary, best kernel, lineage) or, with --candidate, one candidate."""
     try:
-        view = load_run(resolve_run(run, runs_dir))
+        view = load_run(resolve_run(run, runs_dir)[1])
         record = None
         if candidate is not None:
             text = candidate.strip().lstrip("#")

@@ -18,6 +18,9 @@ JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
 
 
 class JudgeFeedback(BaseModel):
+    """The Judge's answer: a failure's cause or a correct kernel's bottleneck, and what to do
+    next; confidence in [0, 1]. Stored as the candidate's judge_json."""
+
     kind: Literal["failure", "bottleneck"]
     diagnosis: str = Field(min_length=1)
     recommendation: str = Field(min_length=1)
@@ -42,47 +45,23 @@ def parse_feedback(reply: str) -> JudgeFeedback:
 
 
 def verdict_facts(verdict: Verdict) -> str:
-    lines = []
-    if verdict.failed_input_set:
-        lines.append(f"failed input set: {verdict.failed_input_set}")
-    if verdict.max_abs_error is not None:
-        lines.append(f"max abs error: {verdict.max_abs_error:.3g}, max rel error: {verdict.max_rel_error:.3g}")
-    if verdict.speedup is not None:
-        lines.append(f"speedup over eager PyTorch: {verdict.speedup:.2f}x "
-                     f"(reference {verdict.ref_time_ms:.4f} ms, candidate {verdict.candidate_time_ms:.4f} ms)")
-    elif verdict.status == "correct":
-        lines.append("timing: not a performance measurement on this machine")
-    if verdict.sol_fraction is not None:
-        bound = next((n for n in verdict.artifacts.notes if n.startswith("speed of light")), "")
-        lines.append(f"at {verdict.sol_fraction:.0%} of the speed of light ({verdict.sol_time_ms:.4f} ms), "
-                     f"headroom {max(0.0, 1 / verdict.sol_fraction - 1):.1f}x at most; {bound}".rstrip("; "))
-    if verdict.artifacts.torch_ops:
-        lines.append(f"PyTorch ops seen in forward: {', '.join(verdict.artifacts.torch_ops)}")
-    log = verdict.artifacts.compile_log or verdict.artifacts.traceback
-    if log and verdict.status in ("compile_error", "runtime_error"):
-        lines.append("log (tail):\n" + log.strip()[-1500:])
-    return "\n".join(lines)
+    """The verdict's evidence for an LLM, one fact a line (prompts/verdict_facts.md): the failed
+    input set, errors, the speedup with both times in ms, the distance to the speed of light,
+    the PyTorch ops seen, a failure's log tail. Empty when there is none."""
+    bound = next((n for n in verdict.artifacts.notes if n.startswith("speed of light")), "")
+    return render("verdict_facts", verdict=verdict, bound=bound)
 
 
 def hardware_facts(verdict: Verdict) -> str:
-    lines = [
-        f"{use.kernel} on {use.target}: " + (use.error or
-            f"{use.registers} registers/thread, {use.shared_memory_bytes} B shared memory, "
-            f"{use.spill_stores_bytes} B spill stores, {use.spill_loads_bytes} B spill loads")
-        for use in verdict.artifacts.resources
-    ]
-    if verdict.artifacts.launches:
-        lines.append("kernel launches per call: " + ", ".join(f"{k} x{v}" for k, v in verdict.artifacts.launches.items()))
-    if verdict.artifacts.ncu:
-        lines.append("Nsight Compute, per kernel:\n" + verdict.artifacts.ncu)
-    if verdict.artifacts.reference_profile:
-        lines.append("eager PyTorch reference, by ATen op (torch.profiler):\n" + verdict.artifacts.reference_profile)
-    lines += verdict.artifacts.notes
-    return "\n".join(lines) or "none available"
+    """Compiler and hardware evidence (prompts/hardware_facts.md): registers, shared memory and
+    spills per kernel, launches per call, Nsight Compute and torch.profiler summaries, notes."""
+    return render("hardware_facts", verdict=verdict)
 
 
 def judge_messages(task_name: str, task_source: str, candidate_id: int, source: str, verdict: Verdict,
                    device_description: str) -> list[Message]:
+    """The Judge's request about one evaluated candidate: the system prompt, then the task, the
+    candidate's source and its verdict with every fact the sandbox measured."""
     return [
         Message(role="system", content=render("judge_system")),
         Message(role="user", content=render(
@@ -95,4 +74,5 @@ def judge_messages(task_name: str, task_source: str, candidate_id: int, source: 
 
 
 def retry_message(error: str) -> Message:
+    """The follow-up that asks the Judge again after a reply parse_feedback refused (`error`)."""
     return Message(role="user", content=render("judge_retry", error=error))

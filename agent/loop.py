@@ -18,17 +18,18 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 from kagent.agent.archive import Archive, LLMCallRecord, RunRecord
 from kagent.agent.config import RunConfig
-from kagent.agent.console import failure_tail
+from kagent.agent.best import best_candidate
 from kagent.agent.executors import make_executor
 from kagent.agent.extract import extract_code, extract_idea
 from kagent.agent.knowledge import guides_for
 from kagent.agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
+from kagent.agent.present import candidate_line, now, speedup_text
 from kagent.agent.prompts import render
 from kagent.agent.providers import Completion, Message, Provider, make_provider
 from kagent.agent.selection import Choice, fitness, make_policy
@@ -45,11 +46,9 @@ HISTORY_LINES = 12  # the Coder sees this many of the run's latest candidates, o
 FINAL_RETIMES = 3
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def device_description(device: str) -> str:
+    """One line describing the device for the prompts: the GPU's name and memory, or the CPU's model,
+    cores and widest SIMD."""
     if device == "cuda":
         import subprocess
 
@@ -70,6 +69,9 @@ def device_description(device: str) -> str:
 
 @dataclass
 class RunSummary:
+    """What a finished run reports (`kagent optimize --json`): stop reason, counts, the best candidate
+    and its speedups (ratios over eager PyTorch and torch.compile), tokens, cost in USD."""
+
     run_id: str
     run_dir: Path
     stop_reason: str
@@ -84,6 +86,7 @@ class RunSummary:
     error: str | None = None  # why the run ended, when a provider or kagent itself kept failing
 
     def as_json(self) -> dict:
+        """The summary as the JSON object `kagent optimize --json` prints."""
         return {
             "run_id": self.run_id, "run_dir": str(self.run_dir), "stop_reason": self.stop_reason,
             "candidates": self.candidates, "correct": self.correct, "best_candidate_id": self.best_candidate_id,
@@ -101,20 +104,11 @@ def harness_error(config: RunConfig, reason: str, message: str) -> Verdict:
     return Verdict(status="error", reason=reason, message=message, backend=config.backend, device=config.device)
 
 
-def candidate_line(candidate_id: int, verdict: Verdict) -> str:
-    """One line for a person about a finished candidate: id, verdict, speedup, why it failed
-    (the verdict's message and, for one that died, the last line of its stderr)."""
-    speedup = f" {verdict.speedup:.2f}x" if verdict.speedup is not None else ""
-    line = f"#{candidate_id} {verdict.status}{speedup}"
-    if verdict.status != "correct":
-        line += f" ({verdict.reason}): {verdict.message}"
-        last = failure_tail(verdict, lines=1)
-        if last and verdict.status in ("runtime_error", "timeout", "compile_error"):
-            line += f" | {one_line(last, 160)}"
-    return line
-
-
 class Run:
+    """One search over one task: the Coder and Judge providers, the archive, the selection policy and
+    an executor of sandbox evaluations, with the run's budgets. Built by `start` or `reopen`;
+    `run()` searches until a budget or a stop rule ends it; `close()` stops the executor."""
+
     def __init__(self, config: RunConfig, run_dir: Path, archive: Archive, coder: Provider, judge: Provider,
                  on_update: Callable[["Run"], None] | None = None):
         self.config = config
@@ -127,7 +121,7 @@ class Run:
         self.device_text = device_description(config.device)
         self.backend_guide = render(f"backend_{config.backend}")
         self.guides_text = "\n\n".join(render("guide", title=g.title, text=g.text)
-                                        for g in guides_for(reference_ops(config.task_path), config.backend)) or "none"
+                                        for g in guides_for(reference_ops(config.task_path), config.backend))
         self.executor = make_executor(config.executor, config.device, config.eval_workers, run_dir / "sandbox",
                                       config.ray_address)
         self.lock = threading.Lock()  # selection and budget decisions
@@ -163,7 +157,7 @@ class Run:
         `patience` after `patience` finished candidates without a better one than the best."""
         finished = [c for c in self.archive.candidates()
                     if c.status != "pending" and c.verdict_status != "error"]  # kagent's failures are no attempt
-        best = max((c for c in finished if c.verdict_status == "correct"), key=lambda c: c.fitness or 0.0, default=None)
+        best = best_candidate(finished)
         if (self.config.stop_at_sol and best is not None and best.verdict
                 and (best.verdict.sol_fraction or 0.0) >= self.config.stop_at_sol):
             return "speed_of_light"
@@ -218,32 +212,24 @@ class Run:
         return completion
 
     def _coder_messages(self, choice: Choice) -> list[Message]:
+        """The Coder's request for `choice` (prompts/coder.md): task, backend guide, device, the
+        parent with its verdict and the Judge's diagnosis, inspirations, guides, history."""
         parent_section = render("parent_none")
         if choice.parent_id is not None:
             parent = self.archive.candidate(choice.parent_id)
-            verdict = parent.verdict
-            feedback = parent.judge
             parent_section = render(
-                "parent", operation_instruction=render(f"operation_{choice.operation}"),
-                parent_id=parent.id, parent_source=(parent.source or "").strip(),
-                parent_status=verdict.status if verdict else "unknown", parent_reason=verdict.reason if verdict else "",
-                parent_message=verdict.message if verdict else "", parent_facts=verdict_facts(verdict) if verdict else "",
-                judge_feedback=(f"{feedback['diagnosis']}\nRecommendation: {feedback['recommendation']}"
-                                if feedback else "none available"),
+                "parent", operation_instruction=render(f"operation_{choice.operation}"), parent=parent,
+                verdict=parent.verdict, parent_facts=verdict_facts(parent.verdict) if parent.verdict else "",
+                feedback=parent.judge,
             )
-        inspirations = []
-        for cid in choice.inspiration_ids:
-            member = self.archive.candidate(cid)
-            speedup = f"{member.speedup:.2f}x" if member.speedup else "speed not measured"
-            inspirations.append(render("inspiration", candidate_id=member.id, status=member.verdict_status,
-                                       speedup_text=speedup, source=(member.source or "").strip()))
+        inspirations = [render("inspiration", member=self.archive.candidate(cid)) for cid in choice.inspiration_ids]
         return [
             Message(role="system", content=render("coder_system")),
             Message(role="user", content=render(
                 "coder", task_name=self.task_path.name, task_source=self.task_source.strip(),
                 backend_guide=self.backend_guide, device_description=self.device_text,
-                parent_section=parent_section, inspiration_section="\n\n".join(inspirations) or "none yet",
-                guides_section=self.guides_text, history_section=self._history() or "nothing yet",
+                parent_section=parent_section, inspiration_section="\n\n".join(inspirations),
+                guides_section=self.guides_text, history_section=self._history(),
             )),
         ]
 
@@ -251,23 +237,14 @@ class Run:
         """One line per finished candidate of this run (the latest HISTORY_LINES): its idea, in
         the Coder's words, and what came of it, so the Coder does not repeat failed ideas."""
         replies = {call.candidate_id: call.reply for call in self.archive.llm_calls("coder") if call.reply}
-        lines = []
-        for record in self.archive.candidates():
-            if record.status == "pending" or record.verdict_status == "error":  # not the kernel's outcome
-                continue
-            outcome = record.verdict_status or record.status
-            if record.verdict_reason and record.verdict_reason != "ok":
-                outcome += f" ({record.verdict_reason})"
-            if record.speedup is not None:
-                outcome += f", {record.speedup:.2f}x vs eager"
-            elif record.message and not record.verdict_status:
-                outcome += f": {record.message}"
-            lines.append(render("history_line", candidate_id=record.id,
-                                parent_text=f" (from #{record.parent_id})" if record.parent_id else "",
-                                idea=extract_idea(replies.get(record.id, "")) or "no idea stated", outcome=outcome))
+        lines = [render("history_line", record=record, idea=extract_idea(replies.get(record.id, "")) or "no idea stated")
+                 for record in self.archive.candidates()
+                 if record.status != "pending" and record.verdict_status != "error"]  # error: not the kernel's outcome
         return "\n".join(lines[-HISTORY_LINES:])
 
     def attempt(self, candidate_id: int, choice: Choice) -> None:
+        """One attempt for a new candidate: ask the Coder, then evaluate and judge its reply
+        (`finish`). A failed Coder call leaves the candidate without code."""
         completion = self._ask(self.coder, self.config.model, "coder", self._coder_messages(choice), candidate_id)
         if completion is None:
             stopped = self.coder.cancelled
@@ -346,7 +323,8 @@ class Run:
         return verdict
 
     def _best_fitness(self) -> float:
-        return max((c.fitness or 0.0 for c in self.archive.candidates() if c.verdict_status == "correct"), default=0.0)
+        best = best_candidate(self.archive.candidates())
+        return best.fitness or 0.0 if best else 0.0
 
     def _retimed(self, kernel_path: Path, first: Verdict) -> Verdict:
         """A fresh evaluation of a candidate whose noisy timing would make it the best. The
@@ -356,7 +334,7 @@ class Run:
         both_noisy = second.status == "correct" and second.timing_noisy
         keep_first = both_noisy and (first.speedup or 0.0) < (second.speedup or 0.0)
         kept, other = (first, second) if keep_first else (second, first)
-        measured = f"{other.speedup:.2f}x" if other.speedup is not None else other.status
+        measured = speedup_text(other.speedup, missing=other.status)
         kept.artifacts.notes.append(
             f"timed twice, both noisy: this is the lower speedup (the other evaluation: {measured})" if both_noisy
             else f"re-timed: the first timing was noisy ({measured})")
@@ -368,21 +346,22 @@ class Run:
         dethrones it, the new best is re-timed too (at most FINAL_RETIMES candidates). A best
         without a meaningful timing is not re-timed."""
         for _ in range(FINAL_RETIMES):
-            correct = [c for c in self.archive.candidates() if c.verdict_status == "correct"]
-            best = max(correct, key=lambda c: (c.fitness or 0.0, -c.id), default=None)
+            best = best_candidate(self.archive.candidates())
             if best is None or best.id in self.final_timings or best.speedup is None:
                 return
-            self.say(f"re-timing the best, candidate #{best.id} ({best.speedup:.2f}x)")
+            self.say(f"re-timing the best, candidate #{best.id} ({speedup_text(best.speedup)})")
             try:
                 verdict = self.evaluate(self.run_dir / "candidates" / f"{best.id:04d}.py")
             except KagentError as err:
                 self.say(f"the best could not be re-timed: {err}")
                 return
-            verdict.artifacts.notes.append(f"re-timed at the end of the run; measured {best.speedup:.2f}x during the search")
+            verdict.artifacts.notes.append(f"re-timed at the end of the run; measured {speedup_text(best.speedup)} during the search")
             self.archive.record_verdict(best.id, verdict, fitness(verdict, self.config.baseline))
             self.final_timings[best.id] = verdict
 
     def ask_judge(self, candidate_id: int, source: str, verdict: Verdict) -> JudgeFeedback | None:
+        """The Judge's feedback on an evaluated candidate; one retry after a malformed answer; None
+        when the Judge fails twice or its provider fails."""
         messages = judge_messages(self.task_path.name, self.task_source, candidate_id, source, verdict, self.device_text)
         for _ in range(2):  # one retry for a malformed answer
             completion = self._ask(self.judge, self.config.judge, "judge", messages, candidate_id)
@@ -429,6 +408,11 @@ class Run:
             return candidate_id, choice
 
     def run(self) -> str:
+        """Search until a budget (max_iters, max_cost in USD, time_limit_s in seconds) or a stop rule
+        (patience, speed_of_light, repeated provider or harness failures) ends the run,
+        `concurrency` attempts in flight; then re-time the best and mark the run finished.
+        Returns the stop reason. KeyboardInterrupt stops the run (its state: stopped) and
+        propagates; an unexpected error in an attempt propagates."""
         self.archive.set_state("running")
         in_flight: set[Future] = set()
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency)
@@ -474,15 +458,17 @@ class Run:
         self.executor.close()
 
     def close(self) -> None:
+        """Stop the executor and its sandbox workers."""
         self.executor.close()
 
 
 def write_best(run: Run) -> Path | None:
-    best = max((c for c in run.archive.candidates() if c.verdict_status == "correct"),
-               key=lambda c: c.fitness or 0.0, default=None)
+    """Write the best candidate (`agent.best`) to RUN_DIR/best.py with a header saying its speedup and
+    how it was measured; its path, or None when nothing is correct."""
+    best = best_candidate(run.archive.candidates())
     if best is None:
         return None
-    speedup = f"{best.speedup:.2f}x over eager PyTorch" if best.speedup else "speedup not measured on this device"
+    speedup = f"{speedup_text(best.speedup)} over eager PyTorch" if best.speedup else "speedup not measured on this device"
     slower = ""
     if best.speedup is not None and best.speedup < 1.0:
         slower = (f"# SLOWER than eager PyTorch: this kernel takes {1 / best.speedup:.1f}x the time of the task's own\n"
@@ -503,12 +489,15 @@ def write_best(run: Run) -> Path | None:
 
 
 def new_run_dir(config: RunConfig) -> tuple[str, Path]:
+    """A fresh run id (local time, task name, random suffix) and its directory under the runs
+    directory."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{Path(config.task_path).stem}-{uuid.uuid4().hex[:4]}"
     return run_id, Path(config.runs_dir) / run_id
 
 
 def summarize(run: Run, stop_reason: str) -> RunSummary:
+    """The summary of a run that ended with `stop_reason`; writes best.py."""
     totals = run.archive.totals()
     best_path = write_best(run)
     return RunSummary(
@@ -568,5 +557,7 @@ def running_here(pid: int | None, host: str | None) -> bool:
 
 
 def providers(config: RunConfig) -> tuple[Provider, Provider]:
+    """The Coder's and the Judge's providers for `config`. ConfigError for a bad model spec or a
+    missing key."""
     return (make_provider(config.model, base_url=config.base_url, timeout_s=config.llm_timeout_s),
             make_provider(config.judge, base_url=config.base_url, timeout_s=config.llm_timeout_s))

@@ -1,22 +1,43 @@
-"""Prompt templates live as files under prompts/; this renders them strictly: a placeholder
-without a value is an error, never an empty string in a prompt."""
+"""Prompt templates live as files under prompts/ (Jinja2, https://jinja.palletsprojects.com);
+this renders them strictly: a variable without a value is an error, never an empty string in
+a prompt (`jinja2.StrictUndefined`).
+
+Templates see the values they are given plus two filters: `fmt` (Python's format spec:
+`{{ x | fmt(".3g") }}`) and `speedup` (`agent.present.speedup_text`: `1.23x`, or its argument
+for None). Block tags eat the newline after them (`trim_blocks`, `lstrip_blocks`), so a
+conditional line is written `{% if x %}line{% endif %}` on a line of its own."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
-from string import Template
 
+import jinja2
+
+from kagent.agent.present import speedup_text
 from kagent.sandbox.errors import KagentError
 
 
+def _source(name: str) -> str:
+    return resources.files("kagent.prompts").joinpath(name).read_text()
+
+
 @cache
-def template(name: str) -> Template:
-    return Template(resources.files("kagent.prompts").joinpath(f"{name}.md").read_text())
+def environment() -> jinja2.Environment:
+    """The one Jinja2 environment for prompts (loads from the installed `kagent.prompts`)."""
+    env = jinja2.Environment(loader=jinja2.FunctionLoader(_source), undefined=jinja2.StrictUndefined,
+                             autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["fmt"] = format
+    env.filters["speedup"] = speedup_text
+    return env
 
 
 def render(name: str, **values) -> str:
+    """prompts/`name`.md rendered with `values`, stripped of surrounding whitespace. Raises
+    KagentError naming the template and the variable when a value is missing."""
     try:
-        return template(name).substitute(**{k: str(v) for k, v in values.items()}).strip()
-    except KeyError as err:
-        raise KagentError(f"prompts/{name}.md: no value for ${err.args[0]}") from None
+        return environment().get_template(f"{name}.md").render(**values).strip()
+    except jinja2.UndefinedError as err:
+        missing = re.fullmatch(r"'(\w+)' is undefined", err.message or "")
+        raise KagentError(f"prompts/{name}.md: " + (f"no value for ${missing[1]}" if missing else str(err.message))) from None

@@ -21,21 +21,19 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from kagent.agent.console import fail, failure_tail
+from kagent.agent.locate import ARCHIVE_FILE, SUMMARY_FILE, resolve_run
+from kagent.agent.present import OTHER_COLOUR, STATUS_COLOURS, TASK_STATUS_COLOURS, display_status, now, speedup_text
 from kagent.agent.report_plots import (
-    BEST_RING, CURVE_COLOUR, OTHER_COLOUR, POINT_COLOUR, STATUS_COLOURS, STATUS_ORDER, TASK_STATUS_COLOURS,
-    curve_caption, curve_svg, esc, finite, lineage_legend, lineage_svg, verdicts_svg,
+    BEST_RING, CURVE_COLOUR, POINT_COLOUR, STATUS_ORDER, curve_caption, curve_svg, esc, finite, lineage_legend,
+    lineage_svg, verdicts_svg,
 )
 from kagent.sandbox.errors import KagentError, UsageError
-
-ARCHIVE_FILE = "archive.db"  # agent.archive.ARCHIVE_FILE (not imported: keep `kagent --help` light)
-SUMMARY_FILE = "summary.json"
 
 # ---------------------------------------------------------------- reading runs and batches
 
@@ -63,6 +61,9 @@ class Node:
 
 @dataclass
 class RunData:
+    """One run, as the report needs it: its facts from the archive, its candidates as lineage nodes,
+    the best candidate's id, tokens and cost in USD."""
+
     run_dir: Path
     run_id: str = ""
     task_name: str = ""
@@ -83,13 +84,16 @@ class RunData:
 
     @property
     def best(self) -> Node | None:
+        """The best candidate's node (`agent.best`, as the archive's totals name it), or None."""
         return next((n for n in self.nodes if n.id == self.best_id), None)
 
     @property
     def correct(self) -> int:
+        """How many candidates are correct."""
         return sum(n.status == "correct" for n in self.nodes)
 
     def counts(self) -> dict[str, int]:
+        """Candidates per status, in the order of the verdict colours (unknown statuses last)."""
         counts: dict[str, int] = {}
         for node in self.nodes:
             counts[node.status] = counts.get(node.status, 0) + 1
@@ -101,8 +105,8 @@ def load_run(run_dir: Path) -> RunData:
     """Everything the report shows about one run, read through the archive API."""
     from kagent.agent.archive import Archive
 
-    try:
-        with Archive.open(run_dir, create=False) as archive:
+    try:  # read-only: a report never migrates or checkpoints the archive of a live run
+        with Archive.open(run_dir, readonly=True) as archive, archive.snapshot():
             run = archive.run()
             records = archive.candidates()
             totals = archive.totals()
@@ -126,7 +130,7 @@ def load_run(run_dir: Path) -> RunData:
         node = Node(
             id=record.id, number=number, iteration=record.iteration, island=record.island,
             parent_id=record.parent_id, operation=record.operation,
-            status=record.verdict_status or record.status, reason=record.verdict_reason,
+            status=display_status(record), reason=record.verdict_reason,
             speedup=finite(record.speedup), timed=bool(verdict and verdict.timing_meaningful),
             fitness=finite(record.fitness), message=record.message, source=record.source,
             tail=failure_tail(verdict),
@@ -134,23 +138,6 @@ def load_run(run_dir: Path) -> RunData:
         node.depth = depth[node.id] = depth[node.parent_id] + 1 if node.parent_id in depth else 0
         data.nodes.append(node)
     return data
-
-
-def resolve(target: str, runs_dir: Path) -> tuple[str, Path]:
-    """("run" | "batch", directory) for what the user named, or a UsageError."""
-    tried = [Path(target)]
-    if not Path(target).is_absolute():
-        tried.append(runs_dir / target)
-    for path in tried:
-        if not path.is_dir():
-            continue
-        if (path / ARCHIVE_FILE).is_file():
-            return "run", path
-        if (path / SUMMARY_FILE).is_file():
-            return "batch", path
-        hint = ": a batch writes it when it ends" if (path / "batch.json").is_file() else ""
-        raise UsageError(f"{path}: not a run or batch directory (no {ARCHIVE_FILE}, no {SUMMARY_FILE}{hint})")
-    raise UsageError(f"{target}: no such run (not a directory, and no run {target!r} under {runs_dir})")
 
 
 @dataclass
@@ -182,6 +169,8 @@ def _task_run_dir(batch_dir: Path, value: Any) -> Path | None:
 
 
 def load_batch(batch_dir: Path) -> tuple[dict, list[TaskRow]]:
+    """A batch directory's summary.json and one row per task, each with its run read (or why it could
+    not be). UsageError when the summary cannot be read."""
     try:
         summary = json.loads((batch_dir / SUMMARY_FILE).read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -214,17 +203,20 @@ def load_batch(batch_dir: Path) -> tuple[dict, list[TaskRow]]:
 
 
 def badge(status: str, palette: dict[str, tuple[str, str]] = STATUS_COLOURS) -> str:
+    """A coloured status badge (HTML), from `palette` (candidate statuses by default)."""
     fill, ink = palette.get(status, OTHER_COLOUR)
     return f'<span class="badge" style="background:{fill};color:{ink}">{esc(status)}</span>'
 
 
 def fmt_speedup(value: float | None, timed: bool = True) -> str:
+    """A speedup for the page (`agent.present.speedup_text`), marked when it was not timed."""
     if value is None:
         return "–"
-    return f"{value:.2f}x" + ("" if timed else ' <span class="muted">(not timed)</span>')
+    return speedup_text(value) + ("" if timed else ' <span class="muted">(not timed)</span>')
 
 
 def fmt_cost(value: float | None) -> str:
+    """A cost in USD for the page, `–` when unknown."""
     return "–" if value is None else f"${value:.4f}"
 
 
@@ -239,11 +231,13 @@ def fmt_rate(value: Any) -> str:
 
 
 def facts_table(rows: list[tuple[str, str]]) -> str:
+    """A two-column HTML table of (label, HTML value) rows; labels are escaped, values are not."""
     body = "".join(f"<tr><th>{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f'<table class="facts">{body}</table>'
 
 
 def candidates_table(data: RunData, prefix: str) -> str:
+    """The table of a run's candidates (HTML), each row linked to its lineage node by `prefix`."""
     if not data.nodes:
         return '<p class="muted">No candidates yet.</p>'
     head = ("<tr><th>id</th><th>parent</th><th>operation</th><th>island</th><th>status</th><th>reason</th>"
@@ -263,16 +257,19 @@ def candidates_table(data: RunData, prefix: str) -> str:
 
 
 def best_code(data: RunData) -> str:
+    """The best kernel's source as an HTML code block, or a line saying there is none."""
     best = data.best
     if best is None:
         return '<p class="muted">No correct kernel yet.</p>'
-    speed = (f"{best.speedup:.2f}x over eager PyTorch" if best.speedup is not None and best.timed
+    speed = (f"{speedup_text(best.speedup)} over eager PyTorch" if best.speedup is not None and best.timed
              else "speedup not measured on this device")
     return (f'<p>Candidate <a href="#c{best.id}">#{best.id}</a> ({esc(best.operation)}), {esc(speed)}.</p>'
             f'<pre class="code"><code>{esc(best.source or "")}</code></pre>')
 
 
 def run_facts(data: RunData) -> list[tuple[str, str]]:
+    """The (label, HTML value) rows about a run: task, models, backend, state, best speedup, counts,
+    tokens, cost."""
     best = data.best
     best_text = ("–" if best is None else
                  f"{fmt_speedup(best.speedup, best.timed)} (#{best.id})" if best.speedup is not None
@@ -366,7 +363,8 @@ footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 1
 
 
 def page(title: str, body: str) -> str:
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """The whole HTML page: inline style, `title` escaped, `body` as given, and when it was generated."""
+    stamp = now()
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -377,6 +375,7 @@ def page(title: str, body: str) -> str:
 
 
 def render_run(data: RunData) -> str:
+    """The HTML page about one run."""
     snapshot = ' <span class="badge" style="background:#e6b400">in progress</span>' if data.state == "running" else ""
     body = [
         f"<h1>kagent run: {esc(data.task_name)}{snapshot}</h1>",
@@ -404,10 +403,11 @@ BATCH_STATS = [("correct_rate", "correct rate"), ("fast_1", "fast_1"), ("fast_1_
 
 
 def render_batch(batch_dir: Path, summary: dict, rows: list[TaskRow]) -> str:
+    """The HTML page about a batch: its summary table and aggregates, then one section per task."""
     stats = [f'<div class="stat"><b>{len(rows)}</b><span>tasks</span></div>']
     for key, name in BATCH_STATS:
         value = summary.get(key)
-        shown = (f"{finite(value):.2f}x" if key.startswith("geomean_speedup") and finite(value) is not None
+        shown = (speedup_text(finite(value)) if key.startswith("geomean_speedup") and finite(value) is not None
                  else fmt_rate(value))
         stats.append(f'<div class="stat"><b>{esc(shown)}</b><span>{esc(name)}</span></div>')
     stats.append(f'<div class="stat"><b>{esc(fmt_cost(finite(summary.get("cost_usd"))))}</b><span>cost</span></div>')
@@ -439,16 +439,20 @@ def render_batch(batch_dir: Path, summary: dict, rows: list[TaskRow]) -> str:
 
 
 def dash(value: Any) -> Any:
+    """`value`, or `–` for None."""
     return "–" if value is None else value
 
 
 def task_speedup(row: TaskRow) -> str:
+    """A batch task's best speedup for the page, `correct, not timed` or `–`."""
     if row.best_speedup is None and row.status == "correct":
         return '<span class="muted">correct, not timed</span>'
     return fmt_speedup(row.best_speedup)
 
 
 def task_section(index: int, row: TaskRow) -> str:
+    """A batch task's section of the page: its status, run facts, curve, lineage, candidates, best
+    kernel."""
     prefix = f"t{index}-"
     head = (f'<section id="task{index}"><h2>{esc(row.task)} {badge(row.status, TASK_STATUS_COLOURS)} '
             f'<span class="muted">best {task_speedup(row)}</span></h2>')
@@ -480,7 +484,7 @@ def task_section(index: int, row: TaskRow) -> str:
 
 def build_report(target: str, runs_dir: Path = Path("runs")) -> tuple[Path, str]:
     """(the run or batch directory, the page's HTML) for what the user named."""
-    kind, directory = resolve(target, runs_dir)
+    kind, directory = resolve_run(target, runs_dir, batches=True)
     if kind == "run":
         return directory, render_run(load_run(directory))
     summary, rows = load_batch(directory)

@@ -8,35 +8,12 @@ import html
 import math
 from typing import TYPE_CHECKING, Any
 
+# Verdict colours (fill, text drawn on it) live in agent.present, the one place for them.
+from kagent.agent.present import OTHER_COLOUR, STATUS_COLOURS, speedup_text
+
 if TYPE_CHECKING:
     from kagent.agent.report import Node, RunData
 
-# Verdict colours, shared by the lineage graph, the verdict counts and the status badges.
-# (fill, text drawn on it)
-STATUS_COLOURS: dict[str, tuple[str, str]] = {
-    "correct": ("#2e9e44", "#ffffff"),
-    "incorrect": ("#d62728", "#ffffff"),
-    "compile_error": ("#ff7f0e", "#1a1a1a"),
-    "runtime_error": ("#8c564b", "#ffffff"),
-    "timeout": ("#e6b400", "#1a1a1a"),
-    "rejected": ("#9467bd", "#ffffff"),
-    "not_run": ("#17becf", "#1a1a1a"),
-    "no_code": ("#a0a0a0", "#1a1a1a"),
-    "error": ("#404040", "#ffffff"),  # kagent failed, not the kernel
-    "pending": ("#dddddd", "#1a1a1a"),
-}
-OTHER_COLOUR = ("#606060", "#ffffff")
-# A batch task's status (agent.batch_files): its badge in the batch table and the task's heading.
-TASK_STATUS_COLOURS: dict[str, tuple[str, str]] = {
-    "correct": STATUS_COLOURS["correct"],
-    "no_correct": ("#d62728", "#ffffff"),
-    "task_error": ("#7a1010", "#ffffff"),
-    "error": ("#7a1010", "#ffffff"),
-    "skipped": ("#a0a0a0", "#1a1a1a"),
-    "interrupted": ("#e6b400", "#1a1a1a"),
-    "running": ("#1f5fbf", "#ffffff"),
-    "pending": ("#dddddd", "#1a1a1a"),
-}
 STATUS_ORDER = list(STATUS_COLOURS)
 CURVE_COLOUR = "#1f5fbf"  # the best-so-far line
 POINT_COLOUR = "#9ab6e0"  # every timed candidate's own speedup
@@ -49,10 +26,12 @@ def esc(value: Any) -> str:
 
 
 def colour(status: str) -> tuple[str, str]:
+    """The (fill, text) colours of a status, grey for one without its own."""
     return STATUS_COLOURS.get(status, OTHER_COLOUR)
 
 
 def finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number (bools excluded), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -130,6 +109,9 @@ def curve_series(nodes: list[Node]) -> tuple[str, list[tuple[int, float]], list[
 
 
 def curve_svg(data: RunData, width: float = 600, height: float = 300) -> str:
+    """The best-so-far curve as inline SVG (width and height in CSS px): best speedup, or best fitness
+    when nothing was timed, over candidates in creation order, with each timed candidate's own
+    speedup as a dot."""
     mode, steps, own = curve_series(data.nodes)
     what, y_label, warning = CURVE_LABELS[mode]
     left, right, top, bottom = 58, 18, 16, 44
@@ -185,10 +167,11 @@ def curve_svg(data: RunData, width: float = 600, height: float = 300) -> str:
 
 
 def curve_caption(data: RunData) -> str:
+    """The sentence under the curve: what it shows and where it ends."""
     mode, steps, _ = curve_series(data.nodes)
     if mode == "speedup":
         return (f"Best speedup over eager PyTorch after each candidate (correct, timed candidates only): "
-                f"{steps[-1][1]:.2f}x after {len(data.nodes)} candidates. Light dots: each timed candidate.")
+                f"{speedup_text(steps[-1][1])} after {len(data.nodes)} candidates. Light dots: each timed candidate.")
     if mode == "untimed":
         return ("Not timed: no candidate's timing was a performance measurement on this device "
                 "(e.g. an interpreter or compile-only check), so this shows the best fitness so far "
@@ -257,7 +240,7 @@ def lineage_svg(data: RunData, prefix: str, width: float = 1080, compact: bool =
     for node in nodes:
         x, y = pos(node)
         fill, ink = colour(node.status)
-        speed = f", {node.speedup:.2f}x" + ("" if node.timed else " (not timed)") if node.speedup is not None else ""
+        speed = f", {speedup_text(node.speedup)}" + ("" if node.timed else " (not timed)") if node.speedup is not None else ""
         tip = (f"#{node.id} {node.operation}" + (f" of #{node.parent_id}" if node.parent_id is not None else "")
                + f": {node.status}" + (f" ({node.reason})" if node.reason else "") + speed)
         pending = ' stroke-dasharray="3 2" stroke="#888888"' if node.status == "pending" else ""
@@ -279,6 +262,7 @@ def lineage_svg(data: RunData, prefix: str, width: float = 1080, compact: bool =
 
 
 def verdicts_svg(data: RunData, width: float = 420) -> str:
+    """The verdict counts of a run as horizontal bars, inline SVG `width` CSS px wide."""
     counts = data.counts()
     label = f"{data.task_name}: verdict counts"
     bar_h, gap, label_w, top = 22, 8, 118, 8

@@ -71,7 +71,6 @@ class Choice:
     island: int
     parent_id: int | None
     inspiration_ids: list[int] = field(default_factory=list)
-    note: str = ""  # why, for the log
 
 
 def _is_correct(c: CandidateRecord) -> bool:
@@ -149,19 +148,16 @@ class IslandPolicy(SelectionPolicy):
 
         repair = self._repair_target(cands, island)
         if repair is not None:
-            return Choice("repair", island, repair.id, self._inspirations(cands, island, repair),
-                          f"repair #{repair.id} ({repair.verdict_status})")
+            return Choice("repair", island, repair.id, self._inspirations(cands, island, repair))
 
         elites = self.elites(cands, island, iteration)
         if not elites:
-            return Choice("draft", island, None, self._inspirations(cands, island, None),
-                          f"island {island} has nothing correct yet")
+            return Choice("draft", island, None, self._inspirations(cands, island, None))
 
         children = Counter(c.parent_id for c in cands if c.parent_id is not None)
         weights = [(c.fitness or 0.0) / (1 + children[c.id]) for c in elites]
         parent = rng.choices(elites, weights=weights)[0]
-        return Choice("refine", island, parent.id, self._inspirations(cands, island, parent),
-                      f"refine #{parent.id} (fitness {parent.fitness:.2f}, {children[parent.id]} children so far)")
+        return Choice("refine", island, parent.id, self._inspirations(cands, island, parent))
 
     # ------------------------------------------------------------ refine
 

@@ -62,6 +62,7 @@ class WorstElement:
     allowed: float  # the bound its error was held to
 
     def describe(self, outputs: int) -> str:
+        """The element as one line for a verdict message (`outputs`: how many outputs the model has)."""
         where = f"output {self.output}" if outputs > 1 else "element"
         return f"worst {where} {list(self.index)}: got {self.got:.6g}, want {self.want:.6g} (allowed error {self.allowed:.3g})"
 

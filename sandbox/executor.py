@@ -64,6 +64,8 @@ ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNOREC
 
 
 def worker_env(device: str, gpu: str | None = None) -> dict[str, str]:
+    """A worker's environment: allowed variables only, no secret-looking one, plus the device's
+    settings (CPU: TRITON_INTERPRET, thread binding, malloc tuning; GPU: CUDA_VISIBLE_DEVICES)."""
     env = {k: v for k, v in os.environ.items() if ENV_ALLOWED.match(k) and not ENV_SECRET.search(k)}
     env.setdefault("KAGENT_CACHE_DIR", str(Path.home() / ".cache" / "kagent"))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -408,6 +410,7 @@ class Sandbox:
         self._messages = None
 
     def close(self) -> None:
+        """Stop the workers and the verifier, and remove the sandbox's directory when it made it."""
         self._closed = True
         self._stop()
         self._stop_verifier()

@@ -122,10 +122,12 @@ class Guard:
         return self.denied + self.refused_elsewhere()
 
     def install(self) -> None:
+        """Install the audit hook (once per process: audit hooks cannot be removed)."""
         sys.addaudithook(self._hook)
 
     @contextmanager
     def watching(self):
+        """Context manager: refuse forbidden events while the candidate's code runs."""
         self.active = True
         try:
             yield
@@ -240,5 +242,6 @@ def integrity_changes(before: dict[str, dict[str, int | str]], extra_modules: li
 
 
 def protected_files(task_path: str | Path) -> set[str]:
+    """Files a candidate may not open for writing: kagent's sandbox sources and the task file."""
     here = Path(__file__).parent
     return {str(p) for p in here.rglob("*.py")} | {str(Path(task_path).resolve())}

@@ -47,11 +47,6 @@ from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, serve
 from kagent.sandbox.trace import ForwardTrace, traced_call
 
-REJECTED_REASONS = {
-    "torch_op_in_forward", "fallback_to_reference", "kernel_not_launched", "output_aliases_input",
-    "mutates_input", "cached_output", "stale_memory", "not_a_plain_tensor", "background_work",
-    "patched_harness", "introspection", "forbidden_import", "forbidden_call",
-}
 # torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
 ALLOCATION_FAILED = re.compile(r"DefaultCPUAllocator: (can't allocate|not enough) memory")
 # A wrong first result is given this long to change on its own (work left on a thread) before
@@ -458,6 +453,8 @@ class Evaluation:
     # -- the whole evaluation -----------------------------------------------------------------
 
     def run(self) -> Verdict:
+        """Evaluate the candidate (load, check correctness on every input set, time both sides) and
+        return its verdict; failures become verdicts, never exceptions."""
         started = time.perf_counter()
         try:
             fields = self._run()

@@ -36,13 +36,16 @@ def launching(kernel: str, opaque: bool = False):
 
 
 def in_opaque_launch() -> bool:
+    """Whether a launch whose inner calls must not be counted (the Triton interpreter) is running."""
     return _opaque > 0
 
 
 def reset() -> None:
+    """Forget the launches and failures counted so far."""
     _counts.clear()
     _failures.clear()
 
 
 def snapshot() -> tuple[dict[str, int], list[str]]:
+    """The launches counted so far (kernel name to count) and the failures seen."""
     return dict(_counts), list(_failures)

@@ -61,6 +61,8 @@ class EvalRequest(BaseModel):
 
 
 class TimingStats(BaseModel):
+    """Timings of one side (reference or candidate) over `runs` timed calls, in milliseconds per call."""
+
     median_ms: float
     mean_ms: float
     std_ms: float
@@ -108,6 +110,12 @@ class OutputCheck(BaseModel):
 
 
 class Verdict(BaseModel):
+    """The sandbox's judgement of one candidate. status: correct, incorrect, rejected, compile_error,
+    runtime_error, timeout, not_run or error (kagent failed, not the kernel); reason: a
+    machine-readable word; message: one line. Errors are absolute and relative; times are in ms;
+    speedup is the reference's time over the candidate's (None when not measured); artifacts
+    hold the evidence for the Judge and the Coder."""
+
     status: Status
     reason: str  # machine-readable: "ok", "mismatch", "torch_op_in_forward", ...
     message: str  # one human line

@@ -41,6 +41,7 @@ def parse(csv_text: str) -> dict[str, dict[str, str]]:
 
 
 def summarize(kernels: dict[str, dict[str, str]]) -> str:
+    """Nsight Compute facts per kernel, one line each (name cut to 80 characters)."""
     return "\n".join(
         f"{name[:80]}: " + ", ".join(f"{label} {value}" for label, value in facts.items())
         for name, facts in kernels.items()

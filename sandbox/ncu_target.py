@@ -11,6 +11,7 @@ from kagent.sandbox.task import build_model, init_inputs, input_sets, load_modul
 
 
 def main() -> None:
+    """Run one forward of CANDIDATE's ModelNew on the GPU for ncu to profile (argv: TASK CANDIDATE)."""
     task_path, candidate_path = sys.argv[1:3]
     device = torch.device("cuda")
     task = load_task(task_path)

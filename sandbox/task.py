@@ -56,6 +56,8 @@ def load_module(path: str | Path, name: str) -> ModuleType:
 
 @dataclass
 class Task:
+    """A loaded KernelBench task file: its module, Model class and input functions."""
+
     path: Path
     module: ModuleType
     Model: type
@@ -65,6 +67,7 @@ class Task:
 
     @property
     def name(self) -> str:
+        """The task's name: its file name without .py."""
         return self.path.stem
 
 

@@ -36,11 +36,15 @@ UNINITIALISED_OPS = frozenset("empty empty_like empty_strided new_empty new_empt
 
 
 def op_name(func) -> str:
+    """The ATen op name of a dispatched function (`aten.add.Tensor` -> `add`)."""
     return func._overloadpacket.__name__
 
 
 @dataclass
 class ForwardTrace:
+    """What one traced forward call did: ATen compute ops, storages it allocated, kernel launches and
+    launch failures."""
+
     compute_ops: list[str] = field(default_factory=list)
     allocated: set[int] = field(default_factory=set)  # data_ptr of storages created in the call
     launches: dict[str, int] = field(default_factory=dict)

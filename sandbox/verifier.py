@@ -219,6 +219,8 @@ def _send(message: dict) -> None:
 
 
 def main() -> None:
+    """The verifier process: reads jobs as JSON lines on stdin, answers each on stdout, until stdin
+    closes."""
     global _current
     prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem for other processes of this user
     _send({"ready": True})

@@ -44,6 +44,7 @@ LOG_FILE = "worker.log"
 
 
 def sign(key: bytes, body: str) -> str:
+    """HMAC-SHA256 of `body` with `key`, hex: how the zygote's messages are signed."""
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 

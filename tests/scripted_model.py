@@ -1,6 +1,14 @@
-"""A scripted LLM for the `cmd:` provider: reads one request as JSON on stdin, prints a reply.
+"""The scripted LLM of the tests, two ways: `ScriptedProvider`, a Provider a test constructs and
+hands to a Run (`enqueue()` replies, read back `history`), and a program for the `cmd:`
+provider (the path every CLI test uses) that reads one request as JSON on stdin and prints a
+reply:
 
     python tests/scripted_model.py MODE
+
+    provider = ScriptedProvider(mode="improve")        # or mode=None: only queued replies
+    provider.enqueue("coder", "```python\n...\n```")    # answered before the mode's replies
+    run = Run(config, run_dir, archive, provider, provider)
+    provider.history                                   # [(role, [Message, ...]), ...]
 
 MODE:
   improve  the Coder's first draft is a correct but slow C++ ReLU; given a parent kernel it
@@ -16,7 +24,9 @@ MODE:
 
 import json
 import sys
+import threading
 import time
+from collections import deque
 
 SLOW = '''import torch
 from kagent.sandbox.backends.cpp import load_cpp
@@ -87,6 +97,62 @@ def judge(request: dict) -> str:
     }) + "\n```"
 
 
+def reply_for(mode: str, request: dict) -> str:
+    """What the scripted model answers `request` ({"role", "model", "messages"}) in `mode`
+    (improve, garbage, dawdle, crash; see the module docstring)."""
+    if mode == "garbage":
+        return "I would rather talk about the weather." if request["role"] == "coder" else "Looks fine to me."
+    if mode in ("dawdle", "crash") and request["role"] == "coder":
+        return f"```python\n{DAWDLE if mode == 'dawdle' else CRASH}```"
+    return coder(request) if request["role"] == "coder" else judge(request)
+
+
+if __name__ != "__main__":  # imported for ScriptedProvider; the cmd: program stays quick to start
+    from kagent.agent.providers.base import Completion, Message, Provider, estimate_tokens
+    from kagent.sandbox.errors import ProviderError
+else:
+    Provider = object
+
+
+class ScriptedProvider(Provider):
+    """An in-process provider whose replies a test scripts. `enqueue(role, *replies)` queues
+    replies for a role, answered first in first out; with a `mode` an empty queue falls back on
+    that mode's replies (as `python scripted_model.py MODE` gives them), without one it is a
+    ProviderError. `history` lists every request, (role, messages), in the order received.
+    Thread-safe: a Run asks from several threads. Token counts are estimates."""
+
+    name = "scripted"
+    form = "scripted:MODE"
+    summary = "replies a test queued with enqueue(), then MODE's (tests only)"
+
+    def __init__(self, model: str = "script", *, mode: str | None = None, **kw):
+        super().__init__(model, **kw)
+        self.mode = mode
+        self.queues: dict[str, deque[str]] = {"coder": deque(), "judge": deque()}
+        self.history: list[tuple[str, list[Message]]] = []
+        self._lock = threading.Lock()
+
+    def enqueue(self, role: str, *replies: str) -> "ScriptedProvider":
+        """Queue `replies` for `role` ("coder" or "judge"); returns the provider, to chain."""
+        with self._lock:
+            self.queues[role].extend(replies)
+        return self
+
+    def complete(self, role, messages):
+        """The next queued reply for `role`, else the mode's; ProviderError when there is none."""
+        self.check_cancelled()
+        with self._lock:
+            self.history.append((role, list(messages)))
+            queued = self.queues[role].popleft() if self.queues[role] else None
+        if queued is None and self.mode is None:
+            raise ProviderError(f"scripted: no {role} reply queued")
+        text = queued if queued is not None else reply_for(self.mode, {
+            "role": role, "model": self.model, "messages": [m.model_dump() for m in messages]})
+        return Completion(text=text, provider=self.name, model=self.model,
+                          input_tokens=sum(estimate_tokens(m.content) for m in messages),
+                          output_tokens=estimate_tokens(text), tokens_estimated=True, latency_s=0.0)
+
+
 def main() -> None:
     mode = sys.argv[1]
     request = json.load(sys.stdin)
@@ -94,15 +160,9 @@ def main() -> None:
     if mode == "fail":
         print("scripted failure", file=sys.stderr)
         sys.exit(3)
-    if mode == "garbage":
-        print("I would rather talk about the weather." if request["role"] == "coder" else "Looks fine to me.")
-        return
-    if mode in ("dawdle", "crash") and request["role"] == "coder":
-        print(f"```python\n{DAWDLE if mode == 'dawdle' else CRASH}```")
-        return
     if mode == "sleep":
         time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 1.0)
-    print(coder(request) if request["role"] == "coder" else judge(request))
+    print(reply_for("improve" if mode == "sleep" else mode, request))
 
 
 if __name__ == "__main__":

@@ -129,8 +129,10 @@ def test_candidate_round_trip(archive):
 
 
 def test_find_by_hash_prefers_evaluated(archive):
-    a = archive.add_candidate(iteration=0, island=0, operation="draft", source="x", source_hash="h")
-    b = archive.add_candidate(iteration=1, island=0, operation="draft", source="x", source_hash="h")
+    a = archive.add_candidate(iteration=0, island=0, operation="draft")
+    b = archive.add_candidate(iteration=1, island=0, operation="draft")
+    for cid in (a, b):
+        archive.set_candidate_source(cid, "x", "h", None)
     assert archive.find_by_hash("h").id == a
     archive.record_verdict(b, verdict("incorrect", reason="mismatch"), 0.4)
     assert archive.find_by_hash("h").id == b
@@ -204,7 +206,8 @@ def test_sigkill_loses_nothing_written(tmp_path):
         archive = Archive.open(Path({str(tmp_path)!r}), create=True)
         archive.create_run(RunRecord(id="r", task_path="t", task_name="t", model="m", backend="cpp", device="cpu"))
         for i in range(3):
-            archive.add_candidate(iteration=i, island=0, operation="draft", source=f"s{{i}}", source_hash=f"h{{i}}")
+            cid = archive.add_candidate(iteration=i, island=0, operation="draft")
+            archive.set_candidate_source(cid, f"s{{i}}", f"h{{i}}", None)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)

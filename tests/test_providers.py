@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sqlite3
 import subprocess
 import sys
 import time
@@ -312,21 +311,23 @@ def test_cmd_timeout_kills_the_command(tmp_path):
 # --- replay: --------------------------------------------------------------------------------
 
 def make_archive(run_dir: Path, rows: list[tuple]) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(run_dir / "archive.db") as db:
-        db.execute("CREATE TABLE llm_calls (id INTEGER PRIMARY KEY, role TEXT, model TEXT, reply TEXT,"
-                   " error TEXT NULL, input_tokens INT, output_tokens INT)")
-        db.executemany("INSERT INTO llm_calls (id, role, model, reply, error, input_tokens, output_tokens)"
-                       " VALUES (?, ?, 'gpt-5', ?, ?, ?, ?)", rows)
+    """A real run archive whose llm_calls are `rows` (role, reply, error, input, output tokens),
+    written through the Archive API in that order."""
+    from kagent.agent.archive import Archive, LLMCallRecord
+
+    with Archive.open(run_dir, create=True) as archive:
+        for role, reply, error, tokens_in, tokens_out in rows:
+            archive.add_llm_call(LLMCallRecord(role=role, provider="openai", model="openai:gpt-5", reply=reply,
+                                               error=error, input_tokens=tokens_in, output_tokens=tokens_out))
     return run_dir
 
 
 def test_replay_returns_recorded_replies_in_order_per_role(tmp_path):
     run = make_archive(tmp_path / "run", [
-        (4, "coder", "kernel v2", None, 300, 900),
-        (1, "coder", "kernel v1", None, 100, 800),
-        (2, "judge", "too slow", None, 50, 20),
-        (3, "coder", None, "HTTP 500", 100, 0),  # a failed call: skipped
+        ("coder", "kernel v1", None, 100, 800),
+        ("judge", "too slow", None, 50, 20),
+        ("coder", None, "HTTP 500", 100, 0),  # a failed call: skipped
+        ("coder", "kernel v2", None, 300, 900),
     ])
     provider = make_provider(f"replay:{run}")
     ask = [Message(role="user", content="anything")]
@@ -341,6 +342,14 @@ def test_replay_returns_recorded_replies_in_order_per_role(tmp_path):
         provider.complete("coder", ask)
     with pytest.raises(ProviderError, match=r"no more judge replies \(1 recorded\)"):
         provider.complete("judge", ask)
+
+
+def test_replay_takes_a_run_id_under_runs(tmp_path, monkeypatch):
+    """`replay:RUN` resolves RUN as every command does: a run id (or its start) under ./runs."""
+    make_archive(tmp_path / "runs" / "20250101-000000-relu-ab12", [("coder", "kernel v1", None, 1, 2)])
+    monkeypatch.chdir(tmp_path)
+    provider = make_provider("replay:20250101-000000")
+    assert provider.complete("coder", [Message(role="user", content="x")]).text == "kernel v1"
 
 
 def test_replay_missing_or_unreadable_archive_is_a_config_error(tmp_path):

@@ -185,6 +185,61 @@ def test_run_id_under_runs_dir_and_default_output(run_dir, tmp_path):
     assert proc.stdout.strip() == str(written) and 'data-plot="lineage"' in written.read_text()
 
 
+def as_v1_archive(run_dir: Path) -> None:
+    """Turn a run's archive back into schema v1 (before runs.host): what a read-write open
+    would migrate."""
+    edit_archive(run_dir, ("ALTER TABLE runs DROP COLUMN host", ()), ("PRAGMA user_version = 1", ()))
+
+
+def fingerprint(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def test_report_leaves_the_archive_untouched(run_dir, tmp_path):
+    """`kagent report` opens the archive read-only: an older schema is not migrated, and the
+    file's bytes and mtime are as they were."""
+    copy = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    as_v1_archive(copy)
+    archive = copy / "archive.db"
+    before = fingerprint(archive)
+    page = render(copy.name, tmp_path / "v1.html", "--runs-dir", str(tmp_path / "runs"))  # by run id
+    assert 'data-plot="lineage"' in page
+    assert fingerprint(archive) == before
+    assert sqlite3.connect(archive).execute("PRAGMA user_version").fetchone() == (1,)
+
+
+HOLD_OPEN = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")  # a writer mid-transaction, as a live run is between its writes
+db.execute("UPDATE runs SET stop_reason = stop_reason")
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_report_works_while_another_process_holds_the_archive(run_dir, tmp_path):
+    """A run in progress holds its archive open (here mid-write, with the write lock); a report
+    on it neither waits for that lock nor changes the file."""
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    as_v1_archive(copy)
+    archive = copy / "archive.db"
+    before = fingerprint(archive)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(archive)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        proc = kagent("report", str(copy), "-o", str(tmp_path / "held.html"), timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert 'data-plot="lineage"' in (tmp_path / "held.html").read_text()
+        assert fingerprint(archive) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
 @pytest.mark.parametrize("make", ["missing", "empty_dir"])
 def test_missing_run_fails_with_one_line(tmp_path, make):
     target = tmp_path / "nosuch"

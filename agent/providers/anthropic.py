@@ -18,6 +18,9 @@ MAX_TOKENS = 16000  # room for a whole kernel file and its reasoning; the SDK ne
 
 
 class AnthropicProvider(Provider):
+    """`anthropic:MODEL` through the Anthropic SDK. Needs ANTHROPIC_API_KEY (ConfigError at
+    construction without it)."""
+
     name = "anthropic"
     form = "anthropic:MODEL"
     summary = "Anthropic's Messages API (ANTHROPIC_API_KEY)"
@@ -35,6 +38,8 @@ class AnthropicProvider(Provider):
                                            max_retries=max_retries, http_client=http_client)
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
+        """One Messages API request (the system message sent apart); the SDK retries; ProviderError
+        once they are spent."""
         self.check_cancelled()
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         chat = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]

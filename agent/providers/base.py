@@ -18,11 +18,16 @@ T = TypeVar("T")
 CANCEL_POLL_S = 0.1  # how soon a cancelled SDK call gives its caller back
 
 class Message(BaseModel):
+    """One chat message: role (system, user, assistant) and text."""
+
     role: Literal["system", "user", "assistant"]
     content: str
 
 
 class Completion(BaseModel):
+    """One reply: its text, the provider and model, input and output token counts (estimates when
+    tokens_estimated), latency in seconds, and whether the model stopped at its output limit."""
+
     text: str
     provider: str
     model: str
@@ -36,7 +41,15 @@ class Completion(BaseModel):
 class Provider:
     """One LLM behind `complete`. Constructing a provider validates its configuration (API key,
     archive path...) and raises ConfigError; `complete` raises ProviderError once its retries
-    are spent. Neither ever lets an SDK exception or traceback through."""
+    are spent. Neither ever lets an SDK exception or traceback through.
+
+    The seam: a provider is a subclass in its own file under agent/providers/ that sets `name`
+    (the part of --model before the first colon), `form` and `summary` (help text), takes
+    `(model, *, base_url, timeout_s, max_retries)` and implements `complete(role, messages) ->
+    Completion` (token counts as the provider reports them, else `estimate_tokens` with
+    tokens_estimated=True; latency in seconds); one line in PROVIDERS registers it. A provider
+    that blocks in an SDK wraps the call in `interruptible` so cancel() (Ctrl-C, --time-limit)
+    takes effect. See docs/architecture.md for a worked example."""
 
     name: ClassVar[str]  # registry key: the part of --model before the first colon
     form: ClassVar[str]  # for help text: how its --model is written, e.g. "openai:MODEL"
@@ -52,9 +65,12 @@ class Provider:
 
     @property
     def spec(self) -> str:
+        """The provider's --model spec, `name:model`."""
         return f"{self.name}:{self.model}"
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
+        """Send `messages` for `role` (coder or judge) and return the reply. Raises ProviderError (one
+        line, no SDK exception) when no reply can be had, or once cancel() was called."""
         raise NotImplementedError
 
     def cancel(self) -> None:
@@ -99,6 +115,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def require_env(var: str, spec: str) -> str:
+    """The value of environment variable `var`; ConfigError naming the --model spec that needs it when
+    unset or blank."""
     value = os.environ.get(var, "").strip()
     if not value:
         raise ConfigError(f"{var} is not set (needed by --model {spec})")
@@ -114,6 +132,7 @@ def attempts(request: Any) -> int:
 
 
 def after(tries: int) -> str:
+    """` after N attempts` for an error message, empty for one attempt."""
     return f" after {tries} attempts" if tries > 1 else ""
 
 

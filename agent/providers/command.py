@@ -24,6 +24,8 @@ from .base import Completion, Message, Provider, Role, estimate_tokens
 
 
 class CommandProvider(Provider):
+    """`cmd:COMMAND`: runs COMMAND through the shell for each request (see the module docstring)."""
+
     name = "cmd"
     form = "cmd:COMMAND"
     summary = "run COMMAND for each request: JSON request on stdin, reply on stdout"
@@ -36,6 +38,8 @@ class CommandProvider(Provider):
         self._lock = threading.Lock()
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
+        """Run the command with the request as JSON on stdin; its stdout is the reply. ProviderError
+        when it cannot run, exits non-zero, runs past timeout_s or is cancelled."""
         request = json.dumps({"role": role, "model": self.model, "messages": [m.model_dump() for m in messages]})
         start = time.monotonic()
         with self._lock:

@@ -16,6 +16,9 @@ from .base import Completion, Message, Provider, Role, estimate_tokens, not_unde
 
 
 class OpenAIProvider(Provider):
+    """`openai:MODEL` through the OpenAI SDK, or any OpenAI-compatible server with base_url. Needs
+    OPENAI_API_KEY unless base_url is given (ConfigError at construction)."""
+
     name = "openai"
     form = "openai:MODEL"
     summary = "OpenAI, or any OpenAI-compatible server with --base-url (OPENAI_API_KEY)"
@@ -35,6 +38,7 @@ class OpenAIProvider(Provider):
                                      http_client=http_client)
 
     def complete(self, role: Role, messages: list[Message]) -> Completion:
+        """One chat completion request; the SDK retries; ProviderError once they are spent."""
         self.check_cancelled()
         start = time.monotonic()
         try:

@@ -134,6 +134,7 @@ def scan_symbols(library: Path) -> tuple[str, str] | None:
 
 
 def cache_dir() -> Path:
+    """Where built C++ libraries are cached: $KAGENT_CACHE_DIR/cpp, else ~/.cache/kagent/cpp."""
     root = os.environ.get("KAGENT_CACHE_DIR") or os.path.join(Path.home(), ".cache", "kagent")
     return Path(root) / "cpp"
 
@@ -210,6 +211,9 @@ def _to_c(arg):
 
 
 class CppFunction:
+    """One extern "C" function of a built library; calling it converts tensors to pointers, ints to
+    int64 and floats to double, and counts the launch."""
+
     def __init__(self, name: str, fn):
         self.name = name
         self._fn = fn
@@ -221,6 +225,9 @@ class CppFunction:
 
 
 class CppLibrary:
+    """A built C++ library loaded with ctypes (what `load_cpp` returns): `lib.name` is its extern "C"
+    function `name`; AttributeError for one it lacks."""
+
     def __init__(self, path: Path):
         self.path = path
         self._lib = ctypes.CDLL(str(path))
@@ -317,6 +324,9 @@ _filter: confine.ProcessFilter | None = None
 
 
 class CppBackend(Backend):
+    """C++ kernels on a CPU, built with `load_cpp`; process creation from native code is refused while
+    the candidate runs."""
+
     name = "cpp"
     markers = ("load_cpp",)
     devices = ("cpu",)
@@ -340,11 +350,14 @@ class CppBackend(Backend):
         return []
 
     def classify(self, err: BaseException, device: str) -> tuple[str, str] | None:
+        """A refused native call (ForbiddenNative) is `rejected` with its reason; anything else is not
+        this backend's to classify (None)."""
         if isinstance(err, ForbiddenNative):
             return "rejected", err.reason
         return None
 
     def violations(self) -> list[tuple[str, str]]:
+        """What the candidate's native code was refused so far: (reason, detail) pairs."""
         found = list(_refusals)
         refused = _filter.refused() if _filter is not None else None
         if refused:

@@ -16,6 +16,9 @@ class NotRunnable(Exception):
 
 
 class CudaBackend(Backend):
+    """CUDA kernels built with torch's load_inline; without a GPU the sources are compile-checked with
+    nvcc and the candidate is `not_run`."""
+
     name = "cuda"
     markers = ("load_inline", "cuda_sources", "__global__")
     detect_order = 1
@@ -24,6 +27,8 @@ class CudaBackend(Backend):
         self.sources: list[str] = []
 
     def prepare(self, device: str) -> list[str]:
+        """Wrap load_inline to collect the CUDA sources and count launches (refusing to build without a
+        GPU); returns notes for the verdict."""
         import torch.utils.cpp_extension as cpp_extension
 
         real_load_inline = cpp_extension.load_inline
@@ -41,9 +46,12 @@ class CudaBackend(Backend):
         return [] if device == "cuda" else ["no GPU: the CUDA kernel was compile-checked with nvcc, not run"]
 
     def runs_on(self, device: str) -> bool:
+        """Whether candidates of this backend run on `device` (only on cuda)."""
         return device == "cuda"
 
     def classify(self, err: BaseException, device: str) -> tuple[str, str] | None:
+        """Map a load_inline or CUDA failure to (status, reason): not_run/no_gpu,
+        compile_error/compile_failed, runtime_error/cuda_fault; None for others."""
         if isinstance(err, NotRunnable):
             return "not_run", "no_gpu"
         if "Error building extension" in str(err):
@@ -53,6 +61,8 @@ class CudaBackend(Backend):
         return None
 
     def static_report(self, device: str) -> StaticReport | None:
+        """The nvcc compile check of the collected sources with each kernel's registers, shared memory
+        and spills."""
         if not self.sources:
             return StaticReport(ok=True, message="no load_inline CUDA source was found")
         check = compile_check("\n".join(self.sources))

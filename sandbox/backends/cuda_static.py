@@ -26,6 +26,9 @@ from pydantic import BaseModel
 
 
 class CudaKernelResources(BaseModel):
+    """One kernel's resource use as ptxas -v reports it: registers per thread, static shared memory,
+    spill stores and loads and stack frame, in bytes."""
+
     kernel: str  # demangled signature when a demangler is available, else the mangled name
     target: str  # "sm_90"
     registers: int | None
@@ -36,8 +39,10 @@ class CudaKernelResources(BaseModel):
 
 
 class CudaCompileCheck(BaseModel):
-    ok: bool  # nvcc accepted the device code (True with checked="skipped": nothing failed)
-    checked: str  # "device_code" or "skipped"
+    """The result of compiling CUDA device code with nvcc: accepted or not, one line, the whole log,
+    each kernel's resources."""
+
+    ok: bool  # nvcc accepted the device code (True when nvcc is missing: nothing failed)
     message: str  # one line: what was checked, or the first error line
     log: str  # full nvcc output, temp paths replaced by the file name
     kernels: list[CudaKernelResources]
@@ -207,7 +212,7 @@ def compile_check(cuda_source: str, arch: int = 90, timeout_s: float = 60) -> Cu
     resources. Never raises."""
     nvcc = shutil.which("nvcc")
     if nvcc is None:
-        return CudaCompileCheck(ok=True, checked="skipped", log="", kernels=[],
+        return CudaCompileCheck(ok=True, log="", kernels=[],
                                 message="nvcc not found: CUDA source not compile-checked")
     target = f"sm_{arch}"
     try:
@@ -220,18 +225,18 @@ def compile_check(cuda_source: str, arch: int = 90, timeout_s: float = 60) -> Cu
                                   stderr=subprocess.STDOUT, text=True, timeout=timeout_s)
             log = proc.stdout.replace(tmp + "/", "").replace(tmp, ".")
     except subprocess.TimeoutExpired:
-        return CudaCompileCheck(ok=False, checked="device_code", log="", kernels=[],
+        return CudaCompileCheck(ok=False, log="", kernels=[],
                                 message=f"nvcc timed out after {timeout_s:g} s")
     except Exception as e:  # a broken toolchain is a failed check, not a crash
-        return CudaCompileCheck(ok=False, checked="device_code", log="", kernels=[],
+        return CudaCompileCheck(ok=False, log="", kernels=[],
                                 message=f"nvcc could not run: {type(e).__name__}: {e}")
     if proc.returncode != 0:
         message = _first_error(log) or f"nvcc exited with code {proc.returncode}"
-        return CudaCompileCheck(ok=False, checked="device_code", message=message, log=log,
+        return CudaCompileCheck(ok=False, message=message, log=log,
                                 kernels=[])
     kernels = _parse_ptxas(log)
     message = f"device code compiled for {target}: {len(kernels)} kernel(s)"
     if not kernels and "__global__" in source:
         message += " (templated kernels instantiated only by the torch wrapper are not compiled)"
-    return CudaCompileCheck(ok=True, checked="device_code", message=message, log=log,
+    return CudaCompileCheck(ok=True, message=message, log=log,
                             kernels=kernels)

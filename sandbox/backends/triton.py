@@ -37,6 +37,9 @@ def _uses_libdevice(fn) -> bool:
 
 
 class TritonBackend(Backend):
+    """Triton kernels: run on a GPU, or under the Triton interpreter on a CPU (correctness only);
+    launches are counted."""
+
     name = "triton"
     markers = ("triton.jit", "import triton")
     detect_order = 2  # cpp and cuda candidates may import triton-free torch helpers: checked first
@@ -46,6 +49,8 @@ class TritonBackend(Backend):
         self.first_launches: dict[str, tuple] = {}  # kernel name -> (fn, args, kwargs)
 
     def prepare(self, device: str) -> list[str]:
+        """Count every Triton launch (and record each kernel's first one for the static report);
+        returns notes for the verdict. RuntimeError on a CPU without TRITON_INTERPRET=1."""
         if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
             raise RuntimeError("Triton on CPU needs TRITON_INTERPRET=1 before triton is imported")
         import triton.runtime.autotuner as autotuner
@@ -84,9 +89,12 @@ class TritonBackend(Backend):
         return counted_run
 
     def timing_meaningful(self, device: str) -> bool:
+        """Whether times measured on `device` measure performance (not under the CPU interpreter)."""
         return device == "cuda"
 
     def classify(self, err: BaseException, device: str) -> tuple[str, str] | None:
+        """Map a Triton failure to (status, reason): compile_error, not_run (interpreter unsupported)
+        or runtime_error (CUDA fault); None for others."""
         text = f"{type(err).__name__}: {err}"
         if type(err).__name__ == "CompilationError":
             return "compile_error", "compile_failed"
@@ -97,6 +105,8 @@ class TritonBackend(Backend):
         return None
 
     def static_report(self, device: str) -> StaticReport | None:
+        """Without a GPU: each launched kernel compiled ahead of time for a GPU target, with its
+        resource use. None on a GPU."""
         if device == "cuda" or not self.first_launches:
             return None
         from kagent.sandbox.backends.triton_static import compile_for_gpu, describe_launch, divisible_params

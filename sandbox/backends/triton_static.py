@@ -28,6 +28,9 @@ from pydantic import BaseModel
 
 
 class KernelResources(BaseModel):
+    """One Triton kernel compiled for a GPU target: registers per thread, shared memory and spills in
+    bytes, warps, stages and the constexpr specialisation; error when it did not compile."""
+
     kernel: str               # the @triton.jit function's name
     target: str               # the ptxas --gpu-name used, e.g. "sm_90a"
     registers: int | None     # per thread, from ptxas -v

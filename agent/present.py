@@ -1,0 +1,172 @@
+"""How kagent shows things to a person, in one place: the colour of each status (terminal and
+HTML), how a speedup is written, how a verdict is rendered, and the timestamp format.
+
+Every command that prints (`eval`, `optimize`, `runs`, `show`, `batch`, `report`) takes its
+colours and formats from here, so a status looks the same everywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from kagent.agent.console import console, failure_tail
+from kagent.sandbox.errors import one_line
+
+# ---------------------------------------------------------------- statuses and their colours
+
+# A candidate's status (its verdict status, else its archive status): terminal style (rich),
+# then HTML (fill, text drawn on it) for the report's lineage graph, verdict counts and badges.
+STATUS_STYLES: dict[str, str] = {
+    "correct": "green",
+    "incorrect": "red",
+    "rejected": "magenta",
+    "compile_error": "dark_orange",
+    "runtime_error": "dark_orange",
+    "timeout": "yellow",
+    "not_run": "cyan",
+    "no_code": "dim",
+    "error": "bold white",  # kagent failed, not the kernel
+    "pending": "dim",
+}
+STATUS_COLOURS: dict[str, tuple[str, str]] = {
+    "correct": ("#2e9e44", "#ffffff"),
+    "incorrect": ("#d62728", "#ffffff"),
+    "compile_error": ("#ff7f0e", "#1a1a1a"),
+    "runtime_error": ("#8c564b", "#ffffff"),
+    "timeout": ("#e6b400", "#1a1a1a"),
+    "rejected": ("#9467bd", "#ffffff"),
+    "not_run": ("#17becf", "#1a1a1a"),
+    "no_code": ("#a0a0a0", "#1a1a1a"),
+    "error": ("#404040", "#ffffff"),
+    "pending": ("#dddddd", "#1a1a1a"),
+}
+OTHER_COLOUR = ("#606060", "#ffffff")  # HTML colours of a status not listed above
+
+# A run's state (`kagent runs`, `kagent show`).
+STATE_STYLES: dict[str, str] = {"running": "cyan", "finished": "green", "stopped": "yellow", "crashed": "red"}
+
+# A batch task's status (agent.batch_files): terminal style, then HTML (fill, ink).
+TASK_STATUS_STYLES: dict[str, str] = {
+    "correct": "green", "no_correct": "red", "task_error": "magenta", "skipped": "yellow",
+    "interrupted": "yellow", "running": "cyan", "pending": "white",
+}
+TASK_STATUS_COLOURS: dict[str, tuple[str, str]] = {
+    "correct": STATUS_COLOURS["correct"],
+    "no_correct": ("#d62728", "#ffffff"),
+    "task_error": ("#7a1010", "#ffffff"),
+    "error": ("#7a1010", "#ffffff"),
+    "skipped": ("#a0a0a0", "#1a1a1a"),
+    "interrupted": ("#e6b400", "#1a1a1a"),
+    "running": ("#1f5fbf", "#ffffff"),
+    "pending": ("#dddddd", "#1a1a1a"),
+}
+
+
+def display_status(record: Any) -> str:
+    """A candidate record's status as shown: its verdict status (correct, incorrect, ...), else
+    its archive status (pending, no_code)."""
+    return record.verdict_status or record.status
+
+
+# ---------------------------------------------------------------- numbers and times
+
+
+def speedup_text(speedup: float | None, missing: str = "-") -> str:
+    """A speedup (a ratio of times, reference over candidate) as `1.23x`; `missing` for None."""
+    return f"{speedup:.2f}x" if speedup is not None else missing
+
+
+def now() -> str:
+    """The current time, UTC, ISO 8601 with milliseconds (`2025-01-31T12:00:00.123+00:00`): the
+    one timestamp format of archives, batch files and reports."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def candidate_line(candidate_id: int, verdict: Any) -> str:
+    """One line for a person about a finished candidate: id, verdict, speedup, why it failed
+    (the verdict's message and, for one that died, the last line of its stderr)."""
+    speedup = f" {speedup_text(verdict.speedup)}" if verdict.speedup is not None else ""
+    line = f"#{candidate_id} {verdict.status}{speedup}"
+    if verdict.status != "correct":
+        line += f" ({verdict.reason}): {verdict.message}"
+        last = failure_tail(verdict, lines=1)
+        if last and verdict.status in ("runtime_error", "timeout", "compile_error"):
+            line += f" | {one_line(last, 160)}"
+    return line
+
+
+def print_verdict(verdict: Any) -> None:
+    """`kagent eval`'s verdict for a person: status line, then one fact per row. Fits an
+    80-column terminal: long values break between items (input sets) or words, never inside a
+    number."""
+    style = STATUS_STYLES.get(verdict.status, "red")
+    console.print(Text.assemble((verdict.status, f"bold {style}"), f" ({verdict.reason}) {verdict.message}"))
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
+    if verdict.input_sets:
+        table.add_row("input sets", "\n".join(verdict.input_sets))
+    if verdict.max_abs_error is not None:
+        table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {verdict.max_rel_error:.3g}")
+    if verdict.ref_time_ms is not None:
+        meaningful = "" if verdict.timing_meaningful else "  (not a performance measurement)"
+        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.3f} ms / {verdict.candidate_time_ms:.3f} ms{meaningful}")
+    if verdict.speedup is not None:
+        table.add_row("speedup", speedup_text(verdict.speedup) + ("  [red]implausible[/]" if verdict.implausible_speedup else ""))
+    for use in verdict.artifacts.resources:
+        facts = use.error or f"{use.registers} regs, {use.shared_memory_bytes} B smem, {use.spill_stores_bytes} B spill stores"
+        table.add_row(f"{use.kernel} @ {use.target}", facts)
+    for note in verdict.artifacts.notes:
+        table.add_row("note", note)
+    console.print(table)
+    if verdict.status in ("compile_error", "runtime_error") and (verdict.artifacts.compile_log or verdict.artifacts.traceback):
+        console.print((verdict.artifacts.compile_log or verdict.artifacts.traceback).strip()[-1500:], highlight=False, markup=False)
+
+
+def verdict_table(verdict: Any) -> Table:
+    """`kagent show --candidate`'s verdict: every fact the verdict holds, one per row (errors,
+    both timings with their spread in ms, speedup, resources, launches, notes)."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
+    if verdict.input_sets:
+        table.add_row("input sets", Text(", ".join(verdict.input_sets)))
+    if verdict.failed_input_set:
+        table.add_row("failed input set", Text(verdict.failed_input_set, style="red"))
+    if verdict.max_abs_error is not None:
+        rel = f"{verdict.max_rel_error:.3g}" if verdict.max_rel_error is not None else "-"
+        table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {rel}")
+    for side, stats in (("reference", verdict.ref_timing), ("candidate", verdict.candidate_timing)):
+        if stats is not None:
+            table.add_row(f"{side} time", f"median {stats.median_ms:.4f} ms (p20 {stats.p20_ms:.4f}, "
+                                          f"p80 {stats.p80_ms:.4f}, {stats.runs} runs)")
+    if verdict.ref_timing is None and verdict.ref_time_ms is not None:
+        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.4f} ms / {verdict.candidate_time_ms:.4f} ms")
+    if verdict.speedup is not None:
+        table.add_row("speedup", Text.assemble(speedup_text(verdict.speedup),
+                                               ("  implausible" if verdict.implausible_speedup else "", "red")))
+    if verdict.ref_time_ms is not None and not verdict.timing_meaningful:
+        table.add_row("timing", Text("not a performance measurement on this device", style="dim"))
+    if verdict.elapsed_s is not None:
+        table.add_row("evaluation took", f"{verdict.elapsed_s:.1f} s")
+    artifacts = verdict.artifacts
+    if artifacts.torch_ops:
+        table.add_row("PyTorch ops in forward", Text(", ".join(artifacts.torch_ops)))
+    if artifacts.launches:
+        table.add_row("launches per call", Text(", ".join(f"{k} x{v}" for k, v in artifacts.launches.items())))
+    for use in artifacts.resources:
+        facts = use.error or (f"{use.registers} registers, {use.shared_memory_bytes} B shared, "
+                              f"{use.spill_stores_bytes} B spill stores, {use.spill_loads_bytes} B spill loads")
+        table.add_row(Text(f"{use.kernel} @ {use.target}"), Text(facts))
+    for note in artifacts.notes:
+        table.add_row("note", Text(note))
+    return table
