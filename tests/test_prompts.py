@@ -48,6 +48,11 @@ def test_verdict_and_hardware_facts_come_from_templates():
         "max abs error: 1e-06, max rel error: 1e-07",
         "speedup over eager PyTorch: 2.50x (reference 1.0000 ms, candidate 0.4000 ms)",
     ]
+    fast.speedup_vs_compile, fast.compile_time_ms, fast.sol_time_ms, fast.sol_fraction = 1.25, 0.5, 0.1, 0.25
+    assert verdict_facts(fast).splitlines()[2:] == [
+        "speedup over torch.compile: 1.25x (compiled reference 0.5000 ms)",
+        "at 25% of the speed of light (0.1000 ms), headroom: at most 4.0x faster",
+    ]
     (_, user) = judge_messages("relu.py", "class Model: ...", 3, "class ModelNew: ...", fast, "CPU: test")
     assert "status: correct (ok)\nmessage: correct message\nmax abs error" in user.content
     assert "# Hardware and compiler facts\nkernel launches per call: relu x1\n" in user.content
