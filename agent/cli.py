@@ -93,6 +93,8 @@ def print_verdict(verdict) -> None:
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
+    if verdict.scaled_sizes:
+        table.add_row("scaled sizes", ", ".join(f"{name}={value}" for name, value in verdict.scaled_sizes.items()))
     if verdict.input_sets:
         table.add_row("input sets", "\n".join(verdict.input_sets))
     if verdict.max_abs_error is not None:
@@ -112,6 +114,8 @@ def print_verdict(verdict) -> None:
         console.print((verdict.artifacts.compile_log or verdict.artifacts.traceback).strip()[-1500:], highlight=False, markup=False)
 
 
+MAX_INPUT_MB_HELP = ("Shrink the task's module-level size constants (batch first) until its inputs, weights and "
+                     "outputs fit in this many MB (default 64 on a CPU, 0 on a GPU); 0 never shrinks.")
 MEMORY_UNITS = {"": 1, "k": 2**-10, "m": 1, "g": 2**10, "t": 2**20}  # in MB (2**20 bytes)
 MEMORY_LIMIT = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
 
@@ -147,9 +151,11 @@ def eval_command(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if the backend can use it)."),
     timeout: float = typer.Option(120.0, help="Seconds for the candidate's whole evaluation."),
     memory_limit: str = typer.Option("8192", help="Memory for the whole evaluation: MB, or with a unit (16G, 512M)."),
+    max_input_mb: Optional[int] = typer.Option(None, help=MAX_INPUT_MB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON verdict on stdout."),
 ) -> None:
     """Check a candidate kernel against a task: correctness, anti-cheat checks, speedup."""
+    from kagent.sandbox import sizes
     from kagent.sandbox.executor import Sandbox
     from kagent.sandbox.models import EvalRequest
 
@@ -163,9 +169,14 @@ def eval_command(
         memory_mb = parse_memory_limit(memory_limit)
         read_candidate(candidate)  # the worker reads it too: fail here, in one line
         backend, device = resolve_backend_device(candidate, backend, device)
+        if max_input_mb is not None and max_input_mb < 0:
+            raise UsageError(f"--max-input-mb must be 0 (never shrink) or a positive number of MB, got {max_input_mb}")
+        plan = sizes.decide(task, sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None else max_input_mb,
+                            memory_mb, device)
         request = EvalRequest(
             task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
             device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
+            scaled_sizes=plan.scaled, variant_sizes=plan.variant,
         )
         with Sandbox(device) as sandbox:
             verdict = sandbox.evaluate(request, timeout_s=timeout, memory_mb=memory_mb)

@@ -458,6 +458,7 @@ class Sandbox:
         finally:
             session.close()
         verdict.isolation = isolation  # what the parent knows, whatever the candidate wrote
+        verdict.scaled_sizes = request.scaled_sizes or None  # what was measured, whatever the verdict
         return verdict
 
     def _run_job(self, request, workdir, timeout_s, memory_mb, proc, key, job_id, session) -> Verdict:

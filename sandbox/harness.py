@@ -41,7 +41,7 @@ from kagent.sandbox.backends import get_backend
 from kagent.sandbox.compare import flatten
 from kagent.sandbox.errors import CandidateError, CompileError, TaskTooLarge, one_line
 from kagent.sandbox.models import Artifacts, EvalRequest, Verdict
-from kagent.sandbox.task import (DISTRIBUTION_SHIFT, InputSets, InputsChanged, Task, build_model, check_reference, init_inputs, input_sets,
+from kagent.sandbox.task import (DISTRIBUTION_SHIFT, SHAPE_VARIANT, InputSets, InputsChanged, Task, build_model, check_reference, init_inputs, input_sets,
                                  load_module, load_task, nbytes)
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, serve
@@ -236,7 +236,7 @@ def build_reference(request: EvalRequest, validate: bool = True) -> Reference:
     device = torch.device(request.device)
     torch.backends.cuda.matmul.allow_tf32 = request.allow_tf32
     torch.backends.cudnn.allow_tf32 = request.allow_tf32
-    task = load_task(request.task_path)  # TaskError propagates: a user error, not a verdict
+    task = load_task(request.task_path, request.scaled_sizes, request.variant_sizes)  # TaskError propagates: a user error, not a verdict
     init = init_inputs(task)
     # Not an input seed: the constructor's RNG state would otherwise reproduce seed:0's inputs.
     model_seed = _private_seed(request.seeds)
@@ -441,7 +441,7 @@ class Evaluation:
 
     def _mismatch(self, name: str, result: cmp.Comparison) -> Outcome:
         reason = result.reason
-        if reason == "mismatch" and name.startswith("extra:") and self.primary_ok:
+        if reason == "mismatch" and (name.startswith("extra:") or name == SHAPE_VARIANT) and self.primary_ok:
             reason = "shape_specialized" if self._shapes_differ(name) else "input_specialized"
         elif reason == "mismatch" and name.startswith("dist:") and self.primary_ok:
             reason = "distribution_specialized"

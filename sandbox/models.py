@@ -44,6 +44,11 @@ class EvalRequest(BaseModel):
     timing_budget_s: float = 0.4
     allow_tf32: bool = False
     static_analysis: bool = True  # ahead-of-time GPU compile for resource use where no GPU
+    # The task's module-level size constants as evaluated (sizes.TaskSizes, decided once per
+    # task): those shrunk to fit ({}: as declared), and every constant of its shape:variant
+    # input set (None: no such set).
+    scaled_sizes: dict[str, int] = {}
+    variant_sizes: dict[str, int] | None = None
 
 
 class TimingStats(BaseModel):
