@@ -1,20 +1,20 @@
 """KernelBench tasks as they are: their sizes are module-level integer constants
 (`batch_size = 16`, `dim = 16384`) read by `get_inputs()` and `get_init_inputs()` when called.
 
-Two uses of those constants:
 Sizes are changed in the file's source (its constant assignments rewritten before it runs), not
 patched into a loaded module: a value derived at import (`input_shape = (dim,)`) must follow.
+Two uses of those constants:
 
 - **Shrinking** a task whose data do not fit (KernelBench's level-1 inputs are sized for GPUs:
   a median of about 2 GB): constants are halved, batch size first, until the task's inputs,
   parameters and outputs fit in a budget, each step checked by running the reference on the
   meta device (shapes only, no memory) with the same output ranks.
-- **Shape variants**: the constants that shape the inputs but not the model are changed by a small
-  odd amount, so a kernel that hard-codes the declared shapes fails even on tasks that ship no
+- **Shape variants**: the constants that shape the inputs but not the model are made one larger,
+  so a kernel that hard-codes the declared shapes fails even on tasks that ship no
   `get_extra_inputs()`.
 
-What counts as a size: a module-level `NAME = <int literal>` of at least MIN_SIZE, or any
-batch-like name (BATCH_NAMES) of at least 2. Small constants (kernel sizes, strides, paddings,
+What counts as a size: a module-level `NAME = <int literal or integer arithmetic on literals>`
+(`DIM = 4 * 1024 * 1024`) of at least MIN_SIZE, or any batch-like name (BATCH_NAMES) of at least 2. Small constants (kernel sizes, strides, paddings,
 head counts) keep their values: changing them changes the operation, not its size.
 """
 
@@ -143,9 +143,12 @@ def shrink(path: str | Path, max_bytes: int) -> dict[str, int]:
 
 def variant(path: str | Path, sizes: dict[str, int] | None = None) -> dict[str, int] | None:
     """A second set of sizes for the task at `sizes` (default: as declared), for the same model:
-    every constant that shapes the inputs but not get_init_inputs() made one smaller (even
-    sizes become odd), kept only where the reference still runs with the same output ranks and
-    model. Returns the full set of changed constants, or None when no constant can vary."""
+    every constant that shapes the inputs but not get_init_inputs() made one larger (an odd
+    change: even sizes become odd), kept only where the reference still runs with the same
+    output ranks and model. Larger, not smaller: a kernel that hard-codes the declared shapes
+    then stays inside its buffers and leaves part of the output unwritten (`incorrect`), where
+    a smaller shape would have it write past the end of the output (a crash, or worse, a
+    corrupted heap). Returns the full set of constants, or None when no constant can vary."""
     path = Path(path)
     current = {**size_constants(path), **(sizes or {})}
     base = _meta_run(path, current)
@@ -153,11 +156,9 @@ def variant(path: str | Path, sizes: dict[str, int] | None = None) -> dict[str, 
         return None
     changed: dict[str, int] = {}
     for name, value in current.items():
-        if value < 3:
-            continue
-        run = _meta_run(path, {**current, **changed, name: value - 1})
+        run = _meta_run(path, {**current, **changed, name: value + 1})
         if run is not None and run[1] == base[1] and run[2] == base[2]:
-            changed[name] = value - 1
+            changed[name] = value + 1
     return {**current, **changed} if changed else None
 
 

@@ -1,0 +1,86 @@
+"""KernelBench tasks as they are, through `kagent eval` as a user runs it (relative paths,
+default flags): a task declared at GPU sizes (4 GiB of inputs and outputs) is shrunk to the CPU
+budget and evaluated, the verdict names the sizes measured, a second set of sizes
+(`shape:variant`) fails a kernel that hard-codes the declared shapes, and `--max-input-mb 0`
+refuses to shrink: a task-level error before any candidate is built."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import ROOT
+from kagent.sandbox import sizes
+
+TASK = "tests/kernelbench/level2_affine_clamp_tuple_init.py"
+HONEST = "tests/kernelbench/candidates/affine_clamp_cpp.py"
+FIXED_BATCH = "tests/kernelbench/candidates/affine_clamp_cpp_fixed_batch.py"
+
+
+def kagent(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
+    env["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, "-m", "kagent.agent.cli", "eval", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, subprocess.CompletedProcess]:
+    commands = {
+        "honest": [TASK, HONEST, "--json", "--timeout", "400"],
+        "fixed_batch": [TASK, FIXED_BATCH, "--timeout", "400"],
+        "no_shrink": [TASK, HONEST, "--max-input-mb", "0"],
+        "no_shrink_json": [TASK, HONEST, "--max-input-mb", "0", "--json"],
+        "negative": [TASK, HONEST, "--max-input-mb", "-1"],
+    }
+    with ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(kagent, *args) for name, args in commands.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def test_the_task_is_declared_at_gpu_sizes():
+    assert sizes.footprint_bytes(ROOT / TASK) > 4 * 2**30
+
+
+def test_a_gpu_sized_task_is_shrunk_and_judged_with_the_sizes_named(runs):
+    result = runs["honest"]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    verdict = json.loads(lines[0])
+    assert (result.returncode, verdict["status"]) == (0, "correct"), verdict["message"]
+    # batch first, halved from 2048 until 4 GiB fit in the CPU default (64 MB): 16 rows x 1 MiB x 2
+    assert verdict["scaled_sizes"] == {"batch_size": 16}
+    assert "shape:variant" in verdict["input_sets"]
+    assert not any("not loaded" in note for note in verdict["artifacts"]["notes"])  # both buffers reached ModelNew
+
+
+def test_a_kernel_hard_coding_the_declared_batch_fails_on_the_shape_variant(runs):
+    result = runs["fixed_batch"]
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.startswith("incorrect") and "input set shape:variant" in result.stdout.splitlines()[0]
+    assert "scaled sizes" in result.stdout and "batch_size=16" in result.stdout
+
+
+def test_max_input_mb_0_refuses_to_shrink_a_task_that_cannot_fit(runs):
+    result = runs["no_shrink"]
+    assert result.returncode == 2 and result.stdout == "", result.stdout[-2000:]
+    stderr = result.stderr.strip().splitlines()
+    assert len(stderr) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert stderr[0].startswith("error: ") and "level2_affine_clamp_tuple_init.py" in stderr[0]
+    assert "4098 MB" in stderr[0] and "memory limit of 8192 MB" in stderr[0], stderr[0]
+    as_json = runs["no_shrink_json"]
+    lines = as_json.stdout.splitlines()
+    assert as_json.returncode == 2 and len(lines) == 1, as_json.stdout
+    error = json.loads(lines[0])
+    assert (error["status"], error["reason"]) == ("error", "task_too_large") and error["message"] in stderr[0]
+
+
+def test_a_negative_budget_is_a_usage_error(runs):
+    result = runs["negative"]
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert "--max-input-mb" in result.stderr and "Traceback" not in result.stderr
