@@ -44,7 +44,7 @@ from rich.markup import escape
 
 from kagent.agent.batch_files import (BATCH_FILE, DONE, STATUS_STYLE, BatchOptions, BatchState, BatchTask, load_state, now,
                                print_summary, speedup_text, summarize, write_atomic, write_summary)
-from kagent.agent.config import load_prices
+from kagent.agent.config import MAX_INPUT_MB_HELP, load_prices
 from kagent.agent.console import console, err_console, fail
 from kagent.agent.options import OPTION_FLAGS, absolute, choose_target, invalid_option
 from kagent.agent.providers import MODEL_HELP, PRICES_HELP
@@ -360,7 +360,7 @@ def build_template(options: BatchOptions, task_path: str):
         return RunConfig(task_path=task_path, model=options.model, judge_model=options.judge_model,
                          base_url=options.base_url, backend=options.backend, device=options.device,
                          executor=options.executor, ray_address=options.ray_address, prices=options.prices,
-                         baseline=options.baseline,
+                         baseline=options.baseline, max_input_mb=options.max_input_mb,
                          **budgets)
     except ValidationError as err:
         raise invalid_option(err, OPTION_FLAGS | {"max_cost": "--task-max-cost"}) from None
@@ -470,6 +470,7 @@ def batch_command(
     baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
                                                       "the task compiles; the default) or eager PyTorch."),
     task_max_cost: Optional[float] = typer.Option(None, help="Per task: stop once this many USD were spent."),
+    max_input_mb: Optional[int] = typer.Option(None, help=MAX_INPUT_MB_HELP),
     concurrency: Optional[int] = typer.Option(None, help="Per task: candidates in flight at once (default 2)."),
     max_cost: Optional[float] = typer.Option(None, help="The whole batch: start no task once this many USD were "
                                                         "spent."),
@@ -505,7 +506,7 @@ def batch_command(
             batch_dir, state, template = new_batch(task_dir, runs_dir or absolute(Path("runs")), {
                 "model": model, "judge_model": judge_model, "base_url": base_url, "backend": backend,
                 "device": device, "executor": executor or "local", "ray_address": ray_address,
-                "prices": price_table, "baseline": baseline or "compile", **budgets})
+                "prices": price_table, "baseline": baseline or "compile", "max_input_mb": max_input_mb, **budgets})
     except KagentError as err:
         fail(err, as_json)
     batch = Batch(batch_dir, state, template)

@@ -61,6 +61,7 @@ class BatchOptions(BaseModel):
     llm_timeout_s: float | None = None  # per LLM call (None: RunConfig's default)
     stop_at_sol: float | None = None  # per task (None: RunConfig's default)
     patience: int | None = None  # per task
+    max_input_mb: int | None = None  # per task (None: RunConfig's default)
     baseline: Literal["eager", "compile"] = "compile"  # the search's fitness measures speed against this
     max_cost: float | None = Field(default=None, gt=0)  # the whole batch, USD
     workers: int = Field(default=2, ge=1)  # tasks at once

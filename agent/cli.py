@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from kagent.agent.config import MAX_INPUT_MB_HELP
 from kagent.agent.console import console, err_console, fail
 from kagent.agent.providers import MODEL_HELP, PRICES_HELP
 from kagent.sandbox.errors import CandidateError, KagentError, UsageError
@@ -114,8 +115,6 @@ def print_verdict(verdict) -> None:
         console.print((verdict.artifacts.compile_log or verdict.artifacts.traceback).strip()[-1500:], highlight=False, markup=False)
 
 
-MAX_INPUT_MB_HELP = ("Shrink the task's module-level size constants (batch first) until its inputs, weights and "
-                     "outputs fit in this many MB (default 64 on a CPU, 0 on a GPU); 0 never shrinks.")
 MEMORY_UNITS = {"": 1, "k": 2**-10, "m": 1, "g": 2**10, "t": 2**20}  # in MB (2**20 bytes)
 MEMORY_LIMIT = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
 
@@ -233,6 +232,7 @@ def optimize_command(
     stop_at_sol: Optional[float] = typer.Option(None, help="Stop once the best kernel reaches this fraction of the "
                                                            "speed of light (default: no such rule)."),
     patience: Optional[int] = typer.Option(None, help="Stop after this many candidates without a better one."),
+    max_input_mb: Optional[int] = typer.Option(None, help=MAX_INPUT_MB_HELP),
     baseline: Optional[str] = typer.Option(None, help="Speed the search maximises: over compile (torch.compile, where "
                                                       "the task compiles; the default) or eager PyTorch."),
     runs_dir: Optional[Path] = typer.Option(None, help="Where runs are written (default: runs)."),
@@ -283,7 +283,8 @@ def optimize_command(
                 config = RunConfig(
                     task_path=str(task), model=model, judge_model=judge_model, base_url=base_url, backend=backend,
                     device=device, runs_dir=str(runs_dir or absolute(Path("runs"))), prices=load_prices(prices),
-                    executor=executor or "local", ray_address=ray_address, baseline=baseline or "compile", **budgets,
+                    executor=executor or "local", ray_address=ray_address, baseline=baseline or "compile",
+                    max_input_mb=max_input_mb, **budgets,
                 )
             except ValidationError as err:
                 raise invalid_option(err) from None

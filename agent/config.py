@@ -23,6 +23,9 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "anthropic:claude-haiku-4-5": (1.0, 5.0),
 }
 
+MAX_INPUT_MB_HELP = ("Shrink the task's module-level size constants (batch first) until its inputs, weights and "
+                     "outputs fit in this many MB (default 64 on a CPU, 0 on a GPU); 0 never shrinks.")
+
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +56,9 @@ class RunConfig(BaseModel):
     # (the compiler a user would otherwise use), or eager PyTorch.
     baseline: Literal["eager", "compile"] = "compile"
     patience: int | None = Field(default=None, ge=1)
+    # Shrink the task's module-level sizes until its inputs, weights and outputs fit in this
+    # many MB (sandbox/sizes.py); None: sizes.DEFAULT_MAX_INPUT_MB for the device; 0: never.
+    max_input_mb: int | None = Field(default=None, ge=0)
     islands: int = Field(default=2, ge=1)
     seed: int = 0
     runs_dir: str = "runs"

@@ -217,6 +217,8 @@ def decide(path: str | Path, max_input_mb: int, memory_mb: int | None = None, de
     runs there). Raises what plan() raises, TaskError where the task cannot be imported."""
     from kagent.sandbox.executor import SERVER_CWD, SERVER_PYTHON, worker_env
 
+    if device != "cpu":
+        memory_mb = None  # a GPU task's tensors live in device memory, not under the host's limit
     command = [*SERVER_PYTHON, "kagent.sandbox.sizes", str(Path(path).resolve()), str(max_input_mb), str(memory_mb or 0)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=worker_env(device), cwd=SERVER_CWD,

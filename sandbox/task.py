@@ -321,10 +321,11 @@ def check_reference(task: Task, model: torch.nn.Module, sets: InputSets,
     return first
 
 
-def validate_task(path: str | Path) -> Task:
+def validate_task(path: str | Path, sizes: dict[str, int] | None = None) -> Task:
     """Everything `kagent optimize` must know before it spends money: the task loads, builds,
-    draws inputs and runs its reference. Runs the (trusted) task in this process."""
-    task = load_task(path)
+    draws inputs and runs its reference, at `sizes` (sizes.TaskSizes.scaled) where given. Runs
+    the (trusted) task in this process."""
+    task = load_task(path, sizes)
     model = build_model(task, task.Model, init_inputs(task), 0, torch.device("cpu"))
     check_reference(task, model, input_sets(task, [0, 1], torch.device("cpu")))
     return task

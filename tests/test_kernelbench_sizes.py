@@ -84,3 +84,48 @@ def test_a_negative_budget_is_a_usage_error(runs):
     result = runs["negative"]
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
     assert "--max-input-mb" in result.stderr and "Traceback" not in result.stderr
+
+
+RELU_AT_GPU_SIZES = '''import torch
+
+batch_size = 4096
+dim = 393216
+
+
+class Model(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x)
+
+
+def get_inputs():
+    return [torch.randn(batch_size, dim)]
+
+
+def get_init_inputs():
+    return []
+'''
+
+
+def test_optimize_shrinks_once_and_the_run_shows_the_sizes(tmp_path):
+    """`kagent optimize` at its defaults on a 12 GiB task: every candidate is judged at the
+    sizes decided once for the run, and the summary and `kagent show` say which."""
+    (tmp_path / "relu_gpu.py").write_text(RELU_AT_GPU_SIZES)
+    script = os.path.relpath(ROOT / "tests" / "scripted_model.py", tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COV_"))}
+    env["COLUMNS"] = "200"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "kagent.agent.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)
+
+    done = run("optimize", "relu_gpu.py", "--model", f"cmd:{sys.executable} {script} improve", "--max-iters", "1", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["scaled_sizes"] == {"batch_size": 16} and summary["candidates"] == 1, summary
+    shown = json.loads(run("show", summary["run_dir"], "--json").stdout)
+    assert shown["run"]["scaled_sizes"] == {"batch_size": 16}
+    candidate = json.loads(run("show", summary["run_dir"], "--candidate", "1", "--json").stdout)
+    assert candidate["verdict"]["scaled_sizes"] == {"batch_size": 16}, candidate["verdict"]
+    assert "shape:variant" in candidate["verdict"]["input_sets"]
+    text = run("show", summary["run_dir"]).stdout
+    assert "scaled sizes" in text and "batch_size=16" in text
