@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 from kagent.sandbox import blocks, errors
-from kagent.sandbox.models import EvalRequest, OutputCheck, Verdict
+from kagent.sandbox.models import EvalRequest, MemoryUse, OutputCheck, Verdict
 from kagent.sandbox.zygote import LOG_FILE, OUTPUTS_FILE, RESULT_FILE, sign
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -578,6 +578,7 @@ class Sandbox:
         if not session.finished:
             return failed("rejected", "forged_result", "the harness said correct without the timing blocks the parent runs")
         session.apply(verdict)  # the timing as the parent and the verifier saw it
+        verdict.memory = (verdict.memory or MemoryUse()).model_copy(update={"verifier_peak_mb": check.peak_rss_mb})
         verdict.max_abs_error, verdict.max_rel_error = check.max_abs_error, check.max_rel_error
         return verdict
 

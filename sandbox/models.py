@@ -96,6 +96,17 @@ class OutputCheck(BaseModel):
     detail: str = ""
     max_abs_error: float | None = None
     max_rel_error: float | None = None
+    peak_rss_mb: float | None = None  # the verifier's peak resident memory for this evaluation (MemoryUse)
+
+
+class MemoryUse(BaseModel):
+    """What an evaluation held in memory: each process's peak resident set (VmHWM, reset when
+    the evaluation begins) above its resident set then (the imported libraries), in MB, and the
+    task's own inputs and outputs on one input set. None where not measured (no /proc)."""
+
+    worker_peak_mb: float | None = None  # the candidate's process: the harness, both models, the candidate's allocations
+    verifier_peak_mb: float | None = None  # the verifier: the reference, its timing and its check
+    task_io_mb: float | None = None
 
 
 class Verdict(BaseModel):
@@ -128,6 +139,7 @@ class Verdict(BaseModel):
     sol_time_ms: float | None = None
     sol_fraction: float | None = None
     scaled_sizes: dict[str, int] | None = None  # module-level sizes shrunk to fit (sandbox/sizes.py)
+    memory: MemoryUse | None = None
     elapsed_s: float | None = None
     isolation: Isolation = "none"  # set by the sandbox's parent process, never by the candidate's
     artifacts: Artifacts = Field(default_factory=Artifacts)

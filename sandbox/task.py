@@ -277,6 +277,10 @@ class InputSets(Mapping):
             self._last = (name, self._draw(name))
         return self.cast(self._last[1])
 
+    def release(self) -> None:
+        """Let the last set handed out go (the first is kept); it is drawn again when asked for."""
+        self._last = None
+
     def __iter__(self) -> Iterator[str]:
         self._survey()
         return iter(list(self._prints))

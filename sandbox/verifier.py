@@ -38,7 +38,7 @@ from kagent.sandbox import sol
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
 from kagent.sandbox.errors import KagentError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
-from kagent.sandbox.harness import Reference, build_reference
+from kagent.sandbox.harness import PeakMemory, Reference, build_reference
 from kagent.sandbox.models import EvalRequest, OutputCheck
 from kagent.sandbox.timing import Timer, draw_ring
 
@@ -48,6 +48,7 @@ class _Timing:
 
     def __init__(self, job_id: str, request: EvalRequest):
         self.job_id = job_id
+        self.peak = PeakMemory()
         self.reference = build_reference(request, validate=False)  # the worker validates the task
         device = torch.device(request.device)
         self.ring = draw_ring(self.reference.task.get_inputs, request.seeds, device, self.reference.tolerance_dtype is not None)
@@ -56,7 +57,7 @@ class _Timing:
             with torch.no_grad():
                 return self.reference.model(*inputs)
 
-        self.timer = Timer(run, self.ring, device)
+        self.timer = Timer(run, self.ring, device, keep=False)  # the worker's samples are what is checked
         self.sol, self.sol_note = _speed_of_light(self.reference, self.ring[0], request.device)
 
 
@@ -87,7 +88,15 @@ def verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int]
     """Recompute the reference on every input set (one at a time: never every set's answer at
     once) and on the ring sets of the sampled timed calls (one per block in `timed_blocks`,
     global call ranges), and compare the saved outputs with it, against the float64 answer where
-    the task has one, exactly as the harness judges."""
+    the task has one, exactly as the harness judges. The check carries this process's peak
+    memory since the evaluation began."""
+    peak = timing.peak if timing else PeakMemory()
+    check = _verify(request, outputs_path, timed_blocks, timing)
+    check.peak_rss_mb = peak.mb()
+    return check
+
+
+def _verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int]], timing: _Timing | None) -> OutputCheck:
     reference = timing.reference if timing else build_reference(request, validate=False)
     ring = timing.ring if timing else draw_ring(reference.task.get_inputs, request.seeds, torch.device(request.device),
                                                 reference.tolerance_dtype is not None)

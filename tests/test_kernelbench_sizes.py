@@ -129,3 +129,66 @@ def test_optimize_shrinks_once_and_the_run_shows_the_sizes(tmp_path):
     assert "shape:variant" in candidate["verdict"]["input_sets"]
     text = run("show", summary["run_dir"]).stdout
     assert "scaled sizes" in text and "batch_size=16" in text
+
+
+ROW_SUM_400MB = '''import torch
+
+batch_size = 100
+dim = 1048576  # 100 x 1M fp32: a 400 MB input, a 400-byte output
+
+
+class Model(torch.nn.Module):
+    def forward(self, x):
+        return x.sum(dim=1)
+
+
+def get_inputs():
+    return [torch.randn(batch_size, dim)]
+
+
+def get_init_inputs():
+    return []
+'''
+
+ROW_SUM_CPP = """import torch
+from kagent.sandbox.backends.cpp import load_cpp
+
+lib = load_cpp(r'''
+#include <cstdint>
+extern "C" void row_sum(const float* x, float* y, int64_t rows, int64_t cols) {
+    #pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+        double acc = 0.0;
+        const float* xr = x + r * cols;
+        #pragma omp simd reduction(+:acc)
+        for (int64_t c = 0; c < cols; ++c) acc += xr[c];
+        y[r] = (float)acc;
+    }
+}
+''')
+
+
+class ModelNew(torch.nn.Module):
+    def forward(self, x):
+        x = x.contiguous()
+        y = torch.empty(x.shape[0], dtype=x.dtype)
+        lib.row_sum(x, y, x.shape[0], x.shape[1])
+        return y
+"""
+# Peak resident memory of each of an evaluation's processes, in multiples of the task's own
+# inputs and outputs (one set). What the harness needs at least: the set being checked, the
+# first set (kept), the reference's copy of it and its float64 copy (2x for fp32): 5x.
+# Measured 6.1x (worker) and 6.8x (verifier) on a 200 MB task; before this bound was tested,
+# 20x and 38x on a 64 MB one.
+PEAK_OVER_TASK_IO = 7.5
+
+
+def test_an_evaluation_holds_a_bounded_multiple_of_the_task_inputs(evaluate, tmp_path):
+    task = tmp_path / "row_sum_400mb.py"
+    task.write_text(ROW_SUM_400MB)
+    verdict = evaluate(task, ROW_SUM_CPP, timeout=600)
+    assert verdict.status == "correct", verdict.message
+    memory = verdict.memory
+    assert memory.task_io_mb == pytest.approx(400, rel=0.01)
+    for peak in (memory.worker_peak_mb, memory.verifier_peak_mb):
+        assert peak is not None and peak <= PEAK_OVER_TASK_IO * memory.task_io_mb, memory
