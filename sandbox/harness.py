@@ -137,10 +137,11 @@ def _private_seed(seeds: list[int]) -> int:
 
 LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)  # judged against a float64 run
 # Copies of the inputs and outputs an evaluation holds at its peak beyond the models': the set
-# being checked, the first set, the candidate's copy and a pristine one; the candidate's output,
-# its snapshot, the reference's and the honeypot run's (plus 2 for a float64 answer to an fp32
-# output), and two copies of the output of every set checked so far (one to spot an output
-# repeated on a later set, one for the verifier).
+# being checked, the first set, the candidate's copy (or the reference's), and the float64 copy
+# of an fp32 set (counted as one more); the candidate's output, its snapshot, the reference's
+# and the honeypot run's (plus 2 for a float64 answer to an fp32 output), and a copy of the
+# output of every set checked so far and of one timed call per block (to spot an output repeated
+# on a later set, and for the verifier), counted as two per set.
 HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 4
 
 
