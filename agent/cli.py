@@ -170,14 +170,14 @@ def eval_command(
         backend, device = resolve_backend_device(candidate, backend, device)
         if max_input_mb is not None and max_input_mb < 0:
             raise UsageError(f"--max-input-mb must be 0 (never shrink) or a positive number of MB, got {max_input_mb}")
-        plan = sizes.decide(task, sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None else max_input_mb,
-                            memory_mb, device)
-        request = EvalRequest(
-            task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
-            device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
-            scaled_sizes=plan.scaled, variant_sizes=plan.variant,
-        )
         with Sandbox(device) as sandbox:
+            plan = sandbox.task_sizes(str(task.resolve()), sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None
+                                      else max_input_mb, memory_mb)
+            request = EvalRequest(
+                task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
+                device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
+                scaled_sizes=plan.scaled, variant_sizes=plan.variant,
+            )
             verdict = sandbox.evaluate(request, timeout_s=timeout, memory_mb=memory_mb)
     except KagentError as err:
         if as_json:

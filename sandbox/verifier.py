@@ -34,12 +34,13 @@ import sys
 import torch
 
 from kagent.sandbox import compare as cmp
-from kagent.sandbox import sol
+from kagent.sandbox import sizes, sol
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
 from kagent.sandbox.errors import KagentError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.harness import PeakMemory, Reference, build_reference
 from kagent.sandbox.models import EvalRequest, OutputCheck
+from kagent.sandbox.task import load_task
 from kagent.sandbox.timing import Timer, draw_ring
 
 
@@ -170,6 +171,10 @@ def main() -> None:
             if op == "ring":
                 timing = _timing(job)
                 _send({"id": job["id"], "ring": len(timing.ring), "sol": timing.sol, "sol_note": timing.sol_note})
+            elif op == "sizes":  # sizes.py: the task's sizes, decided in this keyless, warm process
+                load_task(job["task_path"])  # one-line errors for a task that does not import
+                plan = sizes.plan(job["task_path"], int(job["max_input_mb"]), job.get("memory_mb"))
+                _send({"id": job["id"], "sizes": plan.model_dump(mode="json")})
             elif op == "warmup":
                 _send({"id": job["id"], "warm_ms": _current.timer.warm_up(int(job["calls"]))})
             elif op == "block":
