@@ -442,6 +442,7 @@ def batch_command(
     stop_at_sol: opt.StopAtSol = None,
     patience: opt.Patience = None,
     baseline: opt.Baseline = None,
+    max_input_mb: opt.MaxInputMb = None,
     task_max_cost: Annotated[Optional[float], typer.Option(help="Per task: stop once this many USD were spent.")] = None,
     concurrency: opt.Concurrency = None,
     max_cost: Annotated[Optional[float], typer.Option(
@@ -474,7 +475,7 @@ def batch_command(
         else:
             flags = budgets | run_flags(model=model, judge_model=judge_model, base_url=base_url, backend=backend,
                                         device=device, executor=executor, ray_address=ray_address,
-                                        baseline=baseline, runs_dir=runs_dir and str(runs_dir),
+                                        baseline=baseline, max_input_mb=max_input_mb, runs_dir=runs_dir and str(runs_dir),
                                         prices=load_prices(prices) if prices else None)
             file = load_config(config)
             if "task_path" in file.run:

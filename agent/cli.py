@@ -121,10 +121,12 @@ def eval_command(
     memory_limit: str = typer.Option("8192", help="Memory for the whole evaluation: MB, or with a unit (16G, 512M)."),
     baseline: Optional[str] = typer.Option(None, help="compile (the default): also time the reference under "
                                                       "torch.compile (speedup_vs_compile); eager: do not compile it."),
+    max_input_mb: opt.MaxInputMb = None,
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON verdict on stdout."),
 ) -> None:
     """Check a candidate kernel against a task: correctness, anti-cheat checks, speedup."""
     from kagent.agent.config import default_baseline
+    from kagent.sandbox import sizes
     from kagent.sandbox.executor import Sandbox
     from kagent.sandbox.models import EvalRequest
 
@@ -141,11 +143,16 @@ def eval_command(
             raise UsageError(f"--baseline: {baseline!r} is not eager or compile")
         read_candidate(candidate)  # the worker reads it too: fail here, in one line
         backend, device = resolve_backend_device(candidate, backend, device)
-        request = EvalRequest(
-            task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
-            device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)], compile_baseline=baseline == "compile",
-        )
+        if max_input_mb is not None and max_input_mb < 0:
+            raise UsageError(f"--max-input-mb must be 0 (never shrink) or a positive number of MB, got {max_input_mb}")
         with Sandbox(device) as sandbox:
+            plan = sandbox.task_sizes(str(task.resolve()), sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None
+                                      else max_input_mb, memory_mb)
+            request = EvalRequest(
+                task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
+                device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
+                scaled_sizes=plan.scaled, variant_sizes=plan.variant, compile_baseline=baseline == "compile",
+            )
             verdict = sandbox.evaluate(request, timeout_s=timeout, memory_mb=memory_mb)
     except KagentError as err:
         if as_json:
@@ -201,6 +208,7 @@ def optimize_command(
     stop_at_sol: opt.StopAtSol = None,
     patience: opt.Patience = None,
     baseline: opt.Baseline = None,
+    max_input_mb: opt.MaxInputMb = None,
     runs_dir: opt.RunsDir = None,
     prices: opt.Prices = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory.")] = None,
@@ -242,7 +250,7 @@ def optimize_command(
             flags = budgets | run_flags(task_path=task and str(task), model=model, judge_model=judge_model,
                                         base_url=base_url, backend=backend, device=device,
                                         runs_dir=runs_dir and str(runs_dir), executor=executor,
-                                        ray_address=ray_address, baseline=baseline,
+                                        ray_address=ray_address, baseline=baseline, max_input_mb=max_input_mb,
                                         prices=load_prices(prices) if prices else None)
             settings = merge(load_config(config), flags)
             if settings.batch:

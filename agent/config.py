@@ -5,7 +5,7 @@ and the nested TOML file a user writes (`--config FILE`), mapped onto it by `CON
     [models]   coder, judge, base_url, prices, llm_timeout_s
     [budget]   max_iters, max_cost, time_limit_s, stop_at_sol, patience
     [search]   concurrency, baseline, policy, islands, elite_size, migration_interval, max_repairs, seed
-    [sandbox]  backend, device, eval_timeout_s, cache_dir, namespaces
+    [sandbox]  backend, device, eval_timeout_s, cache_dir, namespaces, max_input_mb
     [executor] name, workers, ray_address
     [batch]    task_dir, workers, max_cost   (kagent batch only; budget.max_cost is then per task)
 
@@ -36,6 +36,9 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "anthropic:claude-sonnet-4-5": (3.0, 15.0),
     "anthropic:claude-haiku-4-5": (1.0, 5.0),
 }
+
+MAX_INPUT_MB_HELP = ("Shrink the task's module-level size constants (batch first) until its inputs, weights and "
+                     "outputs fit in this many MB (default 64 on a CPU, 0 on a GPU); 0 never shrinks.")
 
 
 # Defaults the environment may override, by variable: what the search measures speed against,
@@ -89,6 +92,9 @@ class RunConfig(BaseModel):
     patience: int | None = Field(default=None, ge=1)
     # The selection policy (a name in agent.selection.POLICIES) and the island policy's knobs.
     policy: str = "islands"
+    # Shrink the task's module-level sizes until its inputs, weights and outputs fit in this
+    # many MB (sandbox/sizes.py); None: sizes.DEFAULT_MAX_INPUT_MB for the device; 0: never.
+    max_input_mb: int | None = Field(default=None, ge=0)
     islands: int = Field(default=2, ge=1)
     elite_size: int = Field(default=3, ge=1)
     migration_interval: int = Field(default=4, ge=0)  # iterations between migrations; 0: none
@@ -182,7 +188,7 @@ CONFIG_TREE: dict[str, dict[str, str]] = {
                "elite_size": "elite_size", "migration_interval": "migration_interval",
                "max_repairs": "max_repairs", "seed": "seed"},
     "sandbox": {"backend": "backend", "device": "device", "eval_timeout_s": "eval_timeout_s",
-                "cache_dir": "cache_dir", "namespaces": "sandbox_namespaces"},
+                "cache_dir": "cache_dir", "namespaces": "sandbox_namespaces", "max_input_mb": "max_input_mb"},
     "executor": {"name": "executor", "workers": "eval_workers", "ray_address": "ray_address"},
     "batch": {"task_dir": "task_dir", "workers": "workers", "max_cost": "max_cost"},
 }

@@ -87,6 +87,12 @@ class RunView:
         path = self.run_dir / "best.py"
         return path if path.is_file() else None
 
+    @property
+    def scaled_sizes(self) -> dict[str, int] | None:
+        """The task's sizes as its verdicts measured them, where they were shrunk to fit
+        (sandbox/sizes.py): the same for every candidate of a run."""
+        return next((c.verdict.scaled_sizes for c in self.candidates if c.verdict and c.verdict.scaled_sizes), None)
+
     def status_counts(self) -> dict[str, int]:
         """How many candidates have each displayed status, sorted by status."""
         counts: dict[str, int] = {}
@@ -178,7 +184,7 @@ def show_json(view: RunView) -> dict[str, Any]:
     except ValueError:
         config = None
     run = run_summary(view)
-    run.update(id=view.record.id, config=config)
+    run.update(id=view.record.id, config=config, scaled_sizes=view.scaled_sizes)
     totals = view.totals.model_dump()
     totals["tokens_estimated"] = view.estimated_tokens
     return {
@@ -319,6 +325,8 @@ def summary_table(view: RunView) -> Table:
     judge = record.judge_model
     table.add_row("judge", Text(judge) if judge and judge != record.model else Text("the coder's model", style="dim"))
     table.add_row("backend / device", f"{record.backend} / {record.device}")
+    if view.scaled_sizes:
+        table.add_row("scaled sizes", Text(", ".join(f"{k}={v}" for k, v in view.scaled_sizes.items())))
     table.add_row("state", state_text(view))
     table.add_row("started / updated", f"{when(record.created_at)} / {when(record.updated_at)}")
     counts = Text()

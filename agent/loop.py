@@ -33,6 +33,7 @@ from kagent.agent.present import candidate_line, now, speedup_text
 from kagent.agent.prompts import render
 from kagent.agent.providers import Completion, Message, Provider, make_provider
 from kagent.agent.selection import Choice, fitness, make_policy
+from kagent.sandbox import sizes
 from kagent.sandbox.errors import KagentError, ProviderError, SandboxError, UsageError, one_line
 from kagent.sandbox.models import EvalRequest, Verdict
 from kagent.sandbox.task import validate_task
@@ -84,6 +85,7 @@ class RunSummary:
     tokens: int
     cost_usd: float
     error: str | None = None  # why the run ended, when a provider or kagent itself kept failing
+    scaled_sizes: dict[str, int] | None = None  # the task's sizes shrunk to fit (sandbox/sizes.py)
 
     def as_json(self) -> dict:
         """The summary as the JSON object `kagent optimize --json` prints."""
@@ -93,6 +95,7 @@ class RunSummary:
             "best_speedup": self.best_speedup, "best_speedup_vs_compile": self.best_speedup_vs_compile,
             "best_path": str(self.best_path) if self.best_path else None,
             "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6), "error": self.error,
+            "scaled_sizes": self.scaled_sizes,
         }
 
 
@@ -110,8 +113,10 @@ class Run:
     `run()` searches until a budget or a stop rule ends it; `close()` stops the executor."""
 
     def __init__(self, config: RunConfig, run_dir: Path, archive: Archive, coder: Provider, judge: Provider,
-                 on_update: Callable[["Run"], None] | None = None):
+                 on_update: Callable[["Run"], None] | None = None, task_sizes: sizes.TaskSizes | None = None):
         self.config = config
+        # Decided once per run (task_sizes()), sent with every evaluation.
+        self.sizes = task_sizes or task_sizes_for(config)
         self.run_dir = run_dir
         self.archive = archive
         self.task_path = Path(config.task_path)
@@ -121,7 +126,7 @@ class Run:
         self.device_text = device_description(config.device)
         self.backend_guide = render(f"backend_{config.backend}")
         self.guides_text = "\n\n".join(render("guide", title=g.title, text=g.text)
-                                        for g in guides_for(reference_ops(config.task_path), config.backend))
+                                        for g in guides_for(reference_ops(config.task_path, self.sizes.scaled), config.backend))
         self.executor = make_executor(config.executor, config.device, config.eval_workers, run_dir / "sandbox",
                                       config.ray_address)
         self.lock = threading.Lock()  # selection and budget decisions
@@ -304,6 +309,7 @@ class Run:
             task_path=str(self.task_path), candidate_path=str(kernel_path), backend=self.config.backend,
             device=self.config.device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
             compile_baseline=self.config.baseline == "compile",
+            scaled_sizes=self.sizes.scaled, variant_sizes=self.sizes.variant,
         )
         try:
             verdict = self.executor.evaluate(request, timeout_s=self.config.eval_timeout_s)
@@ -506,13 +512,15 @@ def summarize(run: Run, stop_reason: str) -> RunSummary:
         best_speedup_vs_compile=totals.best_speedup_vs_compile, best_path=best_path,
         tokens=totals.tokens_in + totals.tokens_out, cost_usd=totals.cost_usd,
         error=run.last_error if stop_reason in ("provider_error", "harness_error") else None,
+        scaled_sizes=run.sizes.scaled or None,
     )
 
 
 def start(config: RunConfig, on_update=None) -> Run:
     """Validate the task and the models, then create a run directory and archive; return the
     Run (not started). A bad task, model spec or missing key fails before anything is written."""
-    validate_task(config.task_path)
+    task_sizes = task_sizes_for(config)
+    validate_task(config.task_path, task_sizes.scaled)
     coder, judge = providers(config)
     run_id, run_dir = new_run_dir(config)
     run_dir.mkdir(parents=True)
@@ -524,7 +532,16 @@ def start(config: RunConfig, on_update=None) -> Run:
         created_at=now(), updated_at=now(), pid=os.getpid(),
     ))
     (run_dir / "config.json").write_text(config.model_dump_json(indent=2))
-    return Run(config, run_dir, archive, coder, judge, on_update)
+    return Run(config, run_dir, archive, coder, judge, on_update, task_sizes)
+
+
+def task_sizes_for(config: RunConfig) -> sizes.TaskSizes:
+    """The sizes the run's task is evaluated at (sandbox/sizes.py), decided in a process without
+    API keys. Raises TaskError, TaskTooLarge."""
+    from kagent.sandbox.executor import DEFAULT_MEMORY_MB
+
+    budget = sizes.DEFAULT_MAX_INPUT_MB[config.device] if config.max_input_mb is None else config.max_input_mb
+    return sizes.decide(config.task_path, budget, DEFAULT_MEMORY_MB, config.device)
 
 
 def reopen(run_dir: Path, overrides: dict, on_update=None) -> Run:

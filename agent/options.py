@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
-from kagent.agent.config import FileValues, RunConfig, invalid_key
+from kagent.agent.config import MAX_INPUT_MB_HELP, FileValues, RunConfig, invalid_key
 from kagent.agent.executors import executor_names
 from kagent.agent.providers import PRICES_HELP, PROVIDERS
 from kagent.sandbox.backends import backend_names
@@ -45,6 +45,7 @@ Patience = Annotated[Optional[int], typer.Option(help="Stop after this many cand
 Baseline = Annotated[Optional[str], typer.Option(
     help="Speed the search maximises: over compile (torch.compile, where the task compiles; the default) "
          "or eager PyTorch.")]
+MaxInputMb = Annotated[Optional[int], typer.Option(help=MAX_INPUT_MB_HELP)]
 Executor = Annotated[Optional[str], typer.Option(
     help=f"Where evaluations (a batch: and tasks) run: {executor_names(' or ')} (default local: this machine).")]
 RayAddress = Annotated[Optional[str], typer.Option(

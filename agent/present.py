@@ -112,6 +112,8 @@ def print_verdict(verdict: Any) -> None:
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
+    if verdict.scaled_sizes:
+        table.add_row("scaled sizes", ", ".join(f"{name}={value}" for name, value in verdict.scaled_sizes.items()))
     if verdict.input_sets:
         table.add_row("input sets", "\n".join(verdict.input_sets))
     if verdict.max_abs_error is not None:
@@ -121,6 +123,10 @@ def print_verdict(verdict: Any) -> None:
         table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.3f} ms / {verdict.candidate_time_ms:.3f} ms{meaningful}")
     if verdict.speedup is not None:
         table.add_row("speedup", speedup_text(verdict.speedup) + ("  [red]implausible[/]" if verdict.implausible_speedup else ""))
+    if verdict.speedup_vs_compile is not None:
+        table.add_row("vs torch.compile", f"{speedup_text(verdict.speedup_vs_compile)} ({verdict.compile_time_ms:.3f} ms compiled)")
+    if verdict.sol_fraction is not None:
+        table.add_row("speed of light", f"{verdict.sol_fraction:.0%} ({verdict.sol_time_ms:.4f} ms bound)")
     for use in verdict.artifacts.resources:
         facts = use.error or f"{use.registers} regs, {use.shared_memory_bytes} B smem, {use.spill_stores_bytes} B spill stores"
         table.add_row(f"{use.kernel} @ {use.target}", facts)
@@ -138,6 +144,8 @@ def verdict_table(verdict: Any) -> Table:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
+    if verdict.scaled_sizes:
+        table.add_row("scaled sizes", Text(", ".join(f"{k}={v}" for k, v in verdict.scaled_sizes.items())))
     if verdict.input_sets:
         table.add_row("input sets", Text(", ".join(verdict.input_sets)))
     if verdict.failed_input_set:
@@ -145,7 +153,8 @@ def verdict_table(verdict: Any) -> Table:
     if verdict.max_abs_error is not None:
         rel = f"{verdict.max_rel_error:.3g}" if verdict.max_rel_error is not None else "-"
         table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {rel}")
-    for side, stats in (("reference", verdict.ref_timing), ("candidate", verdict.candidate_timing)):
+    for side, stats in (("reference", verdict.ref_timing), ("torch.compile", verdict.compile_timing),
+                        ("candidate", verdict.candidate_timing)):
         if stats is not None:
             table.add_row(f"{side} time", f"median {stats.median_ms:.4f} ms (p20 {stats.p20_ms:.4f}, "
                                           f"p80 {stats.p80_ms:.4f}, {stats.runs} runs)")
@@ -154,6 +163,10 @@ def verdict_table(verdict: Any) -> Table:
     if verdict.speedup is not None:
         table.add_row("speedup", Text.assemble(speedup_text(verdict.speedup),
                                                ("  implausible" if verdict.implausible_speedup else "", "red")))
+    if verdict.speedup_vs_compile is not None:
+        table.add_row("vs torch.compile", speedup_text(verdict.speedup_vs_compile))
+    if verdict.sol_fraction is not None:
+        table.add_row("speed of light", f"{verdict.sol_fraction:.0%} ({verdict.sol_time_ms:.4f} ms bound)")
     if verdict.ref_time_ms is not None and not verdict.timing_meaningful:
         table.add_row("timing", Text("not a performance measurement on this device", style="dim"))
     if verdict.elapsed_s is not None:

@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 
 from kagent.sandbox import blocks, errors
-from kagent.sandbox.models import EvalRequest, OutputCheck, Verdict
+from kagent.sandbox.models import EvalRequest, MemoryUse, OutputCheck, Verdict
 from kagent.sandbox.zygote import LOG_FILE, OUTPUTS_FILE, RESULT_FILE, sign
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -463,6 +463,7 @@ class Sandbox:
         finally:
             session.close()
         verdict.isolation = isolation  # what the parent knows, whatever the candidate wrote
+        verdict.scaled_sizes = request.scaled_sizes or None  # what was measured, whatever the verdict
         return verdict
 
     def _compile(self, request: EvalRequest, job_id: str) -> tuple[EvalRequest, str | None]:
@@ -601,6 +602,7 @@ class Sandbox:
         if not session.finished:
             return failed("rejected", "forged_result", "the harness said correct without the timing blocks the parent runs")
         session.apply(verdict)  # the timing as the parent and the verifier saw it
+        verdict.memory = (verdict.memory or MemoryUse()).model_copy(update={"verifier_peak_mb": check.peak_rss_mb})
         verdict.max_abs_error, verdict.max_rel_error = check.max_abs_error, check.max_rel_error
         return verdict
 
@@ -621,7 +623,8 @@ class Sandbox:
             self._tell_verifier(message)
         # A reply to an earlier job of the same evaluation nobody waited for (the reference
         # prepared for timing when the candidate then failed or forged its verdict) is stale.
-        expected = {"ring": "ring", "warmup": "warm_ms", "block": "times_ms", "compile": "compiled"}.get(message.get("op"), "check")
+        expected = {"ring": "ring", "warmup": "warm_ms", "block": "times_ms", "compile": "compiled",
+                    "sizes": "sizes"}.get(message.get("op"), "check")
         deadline = time.monotonic() + wait_s
         reply = self._verifier_messages.about(message["id"], wait_s)
         while reply is not None and expected not in reply and "error" not in reply:
@@ -632,6 +635,17 @@ class Sandbox:
         if "error" in reply:
             raise errors.decode_error(reply)
         return reply
+
+    def task_sizes(self, task_path: str, max_input_mb: int, memory_mb: int | None = None):
+        """The sizes to evaluate a task at (sizes.TaskSizes), decided by the verifier: a warm
+        process without API keys. Raises TaskError / TaskTooLarge (sizes.plan)."""
+        from kagent.sandbox.sizes import SIZING_TIMEOUT_S, TaskSizes
+
+        self._worker()  # the fork server and the verifier start side by side, as for an evaluation
+        reply = self._ask_verifier({"id": f"sizes-{uuid.uuid4().hex[:12]}", "op": "sizes", "task_path": task_path,
+                                    "max_input_mb": max_input_mb,
+                                    "memory_mb": memory_mb if self.device == "cpu" else None}, SIZING_TIMEOUT_S)
+        return TaskSizes.model_validate(reply["sizes"])
 
     def _verify(self, request: EvalRequest, workdir: Path, timeout_s: float, timed_blocks: list[list[int]]) -> OutputCheck:
         """The verifier's judgement of the outputs saved in `workdir`."""

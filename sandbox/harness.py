@@ -40,8 +40,8 @@ from kagent.sandbox import guard as guards
 from kagent.sandbox.backends import get_backend
 from kagent.sandbox.compare import flatten
 from kagent.sandbox.errors import CandidateError, CompileError, TaskTooLarge, one_line
-from kagent.sandbox.models import Artifacts, EvalRequest, Verdict
-from kagent.sandbox.task import (DISTRIBUTION_SHIFT, InputSets, InputsChanged, Task, build_model, check_reference, init_inputs, input_sets,
+from kagent.sandbox.models import Artifacts, EvalRequest, MemoryUse, Verdict
+from kagent.sandbox.task import (DISTRIBUTION_SHIFT, SHAPE_VARIANT, InputSets, InputsChanged, Task, build_model, check_reference, init_inputs, input_sets,
                                  load_module, load_task, nbytes)
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, serve
@@ -132,10 +132,11 @@ def _private_seed(seeds: list[int]) -> int:
 
 LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)  # judged against a float64 run
 # Copies of the inputs and outputs an evaluation holds at its peak beyond the models': the set
-# being checked, the first set, the candidate's copy and a pristine one; the candidate's output,
-# its snapshot, the reference's and the honeypot run's (plus 2 for a float64 answer to an fp32
-# output), and two copies of the output of every set checked so far (one to spot an output
-# repeated on a later set, one for the verifier).
+# being checked, the first set, the candidate's copy (or the reference's), and the float64 copy
+# of an fp32 set (counted as one more); the candidate's output, its snapshot, the reference's
+# and the honeypot run's (plus 2 for a float64 answer to an fp32 output), and a copy of the
+# output of every set checked so far and of one timed call per block (to spot an output repeated
+# on a later set, and for the verifier), counted as two per set.
 HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 4
 
 
@@ -199,6 +200,38 @@ def _memory_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
+class PeakMemory:
+    """This process's peak resident memory from now on, above its resident memory now, in MB
+    (Linux: clear_refs "5" resets VmHWM, proc(5)). Where the reset is refused (a confined
+    worker's read-only /proc), the peak is the process's since it was forked: the fork server's
+    own, held steady since its warm-up, is no higher than its resident memory at the fork. None
+    where /proc cannot say."""
+
+    def __init__(self):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        self.base = _status_kb("VmRSS")
+
+    def mb(self) -> float | None:
+        peak = _status_kb("VmHWM") if self.base is not None else None
+        return None if peak is None else round(max(0, peak - self.base) / 1024, 1)
+
+
+def _status_kb(field: str) -> int | None:
+    """A kB field of /proc/self/status (VmRSS, VmHWM, VmSize), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _address_space() -> int:
     """Bytes of address space this process maps now (what RLIMIT_AS counts)."""
     with open("/proc/self/status") as f:
@@ -231,7 +264,7 @@ def build_reference(request: EvalRequest, validate: bool = True) -> Reference:
     device = torch.device(request.device)
     torch.backends.cuda.matmul.allow_tf32 = request.allow_tf32
     torch.backends.cudnn.allow_tf32 = request.allow_tf32
-    task = load_task(request.task_path)  # TaskError propagates: a user error, not a verdict
+    task = load_task(request.task_path, request.scaled_sizes, request.variant_sizes)  # TaskError propagates: a user error, not a verdict
     init = init_inputs(task)
     # Not an input seed: the constructor's RNG state would otherwise reproduce seed:0's inputs.
     model_seed = _private_seed(request.seeds)
@@ -260,7 +293,9 @@ def _upcast_bf16(reference: Reference) -> None:
 
 
 def _cpu_copy(values: list) -> list:
-    return [v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v for v in values]
+    """`values` on the CPU for the verifier: tensors already there are not copied again (they
+    are the harness's own snapshots, which no candidate code holds)."""
+    return [v.detach().cpu() if isinstance(v, torch.Tensor) else v for v in values]
 
 
 class Evaluation:
@@ -280,6 +315,8 @@ class Evaluation:
         # verifier. Flattened, on the CPU.
         self.outputs: dict[str, list] = {}
         self.unloaded: list[str] = []  # reference tensors that found no place in the candidate
+        self.peak = PeakMemory()
+        self.task_io_mb: float | None = None
 
     # -- running candidate code -------------------------------------------------------------
 
@@ -369,20 +406,21 @@ class Evaluation:
     def _check_set(self, name: str, inputs, candidate, seen_outputs: list) -> cmp.Comparison:
         """Run the candidate on one input set (with the anti-cheat checks) and judge its output
         against the reference's answer. Raises Outcome for anything but a right answer."""
-        cand_inputs, pristine = _clone(inputs), _clone(inputs)
+        # `inputs` never reaches candidate code (it gets a copy): it is the pristine set the
+        # copy is compared with, so no third copy of the inputs is made.
+        cand_inputs = _clone(inputs)
         threads_before = threading.active_count()
         out, trace = self._guarded(f"forward on {name}", self._traced, candidate, cand_inputs, _poison)
         self._inspect_call(out, cand_inputs, trace, candidate)
         snapshot = [t.clone() if isinstance(t, torch.Tensor) else t for t in flatten(out)]
-        if not cmp.same_values(cand_inputs, pristine):
+        if not cmp.same_values(cand_inputs, inputs):
             raise _reject("mutates_input", f"the forward modified its inputs on {name}")
-        del pristine
+        del cand_inputs  # fresh tensors for the second call: a cache keyed on them must miss
 
         expected = self.setup.expect(inputs)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         # honeypot: uninitialised memory now holds the right answer
-        del cand_inputs  # fresh tensors for the second call: a cache keyed on them must miss
         again, _ = self._guarded(f"second forward on {name}", self._traced, candidate, _clone(inputs), _honeypot(expected.ref))
 
         if threading.active_count() > threads_before or not cmp.same_values(flatten(out), snapshot):
@@ -399,6 +437,8 @@ class Evaluation:
                 raise _reject("cached_output", f"returned the same values as for an earlier input set ({name})", failed_input_set=name)
             raise self._mismatch(name, result)
         del out, again, expected
+        if self.task_io_mb is None:
+            self.task_io_mb = round((nbytes(inputs) + nbytes(snapshot)) / 2**20, 1)
         seen_outputs.append(snapshot)
         self.outputs[name] = _cpu_copy(snapshot)
         return result
@@ -436,7 +476,7 @@ class Evaluation:
 
     def _mismatch(self, name: str, result: cmp.Comparison) -> Outcome:
         reason = result.reason
-        if reason == "mismatch" and name.startswith("extra:") and self.primary_ok:
+        if reason == "mismatch" and (name.startswith("extra:") or name == SHAPE_VARIANT) and self.primary_ok:
             reason = "shape_specialized" if self._shapes_differ(name) else "input_specialized"
         elif reason == "mismatch" and name.startswith("dist:") and self.primary_ok:
             reason = "distribution_specialized"
@@ -482,7 +522,8 @@ class Evaluation:
         return Verdict(
             status=status, reason=reason, message=message, backend=self.backend.name,
             device=self.request.device, input_sets=self.input_set_names,
-            elapsed_s=round(time.perf_counter() - started, 3), artifacts=self.artifacts, **fields,
+            elapsed_s=round(time.perf_counter() - started, 3), artifacts=self.artifacts,
+            memory=MemoryUse(worker_peak_mb=self.peak.mb(), task_io_mb=self.task_io_mb), **fields,
         )
 
     def _run(self) -> dict:
@@ -528,12 +569,13 @@ class Evaluation:
         seen_outputs: list = []
         worst_abs = worst_rel = 0.0
         self.primary_ok = False
-        for name, inputs in self.sets.items():
+        for name in self.sets:  # one set held at a time (and the first): each let go before the next is drawn
             self.input_set_names.append(name)
-            result = self._check_set(name, inputs, candidate, seen_outputs)
+            result = self._check_set(name, self.sets[name], candidate, seen_outputs)
             worst_abs = max(worst_abs, result.max_abs_error or 0.0)
             worst_rel = max(worst_rel, result.max_rel_error or 0.0)
             self.primary_ok = self.primary_ok or name.startswith("seed:")
+        self.sets.release()  # the timing ring is drawn next
 
         timing = self._time(reference, candidate)
         report = self.backend.static_report(request.device) if request.static_analysis else None
@@ -551,6 +593,8 @@ class Evaluation:
         for tensor, values in zip(inputs, changed):
             if isinstance(tensor, torch.Tensor):  # scalars are passed as they are
                 tensor.copy_(values)
+        del changed
+        self.sets.release()  # not held while the reference runs on the changed set
         out = self._guarded("forward after its inputs changed in place", candidate, *inputs)
         if not self._agrees(out, reference, inputs):
             raise _reject("cached_output", "the result did not change when the inputs' values changed in place (cached by address)")
@@ -585,9 +629,11 @@ class Evaluation:
         self._guarded("timed forward", serve, timer, self.channel.read, self.channel.write)
         if sum(launches.snapshot()[0].values()) < timer.calls + timer.warm_calls:
             raise _reject("kernel_not_launched", "the kernel was not launched on every timed call")
-        for g, (copy, out) in sorted(timer.sampled.items()):
-            if not cmp.same_values(out, copy):
-                raise _reject("background_work", f"the output of timed call {g} changed after the forward returned (work left running)")
+        timer.settle()
+        if timer.changed:
+            raise _reject("background_work", f"the output of timed call {timer.changed[0]} changed after the forward "
+                                             "returned (work left running)")
+        for g, copy in sorted(timer.sampled.items()):
             if not self._agrees(copy, reference, ring[g % len(ring)]):
                 raise Outcome("incorrect", "inconsistent_under_timing", f"the result of timed call {g} is wrong")
             self.outputs[f"{TIMED_PREFIX}{g}"] = _cpu_copy(copy)

@@ -58,6 +58,11 @@ class EvalRequest(BaseModel):
     # Also time the reference under torch.compile (sandbox/compiled.py), compiled once per task
     # by the verifier before the candidate's clock starts: compile_time_ms, speedup_vs_compile.
     compile_baseline: bool = False
+    # The task's module-level size constants as evaluated (sizes.TaskSizes, decided once per
+    # task): those shrunk to fit ({}: as declared), and every constant of its shape:variant
+    # input set (None: no such set).
+    scaled_sizes: dict[str, int] = {}
+    variant_sizes: dict[str, int] | None = None
 
 
 class TimingStats(BaseModel):
@@ -107,6 +112,17 @@ class OutputCheck(BaseModel):
     detail: str = ""
     max_abs_error: float | None = None
     max_rel_error: float | None = None
+    peak_rss_mb: float | None = None  # the verifier's peak resident memory for this evaluation (MemoryUse)
+
+
+class MemoryUse(BaseModel):
+    """What an evaluation held in memory: each process's peak resident set (VmHWM, reset when
+    the evaluation begins) above its resident set then (the imported libraries), in MB, and the
+    task's own inputs and outputs on one input set. None where not measured (no /proc)."""
+
+    worker_peak_mb: float | None = None  # the candidate's process: the harness, both models, the candidate's allocations
+    verifier_peak_mb: float | None = None  # the verifier: the reference, its timing and its check
+    task_io_mb: float | None = None
 
 
 class Verdict(BaseModel):
@@ -146,6 +162,7 @@ class Verdict(BaseModel):
     sol_time_ms: float | None = None
     sol_fraction: float | None = None
     scaled_sizes: dict[str, int] | None = None  # module-level sizes shrunk to fit (sandbox/sizes.py)
+    memory: MemoryUse | None = None
     elapsed_s: float | None = None
     isolation: Isolation = "none"  # set by the sandbox's parent process, never by the candidate's
     artifacts: Artifacts = Field(default_factory=Artifacts)

@@ -4,6 +4,10 @@ A task file defines `class Model(torch.nn.Module)`, `get_inputs()` and `get_init
 It may also define `get_extra_inputs() -> dict[str, list]`: named extra input sets (other
 shapes, edge values) that every candidate must also get right. kagent seeds torch before
 calling `get_inputs` / `get_extra_inputs`, so both should draw fresh random values.
+
+A task may be loaded at other sizes than it declares (sizes.py: its module-level size constants
+shrunk to fit), and one without `get_extra_inputs()` gets a `shape:variant` input set drawn from
+the same file loaded at a second set of sizes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from kagent.sandbox.errors import TaskError, TaskTooLarge
 
 REQUIRED = ("Model", "get_inputs", "get_init_inputs")
 EXTRA_INPUTS_HOOK = "get_extra_inputs"
+SHAPE_VARIANT = "shape:variant"  # the input set drawn at the task's variant sizes
 # Inputs scaled and shifted away from the task's own distribution: a kernel that only works
 # for small values centred on zero (no max-subtraction, hard-coded ranges) fails here.
 DISTRIBUTION_SHIFT = ("dist:scaled_shifted", 16.0, 4.0)
@@ -64,6 +69,17 @@ class Task:
     get_inputs: Callable[[], list]
     get_init_inputs: Callable[[], list]
     get_extra_inputs: Callable[[], dict[str, list]] | None
+    variant_sizes: dict[str, int] | None = None  # every size constant of the shape:variant set
+    variant_module: ModuleType | None = None  # the file loaded at variant_sizes, on first use
+
+    def get_variant_inputs(self) -> list:
+        """get_inputs() of the task file loaded at `variant_sizes` (loaded on first use: before
+        any candidate code runs, when the input sets are first surveyed)."""
+        from kagent.sandbox.sizes import load_sized
+
+        if self.variant_module is None:
+            self.variant_module = load_sized(self.path, self.variant_sizes or {}, "kagent_task_variant")
+        return self.variant_module.get_inputs()
 
     @property
     def name(self) -> str:
@@ -71,11 +87,15 @@ class Task:
         return self.path.stem
 
 
-def load_task(path: str | Path) -> Task:
-    """Import and validate the shape of a task file. Raises TaskError with one line."""
+def load_task(path: str | Path, sizes: dict[str, int] | None = None, variant: dict[str, int] | None = None) -> Task:
+    """Import and validate the shape of a task file, with its size constants set to `sizes`
+    (sizes.load_sized) where given, and a shape:variant input set at `variant` where given and
+    the task has no get_extra_inputs(). Raises TaskError with one line."""
+    from kagent.sandbox.sizes import load_sized
+
     path = Path(path).resolve()
     try:
-        module = load_module(path, "kagent_task")
+        module = load_sized(path, sizes, "kagent_task") if sizes else load_module(path, "kagent_task")
     except FileNotFoundError:
         raise TaskError(f"{path}: task file not found") from None
     except SyntaxError as err:
@@ -103,6 +123,7 @@ def load_task(path: str | Path) -> Task:
         get_inputs=module.get_inputs,
         get_init_inputs=module.get_init_inputs,
         get_extra_inputs=getattr(module, EXTRA_INPUTS_HOOK, None),
+        variant_sizes=variant if variant and not hasattr(module, EXTRA_INPUTS_HOOK) else None,
     )
 
 
@@ -203,6 +224,8 @@ class InputSets(Mapping):
             self._prints[f"seed:{seed}"] = _fingerprint(self._draw_seed(seed))
         for name, inputs in self._draw_extras().items():
             self._prints[f"extra:{name}"] = _fingerprint(inputs)
+        if self.task.variant_sizes:
+            self._prints[SHAPE_VARIANT] = _fingerprint(self._draw_variant())
         self._prints[DISTRIBUTION_SHIFT[0]] = _fingerprint(self._shifted())
 
     def _draw_seed(self, seed: int) -> list:
@@ -221,6 +244,12 @@ class InputSets(Mapping):
                        for x in _check_inputs(self.task, f"{EXTRA_INPUTS_HOOK}()[{name!r}]", inputs)]
                 for name, inputs in extra.items()}
 
+    def _draw_variant(self) -> list:
+        torch.manual_seed(self.seeds[0] + 2000)
+        inputs = _call(self.task, f"get_inputs() at sizes {self.task.variant_sizes}", self.task.get_variant_inputs)
+        return [x.to(self.device) if isinstance(x, torch.Tensor) else x
+                for x in _check_inputs(self.task, "get_inputs() (shape variant)", inputs)]
+
     def _shifted(self) -> list:
         _, scale, shift = DISTRIBUTION_SHIFT
         return [x * scale + shift if isinstance(x, torch.Tensor) and x.is_floating_point()
@@ -233,6 +262,8 @@ class InputSets(Mapping):
             return self._shifted()
         if name.startswith("seed:"):
             inputs = self._draw_seed(int(name[5:]))
+        elif name == SHAPE_VARIANT:
+            inputs = self._draw_variant()
         else:
             inputs = self._draw_extras()[name[len("extra:"):]]
         if _fingerprint(inputs) != self._prints[name]:
@@ -248,6 +279,10 @@ class InputSets(Mapping):
             self._last = None  # let the previous set go before drawing the next
             self._last = (name, self._draw(name))
         return self.cast(self._last[1])
+
+    def release(self) -> None:
+        """Let the last set handed out go (the first is kept); it is drawn again when asked for."""
+        self._last = None
 
     def __iter__(self) -> Iterator[str]:
         self._survey()
@@ -293,10 +328,11 @@ def check_reference(task: Task, model: torch.nn.Module, sets: InputSets,
     return first
 
 
-def validate_task(path: str | Path) -> Task:
+def validate_task(path: str | Path, sizes: dict[str, int] | None = None) -> Task:
     """Everything `kagent optimize` must know before it spends money: the task loads, builds,
-    draws inputs and runs its reference. Runs the (trusted) task in this process."""
-    task = load_task(path)
+    draws inputs and runs its reference, at `sizes` (sizes.TaskSizes.scaled) where given. Runs
+    the (trusted) task in this process."""
+    task = load_task(path, sizes)
     model = build_model(task, task.Model, init_inputs(task), 0, torch.device("cpu"))
     check_reference(task, model, input_sets(task, [0, 1], torch.device("cpu")))
     return task

@@ -7,8 +7,10 @@ Every timed call gets an input set of its own from a ring of distinct sets drawn
 task's `get_inputs` under seeds the candidate cannot predict, prepared before timing: a
 cache keyed on the input object, its version counter, its address or sampled values does not
 serve consecutive calls. One call per block, chosen at random, has its output copied the
-moment it returns; that copy is later compared with the output itself (work left running) and
-with the reference on the same inputs (here and again in the verifier).
+moment it returns; that copy is compared with the output itself when the next block begins (work
+left running has had the reference's block in between to land), the output is then let go, and
+the copy later compared with the reference on the same inputs (here and again in the verifier):
+one output per block is held, not two.
 
 On a GPU each call is bracketed by CUDA events, the L2 cache is flushed before it, and the
 device is synchronised before the end event so work left on other streams is counted. On a
@@ -28,7 +30,7 @@ from typing import Callable
 import torch
 
 from kagent.sandbox.blocks import FROM_WORKER, TO_WORKER
-from kagent.sandbox.compare import flatten
+from kagent.sandbox.compare import flatten, same_values
 
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # larger than any current GPU's L2
 # A process's first ~0.1 s of calls run a few percent slower than the rest (measured on CPU:
@@ -98,10 +100,16 @@ class Timer:
     fn: Callable[..., object]
     ring: list[list[torch.Tensor]]
     device: torch.device
+    # Keep the sampled copies (the worker's side, for the checks). The verifier samples too, so
+    # that both sides spend the same time per block (the parent compares them, blocks.py), but
+    # keeps nothing: the worker's samples are what is checked.
+    keep: bool = True
     calls: int = 0
     warm_calls: int = 0
-    # Outputs of the one sampled call per block: G -> (copy taken when it returned, the output).
-    sampled: dict[int, tuple[list, list]] = field(default_factory=dict)
+    # The one sampled call per block: G -> the copy of its output taken when it returned.
+    sampled: dict[int, list] = field(default_factory=dict)
+    changed: list[int] = field(default_factory=list)  # sampled calls whose output changed after it returned
+    pending: tuple[int, list, list] | None = None  # the last block's sample: (G, copy, the output itself)
 
     def __post_init__(self):
         self.clock = _Clock(self.device)
@@ -124,6 +132,7 @@ class Timer:
 
     def block(self, count: int) -> list[float]:
         """`count` timed calls, each on the next ring set; per-call milliseconds."""
+        self.settle()
         sample = self.calls + self.rng.randrange(count)
         times = []
         for g in range(self.calls, self.calls + count):
@@ -131,10 +140,21 @@ class Timer:
             times.append(ms)
             if g == sample:  # copied outside the timed window, the instant the call returned
                 leaves = flatten(out)
-                self.sampled[g] = ([t.clone() if isinstance(t, torch.Tensor) else t for t in leaves], leaves)
+                self.pending = (g, [t.clone() if isinstance(t, torch.Tensor) else t for t in leaves], leaves)
+                if self.keep:
+                    self.sampled[g] = self.pending[1]
             del out
         self.calls += count
         return times
+
+    def settle(self) -> None:
+        """Compare the pending sample with its output now (`changed` if it differs), then let
+        the output go. Called when a block begins, and by the caller once timing is over."""
+        if self.pending is not None:
+            g, copy, out = self.pending
+            self.pending = None
+            if not same_values(out, copy):
+                self.changed.append(g)
 
 
 def serve(timer: Timer, read: Callable[[], dict], write: Callable[[dict], None]) -> None:

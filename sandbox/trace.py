@@ -109,11 +109,12 @@ def compute_ops(fn, *args) -> list[str]:
     return names
 
 
-def reference_ops(task_path: str) -> list[str]:
-    """The compute ops the task's reference runs on its first input set, built on the CPU as
-    `validate_task` does (trusted task code). Raises TaskError like it."""
+def reference_ops(task_path: str, sizes: dict[str, int] | None = None) -> list[str]:
+    """The compute ops the task's reference runs on its first input set (at `sizes`, as in
+    load_task), built on the CPU as `validate_task` does (trusted task code). Raises TaskError
+    like it."""
     from kagent.sandbox.task import build_model, init_inputs, input_sets, load_task
 
-    task = load_task(task_path)
+    task = load_task(task_path, sizes)
     model = build_model(task, task.Model, init_inputs(task), 0, torch.device("cpu"))
     return compute_ops(model, *next(iter(input_sets(task, [0], torch.device("cpu")).values())))

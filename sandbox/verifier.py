@@ -42,14 +42,15 @@ from pathlib import Path
 import torch
 
 from kagent.sandbox import compare as cmp
-from kagent.sandbox import sol
+from kagent.sandbox import sizes, sol
 from kagent.sandbox.backends import get_backend
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
 from kagent.sandbox.errors import ErrorMessage, KagentError, SandboxError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.compiled import CompiledReference, compile_reference
-from kagent.sandbox.harness import Reference, build_reference
+from kagent.sandbox.harness import PeakMemory, Reference, build_reference
 from kagent.sandbox.models import EvalRequest, OutputCheck
+from kagent.sandbox.task import load_task
 from kagent.sandbox.timing import Timer, draw_ring
 
 # Compiled references kept, most recent last: a batch alternates between a few tasks, and each
@@ -63,7 +64,7 @@ def _task_key(request: EvalRequest) -> tuple:
     seed: each evaluation draws new seeds, and the compiled model built for the first is timed
     on every later evaluation's ring (same shapes and dtypes; its weights need not match)."""
     source = hashlib.sha256(Path(request.task_path).read_bytes()).hexdigest()
-    return request.task_path, source, request.device, request.allow_tf32
+    return request.task_path, source, tuple(sorted(request.scaled_sizes.items())), request.device, request.allow_tf32
 
 
 def compiled_reference(request: EvalRequest) -> CompiledReference:
@@ -92,6 +93,7 @@ class _Timing:
 
     def __init__(self, job_id: str, request: EvalRequest):
         self.job_id = job_id
+        self.peak = PeakMemory()
         self.reference = build_reference(request, validate=False)  # the worker validates the task
         device = torch.device(request.device)
         self.ring = draw_ring(self.reference.task.get_inputs, request.seeds, device, self.reference.tolerance_dtype is not None)
@@ -100,7 +102,7 @@ class _Timing:
             with torch.no_grad():
                 return self.reference.model(*inputs)
 
-        self.timer = Timer(run, self.ring, device)
+        self.timer = Timer(run, self.ring, device, keep=False)  # the worker's samples are what is checked
         self.sol, self.sol_note = _speed_of_light(self.reference, self.ring[0], request.device)
         self.compiled_timer: Timer | None = None
         self.compile_note: str | None = None
@@ -117,7 +119,7 @@ class _Timing:
                     with torch.no_grad():
                         return forward(*inputs)
 
-                self.compiled_timer = Timer(run_compiled, self.ring, device)
+                self.compiled_timer = Timer(run_compiled, self.ring, device, keep=False)
 
     def side(self, job: dict) -> Timer:
         """The timer a warm-up or block job names: the reference's (default) or the compiled one."""
@@ -155,7 +157,15 @@ def verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int]
     """Recompute the reference on every input set (one at a time: never every set's answer at
     once) and on the ring sets of the sampled timed calls (one per block in `timed_blocks`,
     global call ranges), and compare the saved outputs with it, against the float64 answer where
-    the task has one, exactly as the harness judges."""
+    the task has one, exactly as the harness judges. The check carries this process's peak
+    memory since the evaluation began."""
+    peak = timing.peak if timing else PeakMemory()
+    check = _verify(request, outputs_path, timed_blocks, timing)
+    check.peak_rss_mb = peak.mb()
+    return check
+
+
+def _verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int]], timing: _Timing | None) -> OutputCheck:
     reference = timing.reference if timing else build_reference(request, validate=False)
     ring = timing.ring if timing else draw_ring(reference.task.get_inputs, request.seeds, torch.device(request.device),
                                                 reference.tolerance_dtype is not None)
@@ -240,6 +250,10 @@ def main() -> None:
                 timing = _timing(job)
                 _send({"id": job["id"], "ring": len(timing.ring), "sol": timing.sol, "sol_note": timing.sol_note,
                        "compiled": timing.compiled_timer is not None, "compile_note": timing.compile_note})
+            elif op == "sizes":  # sizes.py: the task's sizes, decided in this keyless, warm process
+                load_task(job["task_path"])  # one-line errors for a task that does not import
+                plan = sizes.plan(job["task_path"], int(job["max_input_mb"]), job.get("memory_mb"))
+                _send({"id": job["id"], "sizes": plan.model_dump(mode="json")})
             elif op == "warmup":
                 _send({"id": job["id"], "warm_ms": _current.side(job).warm_up(int(job["calls"]))})
             elif op == "block":

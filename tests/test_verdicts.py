@@ -324,7 +324,8 @@ def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
         "08": ["08_max_scaled_tolerance/task.py", "08_max_scaled_tolerance/candidate.py"],
         "09": ["09_accurate_kernel_vs_fp32_ref/task.py", "09_accurate_kernel_vs_fp32_ref/candidate.py"],
         "10": ["10_random_reference/task.py", "10_random_reference/candidate.py"],
-        "12": ["12_large_shape_oom/task.py", "12_large_shape_oom/candidate.py"],
+        "12": ["12_large_shape_oom/task.py", "12_large_shape_oom/candidate.py", "--max-input-mb", "0"],
+        "12_shrunk": ["12_large_shape_oom/task.py", "12_large_shape_oom/candidate.py"],
         "13": ["13_nonpersistent_buffer/task.py", "13_nonpersistent_buffer/candidate.py"],
         "13_control": ["13_nonpersistent_buffer/control_task_persistent.py",
                        "13_nonpersistent_buffer/control_candidate_persistent.py"],
@@ -396,8 +397,16 @@ def test_task_importing_a_missing_module_names_it_and_the_install(runs):
 
 
 def test_task_too_large_for_the_memory_limit_is_a_task_error(runs):
+    """Kept at its declared sizes (--max-input-mb 0): the harness's own copies do not fit."""
     error = _task_error(runs["12"], "task_too_large")
     assert "memory limit of 8192 MB" in error["message"] and "--memory-limit" in error["message"], error
+
+
+def test_task_too_large_is_shrunk_by_default_and_judged(runs):
+    verdict = _verdict(runs["12_shrunk"], 0)
+    assert verdict["status"] == "correct", verdict["message"]
+    assert verdict["scaled_sizes"] == {"BATCH": 6, "DIM": 1048576}  # 1.5 GiB in and out, shrunk to 48 MB
+    assert "shape:variant" in verdict["input_sets"]
 
 
 def test_non_persistent_buffer_reaches_model_new(runs):
