@@ -56,8 +56,8 @@ from pydantic import BaseModel, ConfigDict
 
 from kagent.agent.best import best_candidate
 from kagent.agent.present import now
-from kagent.sandbox.errors import UsageError
-from kagent.sandbox.models import Verdict
+from kagent.errors import UsageError
+from kagent.sandbox import Verdict
 
 ARCHIVE_FILE = "archive.db"
 

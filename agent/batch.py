@@ -50,8 +50,8 @@ from kagent.agent.config import BatchSection, FileValues, RunConfig, load_config
 from kagent.agent.console import console, err_console, fail
 from kagent.agent.executors import Executor, executor_class, make_executor
 from kagent.agent.options import BATCH_FLAGS, absolute, choose_target, invalid_option, merge, run_flags
-from kagent.sandbox.errors import KagentError, TaskError, UsageError, one_line
-from kagent.sandbox.executor import pid_alive
+from kagent.errors import KagentError, TaskError, UsageError, one_line
+from kagent.sandbox import pid_alive
 
 POLL_S = 1.0  # how often the scheduler looks for new run directories while tasks run
 

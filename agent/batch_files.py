@@ -27,7 +27,7 @@ from rich.table import Table
 from kagent.agent.config import BatchSection, RunConfig
 from kagent.agent import present
 from kagent.agent.present import TASK_STATUS_STYLES as STATUS_STYLE, now  # noqa: F401  (batch.py's now)
-from kagent.sandbox.errors import UsageError, one_line
+from kagent.errors import UsageError, one_line
 
 BATCH_FILE = "batch.json"
 SUMMARY_JSON = "summary.json"

@@ -16,10 +16,10 @@ from rich.text import Text
 
 from kagent.agent import options as opt
 from kagent.agent.console import console, err_console, fail
-from kagent.sandbox.backends import backend_names
+from kagent.sandbox import backend_names
 from kagent.agent.present import print_verdict, speedup_text
 
-from kagent.sandbox.errors import CandidateError, KagentError, UsageError
+from kagent.errors import CandidateError, KagentError, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="An LLM agent that writes fast, honest kernels.")
 
@@ -63,8 +63,8 @@ def read_candidate(candidate: Path) -> str:
 
 
 def resolve_backend_device(candidate: Path, backend: Optional[str], device: Optional[str]) -> tuple[str, str]:
-    from kagent.sandbox.backends import BACKENDS, detect_backend
-    from kagent.sandbox.probes import gpu_ready, probe_gpu, probe_torch
+    from kagent.sandbox import BACKENDS, detect_backend
+    from kagent.sandbox import gpu_ready, probe_gpu, probe_torch
 
     if backend is None:
         backend = detect_backend(read_candidate(candidate))
@@ -103,8 +103,8 @@ def parse_memory_limit(text: str) -> int:
 def error_object(err: KagentError) -> dict:
     """What `kagent eval --json` prints for an error that is not a candidate's verdict: the
     verdict's fields, null, with status `error` and a reason naming the kind."""
-    from kagent.sandbox.errors import TaskError, TaskTooLarge
-    from kagent.sandbox.models import Verdict
+    from kagent.errors import TaskError, TaskTooLarge
+    from kagent.sandbox import Verdict
 
     reason = ("task_too_large" if isinstance(err, TaskTooLarge) else "task_error" if isinstance(err, TaskError)
               else "usage_error" if isinstance(err, UsageError) else "sandbox_error")
@@ -127,8 +127,8 @@ def eval_command(
     """Check a candidate kernel against a task: correctness, anti-cheat checks, speedup."""
     from kagent.agent.config import default_baseline
     from kagent.sandbox import sizes
-    from kagent.sandbox.executor import Sandbox
-    from kagent.sandbox.models import EvalRequest
+    from kagent.sandbox import Sandbox
+    from kagent.sandbox import EvalRequest
 
     try:
         if not task.is_file():

@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from kagent.sandbox.errors import UsageError
-from kagent.sandbox.models import BackendName, DeviceName
+from kagent.errors import UsageError
+from kagent.sandbox import BackendName, DeviceName
 
 # USD per million tokens (input, output), by "provider:model". Override per run with --prices.
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from kagent.sandbox.errors import KagentError
+from kagent.errors import KagentError
 
 # No emoji codes (":x" in a model name must print as typed) and no markup in error text.
 console = Console(emoji=False)

@@ -32,15 +32,15 @@ from kagent.agent.archive import ARCHIVE_FILE, Archive, CandidateRecord, RunReco
 from kagent.agent.console import console, err_console, fail, failure_tail
 from kagent.agent.locate import find_run_dirs, resolve_run
 from kagent.agent.present import STATE_STYLES, STATUS_STYLES, display_status, speedup_text, verdict_table
-from kagent.sandbox import executor
-from kagent.sandbox.errors import KagentError, UsageError, one_line
+from kagent.sandbox import pid_alive as process_alive
+from kagent.errors import KagentError, UsageError, one_line
 
 # ---------------------------------------------------------------- reading archives
 
 
 def pid_alive(pid: int | None) -> bool:
     """Whether process `pid` still runs. An unknown pid counts as alive (trust the archive)."""
-    return pid is None or pid <= 0 or executor.pid_alive(pid)
+    return pid is None or pid <= 0 or process_alive(pid)
 
 
 def on_this_host(record: RunRecord) -> bool:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from kagent.agent.prompts import render
 from kagent.agent.providers import Message
-from kagent.sandbox.models import Verdict
+from kagent.sandbox import Verdict
 
 JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from kagent.sandbox.errors import KagentError
+from kagent.errors import KagentError
 
 FALLBACK_CLASS = "elementwise"  # an op the index does not list is most likely point-wise
 

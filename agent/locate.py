@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from kagent.sandbox.errors import UsageError
+from kagent.errors import UsageError
 
 ARCHIVE_FILE = "archive.db"  # agent.archive.ARCHIVE_FILE (not imported: keep `kagent --help` light)
 SUMMARY_FILE = "summary.json"  # a finished batch's summary (agent.batch_files)

@@ -34,10 +34,10 @@ from kagent.agent.prompts import render
 from kagent.agent.providers import Completion, Message, Provider, make_provider
 from kagent.agent.selection import Choice, fitness, make_policy
 from kagent.sandbox import sizes
-from kagent.sandbox.errors import KagentError, ProviderError, SandboxError, UsageError, one_line
-from kagent.sandbox.models import EvalRequest, Verdict
-from kagent.sandbox.task import validate_task
-from kagent.sandbox.trace import reference_ops
+from kagent.errors import KagentError, ProviderError, SandboxError, UsageError, one_line
+from kagent.sandbox import EvalRequest, Verdict
+from kagent.sandbox import validate_task
+from kagent.sandbox import reference_ops
 
 MAX_PROVIDER_FAILURES = 3  # consecutive failed LLM calls end the run
 MAX_HARNESS_FAILURES = 3  # consecutive evaluations kagent itself could not run end the run
@@ -538,7 +538,7 @@ def start(config: RunConfig, on_update=None) -> Run:
 def task_sizes_for(config: RunConfig) -> sizes.TaskSizes:
     """The sizes the run's task is evaluated at (sandbox/sizes.py), decided in a process without
     API keys. Raises TaskError, TaskTooLarge."""
-    from kagent.sandbox.executor import DEFAULT_MEMORY_MB
+    from kagent.sandbox import DEFAULT_MEMORY_MB
 
     budget = sizes.DEFAULT_MAX_INPUT_MB[config.device] if config.max_input_mb is None else config.max_input_mb
     return sizes.decide(config.task_path, budget, DEFAULT_MEMORY_MB, config.device)

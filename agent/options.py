@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from kagent.agent.config import MAX_INPUT_MB_HELP, FileValues, RunConfig, invalid_key
 from kagent.agent.executors import executor_names
 from kagent.agent.providers import PRICES_HELP, PROVIDERS
-from kagent.sandbox.backends import backend_names
-from kagent.sandbox.errors import UsageError
+from kagent.sandbox import backend_names
+from kagent.errors import UsageError
 
 _DEFAULT = {name: field.default for name, field in RunConfig.model_fields.items()}
 
@@ -112,8 +112,8 @@ def choose_target(backend: str | None, device: str | None, here: bool = True) ->
     device without its hardware, or a backend whose kernels cannot run here (CUDA kernels are
     only compile-checked without a GPU: every candidate would be `not_run`). `here=False`
     (evaluations on a Ray cluster) skips the checks of this machine's hardware."""
-    from kagent.sandbox.backends import BACKENDS, default_backend
-    from kagent.sandbox.probes import gpu_ready, probe_gpu, probe_torch, require_here
+    from kagent.sandbox import BACKENDS, default_backend
+    from kagent.sandbox import gpu_ready, probe_gpu, probe_torch, require_here
 
     if device is not None and device not in ("cpu", "cuda"):
         raise UsageError(f"invalid --device {device!r}: choose cpu or cuda")

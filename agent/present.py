@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kagent.agent.console import console, failure_tail
-from kagent.sandbox.errors import one_line
+from kagent.errors import one_line
 
 # ---------------------------------------------------------------- statuses and their colours
 

@@ -16,7 +16,7 @@ from importlib import resources
 import jinja2
 
 from kagent.agent.present import speedup_text
-from kagent.sandbox.errors import KagentError
+from kagent.errors import KagentError
 
 
 def _source(name: str) -> str:

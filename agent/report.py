@@ -33,7 +33,7 @@ from kagent.agent.report_plots import (
     BEST_RING, CURVE_COLOUR, POINT_COLOUR, STATUS_ORDER, curve_caption, curve_svg, esc, finite, lineage_legend,
     lineage_svg, verdicts_svg,
 )
-from kagent.sandbox.errors import KagentError, UsageError
+from kagent.errors import KagentError, UsageError
 
 # ---------------------------------------------------------------- reading runs and batches
 

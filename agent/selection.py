@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kagent.agent.archive import CandidateRecord
-from kagent.sandbox.models import Verdict
+from kagent.sandbox import Verdict
 
 # Fitness of a candidate that is not correct, by status: each below every correct candidate
 # (>= 1), compiled-but-wrong above what did not compile, cheating at zero.

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kagent.sandbox.backends.cpp import COMPILER, FLAGS  # noqa: E402  (imports no torch)
-from kagent.sandbox.executor import Sandbox  # noqa: E402
+from kagent.sandbox.supervisor import Sandbox  # noqa: E402
 from kagent.sandbox.models import EvalRequest  # noqa: E402
 
 TASKS = {  # name: (task file, honest cpp candidate)

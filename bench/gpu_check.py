@@ -97,7 +97,7 @@ class GpuChecks:
     """The GPU paths, sharing one warm sandbox on the first visible GPU."""
 
     def __init__(self, budget_s: float = BUDGET_S):
-        from kagent.sandbox.executor import Sandbox, visible_gpus
+        from kagent.sandbox.supervisor import Sandbox, visible_gpus
 
         self.deadline = time.monotonic() + budget_s
         self.root = Path(tempfile.mkdtemp(prefix="kagent-gpu-check-"))
@@ -159,7 +159,9 @@ class GpuChecks:
         import torch
 
         from kagent.sandbox import compare
-        from kagent.sandbox.harness import TIMED_OUTPUT, build_reference
+        from kagent.sandbox.blocks import TIMED_PREFIX
+        from kagent.sandbox.reference import build_reference
+        from kagent.sandbox.timing import draw_ring
         from kagent.sandbox.zygote import OUTPUTS_FILE
 
         request = self.request(CANDIDATES / "01_relu" / "triton.py", "triton")
@@ -168,15 +170,17 @@ class GpuChecks:
         with torch.no_grad():
             for name, inputs in reference.sets.items():
                 outputs[name] = [t.detach().to("cpu", copy=True) for t in compare.flatten(reference.model(*inputs))]
+            # One timing block of one call: its sampled output is call 0's, on the ring's first set.
+            ring = draw_ring(reference.task.get_inputs, request.seeds, torch.device("cuda"))
+            outputs[f"{TIMED_PREFIX}0"] = [t.detach().to("cpu", copy=True) for t in compare.flatten(reference.model(*ring[0]))]
         first = next(iter(outputs))
-        outputs[TIMED_OUTPUT] = [t.clone() for t in outputs[first]]
         for wrong in (False, True):
             if wrong:
                 outputs[first][0].view(-1)[0] += 1000.0
             workdir = self.root / f"verify-{int(wrong)}"
             workdir.mkdir()
             torch.save(outputs, workdir / OUTPUTS_FILE)
-            check = self.sandbox._verify(request, workdir, 120)
+            check = self.sandbox._verify(request, workdir, 120, [[0, 1]])
             if wrong:
                 assert not check.ok and check.failed_input_set == first, f"the verifier accepted a wrong output: {check}"
             else:
@@ -213,7 +217,7 @@ class GpuChecks:
     def sandbox_per_gpu(self) -> None:
         """LocalExecutor starts one sandbox per visible GPU, each pinned to its own, all correct at once."""
         from kagent.agent.executors.local import LocalExecutor
-        from kagent.sandbox.executor import visible_gpus
+        from kagent.sandbox.supervisor import visible_gpus
 
         self.sandbox.close()  # its GPU gets a sandbox of the pool
         gpus = visible_gpus()

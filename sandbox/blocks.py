@@ -144,7 +144,7 @@ class Session:
 
     def open(self) -> None:
         """Make the FIFOs before the job is sent; held open read-write, so neither end blocks."""
-        from kagent.sandbox.executor import _Messages  # one JSON-lines reader for every pipe
+        from kagent.sandbox.processes import _Messages  # one JSON-lines reader for every pipe
 
         paths = [os.path.join(self.workdir, name) for name in (TO_WORKER, FROM_WORKER)]
         for path in paths:

@@ -332,7 +332,7 @@ def probe_compiler() -> CompilerProbe:
     import ctypes
 
     from kagent.sandbox.backends.cpp import COMPILER, build
-    from kagent.sandbox.errors import CompileError
+    from kagent.errors import CompileError
 
     code, out = _run([COMPILER, "--version"])
     if code != 0:
@@ -381,7 +381,7 @@ def probe_isolation() -> IsolationProbe:
     """Asks executor.namespace_prefix (the sandbox's own decision), then runs the fork server's
     confinement (zygote._confine, confine.drop_privileges) under that prefix, in a scratch
     directory: what a real worker would get, without importing torch."""
-    from kagent.sandbox.executor import NAMESPACES_ENV, namespace_prefix, worker_env
+    from kagent.sandbox.supervisor import NAMESPACES_ENV, namespace_prefix, worker_env
 
     prefix = namespace_prefix()
     if not prefix:
@@ -415,7 +415,7 @@ class MemoryProbe(BaseModel):
 
 def probe_memory() -> MemoryProbe:
     """MemTotal and MemAvailable from /proc/meminfo (kB)."""
-    from kagent.sandbox.executor import DEFAULT_MEMORY_MB
+    from kagent.sandbox.supervisor import DEFAULT_MEMORY_MB
 
     info: dict[str, int] = {}
     try:
@@ -560,7 +560,7 @@ def require_here(backend: str, device: str) -> None:
     """Raises UsageError, naming the option and the reason, where this machine cannot run
     `device` (cuda without a usable GPU) or `backend` at all (cuda: every candidate would only
     be compile-checked, `not_run`)."""
-    from kagent.sandbox.errors import UsageError
+    from kagent.errors import UsageError
 
     if device == "cuda":
         gpu = gpu_ready(probe_gpu(), probe_torch())

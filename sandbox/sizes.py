@@ -30,7 +30,7 @@ from types import ModuleType
 
 from pydantic import BaseModel
 
-from kagent.sandbox.errors import TaskError, TaskTooLarge
+from kagent.errors import TaskError, TaskTooLarge
 
 MIN_SIZE = 16
 BATCH_FLOOR = 8
@@ -215,7 +215,7 @@ def plan(path: str | Path, max_input_mb: int, memory_mb: int | None = None) -> T
 def decide(path: str | Path, max_input_mb: int, memory_mb: int | None = None, device: str = "cpu") -> TaskSizes:
     """plan() in a separate process with the sandbox's environment (no API keys: the task's code
     runs there). Raises what plan() raises, TaskError where the task cannot be imported."""
-    from kagent.sandbox.executor import SERVER_CWD, SERVER_PYTHON, worker_env
+    from kagent.sandbox.supervisor import SERVER_CWD, SERVER_PYTHON, worker_env
 
     if device != "cpu":
         memory_mb = None  # a GPU task's tensors live in device memory, not under the host's limit

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import torch
 
 from kagent.sandbox.compare import compare, flatten, same_values
-from kagent.sandbox.errors import TaskError, TaskTooLarge
+from kagent.errors import TaskError, TaskTooLarge
 
 REQUIRED = ("Model", "get_inputs", "get_init_inputs")
 EXTRA_INPUTS_HOOK = "get_extra_inputs"

@@ -45,10 +45,10 @@ from kagent.sandbox import compare as cmp
 from kagent.sandbox import sizes, sol
 from kagent.sandbox.backends import get_backend
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
-from kagent.sandbox.errors import ErrorMessage, KagentError, SandboxError, one_line
+from kagent.errors import ErrorMessage, KagentError, SandboxError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.compiled import CompiledReference, compile_reference
-from kagent.sandbox.harness import PeakMemory, Reference, build_reference
+from kagent.sandbox.reference import PeakMemory, Reference, build_reference
 from kagent.sandbox.models import EvalRequest, OutputCheck
 from kagent.sandbox.task import load_task
 from kagent.sandbox.timing import Timer, draw_ring

@@ -81,7 +81,7 @@ def _child(job: dict) -> None:
     try:
         import torch
 
-        from kagent.sandbox.errors import ErrorMessage, KagentError
+        from kagent.errors import ErrorMessage, KagentError
         from kagent.sandbox.harness import Evaluation
         from kagent.sandbox.models import EvalRequest
 
@@ -148,7 +148,7 @@ def _load_process_filter() -> None:
         confine.filter_missing = "not a CPU sandbox"
         return
     from kagent.sandbox.backends import cpp
-    from kagent.sandbox.errors import CompileError
+    from kagent.errors import CompileError
 
     if os.environ.get(cpp.SECCOMP_ENV) == "0":
         return

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kagent.sandbox.backends import detect_backend
-from kagent.sandbox.executor import Sandbox
+from kagent.sandbox.supervisor import Sandbox
 from kagent.sandbox.models import EvalRequest, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent

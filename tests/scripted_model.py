@@ -109,7 +109,7 @@ def reply_for(mode: str, request: dict) -> str:
 
 if __name__ != "__main__":  # imported for ScriptedProvider; the cmd: program stays quick to start
     from kagent.agent.providers.base import Completion, Message, Provider, estimate_tokens
-    from kagent.sandbox.errors import ProviderError
+    from kagent.errors import ProviderError
 else:
     Provider = object
 

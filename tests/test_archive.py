@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kagent.agent.archive import ARCHIVE_FILE, SCHEMA_VERSION, Archive, LLMCallRecord, RunRecord
-from kagent.sandbox.errors import UsageError
+from kagent.errors import UsageError
 from kagent.sandbox.models import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent

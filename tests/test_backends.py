@@ -120,7 +120,7 @@ def test_cuda_device_code_error_is_a_compile_error_without_a_gpu(evaluate):
 
 def test_one_sandbox_per_visible_gpu_each_pinned(monkeypatch, tmp_path):
     from kagent.agent.executors.local import LocalExecutor
-    from kagent.sandbox.executor import visible_gpus, worker_env
+    from kagent.sandbox.supervisor import visible_gpus, worker_env
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     assert visible_gpus() == ["2", "3"]

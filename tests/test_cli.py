@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CANDIDATES, ROOT, TASKS
-from kagent.sandbox.executor import gpu_available
+from kagent.sandbox.supervisor import gpu_available
 
 RELU = TASKS / "01_relu.py"
 HONEST = CANDIDATES / "01_relu" / "cpp.py"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from conftest import CANDIDATES, ROOT, TASKS
-from kagent.sandbox import executor
+from kagent.sandbox import supervisor
 from kagent.sandbox.backends import detect_backend
-from kagent.sandbox.executor import Sandbox
+from kagent.sandbox.supervisor import Sandbox
 from kagent.sandbox.models import EvalRequest, Verdict
 
 RELU_TASK = TASKS / "01_relu.py"
@@ -244,7 +244,7 @@ def test_memory_of_forked_processes_counts(forking_sandbox, cpp_built, tmp_path)
     assert (verdict.status, verdict.reason) == ("runtime_error", "out_of_memory"), \
         f"{verdict.status} ({verdict.reason}): {verdict.message}"
     assert time.monotonic() - started < 20
-    assert not [p for p in executor.descendants(forking_sandbox._zygote_pid) if executor.pid_alive(p)]
+    assert not [p for p in supervisor.descendants(forking_sandbox._zygote_pid) if supervisor.pid_alive(p)]
     assert_usable(forking_sandbox)
 
 
@@ -283,7 +283,7 @@ def test_worker_killed_or_stopped_by_candidate(any_sandbox, cpp_built, tmp_path)
     started = time.monotonic()
     stopped = run(any_sandbox, cpp_candidate("stop_worker"), tmp_path, timeout=timeout)  # on a new worker
     assert (stopped.status, stopped.reason) == ("timeout", "timeout"), stopped.message
-    assert time.monotonic() - started < 5 + timeout + executor.KILL_GRACE_S + 3  # start-up, limit, grace
+    assert time.monotonic() - started < 5 + timeout + supervisor.KILL_GRACE_S + 3  # start-up, limit, grace
     assert_usable(any_sandbox)
 
 
@@ -293,7 +293,7 @@ def test_worker_messages_arriving_together_are_all_read():
     read_end, write_end = os.pipe()
     try:
         os.write(write_end, b'{"id": "a", "pid": 7}\nsome library printing\n{"id": "a", "exit_code": 0}\n{"id"')
-        messages = executor._Messages(read_end)
+        messages = supervisor._Messages(read_end)
         assert messages.read(1) == {"id": "a", "pid": 7}
         assert messages.read(0.5) == {"id": "a", "exit_code": 0}
         assert messages.read(0.05) is None  # half a line: not a message yet
@@ -369,9 +369,9 @@ def test_namespace_used_where_the_system_allows_it():
         allowed = subprocess.run(command, capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         allowed = False
-    if os.environ.get(executor.NAMESPACES_ENV) == "0":
-        pytest.skip(f"{executor.NAMESPACES_ENV}=0")
-    assert bool(executor.namespace_prefix()) == allowed
+    if os.environ.get(supervisor.NAMESPACES_ENV) == "0":
+        pytest.skip(f"{supervisor.NAMESPACES_ENV}=0")
+    assert bool(supervisor.namespace_prefix()) == allowed
 
 
 def test_private_home_and_tmp_removed_after_verdict(cpu_sandbox, tmp_path):

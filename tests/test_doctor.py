@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CANDIDATES, ROOT, TASKS
-from kagent.sandbox import executor, probes
+from kagent.sandbox import probes, supervisor
 
 SMI_FAILS = "echo \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\"; exit 9"
 SMI_TWO_H200 = """case "$1" in
@@ -92,7 +92,7 @@ def test_doctor_on_this_cpu_machine(tmp_path):
     assert report["compiler"]["works"] and report["compiler"]["openmp_threads"] >= 1
     assert report["compiler"]["simd_bits"] in (0, 128, 256, 512)
     # The sandbox's own decision, asked in this process: the doctor must say the same.
-    assert report["isolation"]["namespaces"] == bool(executor.namespace_prefix())
+    assert report["isolation"]["namespaces"] == bool(supervisor.namespace_prefix())
     assert report["isolation"]["namespaces"] or not report["isolation"]["confined"]
     timing = report["timing"]
     assert timing["samples"] > 0 and timing["median_ms"] > 0 and 0 <= timing["other_cpu_share"] <= 1
@@ -154,7 +154,7 @@ def test_a_gpu_the_driver_cannot_reach_is_no_gpu(tmp_path, monkeypatch, fresh_pr
     monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", nvidia_smi=SMI_FAILS))
     gpu = probes.probe_gpu()
     assert not gpu.available and "couldn't communicate with the NVIDIA driver" in gpu.reason
-    assert not executor.gpu_available()
+    assert not supervisor.gpu_available()
 
 
 def test_cuda_visible_devices_can_hide_every_gpu(tmp_path, monkeypatch, fresh_probes):
@@ -238,7 +238,7 @@ def test_visible_gpus_are_the_ones_nvidia_smi_lists(tmp_path, monkeypatch, fresh
     monkeypatch.setenv("PATH", fake_path(tmp_path / "bin", nvidia_smi=SMI_TWO_H200))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     uuids = [g.uuid for g in probes.probe_gpu().gpus]
-    assert len(uuids) == 2 and executor.visible_gpus() == uuids
+    assert len(uuids) == 2 and supervisor.visible_gpus() == uuids
     assert [s.gpu for s in LocalExecutor("cuda", None, tmp_path).sandboxes] == uuids  # started lazily: no GPU needed
 
 

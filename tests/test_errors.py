@@ -1,10 +1,10 @@
-"""The one error codec every process boundary uses (sandbox/errors.py: ErrorMessage)."""
+"""The one error codec every process boundary uses (kagent/errors.py: ErrorMessage)."""
 
 import json
 
 import pytest
 
-from kagent.sandbox import errors
+from kagent import errors
 
 
 @pytest.mark.parametrize("cls", [errors.UsageError, errors.TaskError, errors.TaskTooLarge, errors.CandidateError,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from kagent.sandbox.executor import gpu_available
+from kagent.sandbox.supervisor import gpu_available
 
 from conftest import ROOT
 from conftest import archive_rows as rows

@@ -8,7 +8,7 @@ import pytest
 from kagent.agent.extract import extract_code
 from kagent.agent.judge import JudgeFeedback, parse_feedback
 from kagent.agent.prompts import render
-from kagent.sandbox.errors import KagentError
+from kagent.errors import KagentError
 
 MODEL = "import torch\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x\n"
 

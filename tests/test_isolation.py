@@ -17,7 +17,7 @@ import pytest
 from conftest import CANDIDATES, ROOT, TASKS
 from kagent.sandbox import confine
 from kagent.sandbox.backends import cpp
-from kagent.sandbox.executor import NAMESPACES_ENV, Sandbox, namespace_prefix
+from kagent.sandbox.supervisor import NAMESPACES_ENV, Sandbox, namespace_prefix
 from kagent.sandbox.models import EvalRequest, Verdict
 
 RELU_TASK = TASKS / "01_relu.py"

@@ -66,7 +66,7 @@ def test_every_class_has_a_short_concrete_guide_per_backend(backend):
 
 def test_a_missing_backend_section_is_an_error(tmp_path, monkeypatch):
     from kagent.agent import knowledge
-    from kagent.sandbox.errors import KagentError
+    from kagent.errors import KagentError
 
     (tmp_path / "index.toml").write_text('[toy]\ntitle = "Toy"\nops = ["relu"]\n')
     (tmp_path / "toy.md").write_text("Intro.\n\n## cpp\nUse 8 lanes.\n")

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT, TASKS
 from conftest import archive_rows as rows
-from kagent.sandbox.executor import gpu_available
+from kagent.sandbox.supervisor import gpu_available
 
 SCRIPT = Path(__file__).resolve().parent / "scripted_model.py"
 RELU = TASKS / "01_relu.py"

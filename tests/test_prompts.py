@@ -10,7 +10,7 @@ import pytest
 
 from kagent.agent.judge import hardware_facts, judge_messages, verdict_facts
 from kagent.agent.prompts import environment, render
-from kagent.sandbox.errors import KagentError
+from kagent.errors import KagentError
 from kagent.sandbox.models import Verdict
 
 

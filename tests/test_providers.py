@@ -15,7 +15,7 @@ import httpx2  # the HTTP library both installed SDKs are built on (not httpx)
 import pytest
 
 from kagent.agent.providers import PROVIDERS, Message, estimate_tokens, make_provider, parse_model_spec, providers_help
-from kagent.sandbox.errors import ConfigError, ProviderError
+from kagent.errors import ConfigError, ProviderError
 
 RECORDINGS = Path(__file__).resolve().parent / "recordings"
 
@@ -440,7 +440,7 @@ def test_cancel_ends_a_hung_sdk_call_at_once(provider_name):
     from kagent.agent.providers.anthropic import AnthropicProvider
     from kagent.agent.providers.base import Message
     from kagent.agent.providers.openai import OpenAIProvider
-    from kagent.sandbox.errors import ProviderError
+    from kagent.errors import ProviderError
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install ray; 
 from conftest import CANDIDATES, ROOT, TASKS  # noqa: E402
 
 from kagent.agent.executors.ray import RayExecutor  # noqa: E402
-from kagent.sandbox.errors import TaskError  # noqa: E402
+from kagent.errors import TaskError  # noqa: E402
 from kagent.sandbox.models import EvalRequest  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent / "scripted_model.py"

@@ -20,7 +20,7 @@ from kagent.agent.archive import Archive, RunRecord
 from kagent.agent.best import best_candidate
 from kagent.agent.config import RunConfig
 from kagent.agent.locate import resolve_run
-from kagent.sandbox.errors import UsageError
+from kagent.errors import UsageError
 
 RELU = str(TASKS / "01_relu.py")
 

@@ -29,7 +29,7 @@ from kagent.agent.providers import PROVIDERS
 from kagent.agent.providers.command import CommandProvider
 from kagent.agent.selection import POLICIES, Choice, SelectionPolicy
 from kagent.sandbox.backends import BACKENDS, Backend
-from kagent.sandbox.executor import Sandbox
+from kagent.sandbox.supervisor import Sandbox
 
 
 class ToyBackend(Backend):

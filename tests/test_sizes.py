@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kagent.sandbox import sizes
-from kagent.sandbox.errors import TaskError
+from kagent.errors import TaskError
 
 KB = Path(__file__).resolve().parent / "kernelbench"
 MB = 1 << 20

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import CANDIDATES, TASKS
-from kagent.sandbox.errors import SandboxError, TaskError
+from kagent.errors import SandboxError, TaskError
 from kagent.sandbox.task import DISTRIBUTION_SHIFT, build_model, init_inputs, input_sets, load_task
 
 CPU = torch.device("cpu")

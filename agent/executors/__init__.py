@@ -12,8 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
-from kagent.sandbox.errors import UsageError, one_line
-from kagent.sandbox.models import EvalRequest, Verdict
+from kagent.errors import UsageError, one_line
+from kagent.sandbox import EvalRequest, Verdict
 
 
 class Executor:

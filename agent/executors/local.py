@@ -23,9 +23,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from kagent.agent.executors import Executor
-from kagent.sandbox.errors import SandboxError
-from kagent.sandbox.executor import Sandbox, visible_gpus
-from kagent.sandbox.models import EvalRequest, Verdict
+from kagent.errors import SandboxError
+from kagent.sandbox import Sandbox, visible_gpus
+from kagent.sandbox import EvalRequest, Verdict
 
 EVALUATIONS_LOG = "evaluations.jsonl"
 

@@ -51,9 +51,9 @@ from typing import Any, Callable
 
 import ray
 
-from kagent.sandbox import errors
-from kagent.sandbox.executor import ENV_SECRET, Sandbox, pid_alive
-from kagent.sandbox.models import EvalRequest, Verdict
+from kagent import errors
+from kagent.sandbox import ENV_SECRET, Sandbox, pid_alive
+from kagent.sandbox import EvalRequest, Verdict
 
 from kagent.agent.executors import Executor
 

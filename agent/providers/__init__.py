@@ -13,7 +13,7 @@ Importing this package is cheap: the SDKs are imported when their provider is co
 
 from __future__ import annotations
 
-from kagent.sandbox.errors import ConfigError
+from kagent.errors import ConfigError
 
 from .anthropic import AnthropicProvider
 from .base import Completion, Message, Provider, Role, estimate_tokens

@@ -9,7 +9,7 @@ from typing import Any, Callable, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from kagent.sandbox.errors import ConfigError, ProviderError, one_line
+from kagent.errors import ConfigError, ProviderError, one_line
 
 Role = Literal["coder", "judge"]
 

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 
-from kagent.sandbox.errors import ConfigError, ProviderError, one_line
+from kagent.errors import ConfigError, ProviderError, one_line
 
 from .base import Completion, Message, Provider, Role, estimate_tokens
 

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from kagent.sandbox.errors import ConfigError, ProviderError, UsageError
+from kagent.errors import ConfigError, ProviderError, UsageError
 
 from .base import Completion, Message, Provider, Role, estimate_tokens
 

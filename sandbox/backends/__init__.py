@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kagent.sandbox.errors import UsageError
+from kagent.errors import UsageError
 from kagent.sandbox.models import KernelResourceUse
 
 

@@ -53,7 +53,7 @@ from pydantic import BaseModel
 
 from kagent.sandbox import confine, launches
 from kagent.sandbox.backends import Backend
-from kagent.sandbox.errors import CompileError
+from kagent.errors import CompileError
 
 COMPILER = os.environ.get("CXX", "g++")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-w"]

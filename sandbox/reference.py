@@ -1,0 +1,190 @@
+"""The task's side of an evaluation, built the same way wherever it is built: inside the worker
+for the checks and in the verifier to check the worker (`build_reference`), with the float64 run
+correctness is judged against (`Reference.expect`), and the memory accounting that decides
+whether a task fits (`PeakMemory`, `_check_fits`). Trusted code only: no candidate is loaded here."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import resource
+from dataclasses import dataclass
+import torch
+
+from kagent.errors import TaskTooLarge, one_line
+from kagent.sandbox.backends import get_backend
+from kagent.sandbox.compare import flatten
+from kagent.sandbox.models import EvalRequest
+from kagent.sandbox.task import InputSets, Task, build_model, check_reference, init_inputs, input_sets, load_task, nbytes
+
+
+def _clone(inputs: list) -> list:
+    return [x.clone() if isinstance(x, torch.Tensor) else x for x in inputs]
+
+
+def _private_seed(seeds: list[int]) -> int:
+    """The seed models are built under: fixed by the input seeds but revealing none of them."""
+    digest = hashlib.sha256(f"kagent model seed {list(seeds)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)  # judged against a float64 run
+# Copies of the inputs and outputs an evaluation holds at its peak beyond the models': the set
+# being checked, the first set, the candidate's copy (or the reference's), and the float64 copy
+# of an fp32 set (counted as one more); the candidate's output, its snapshot, the reference's
+# and the honeypot run's (plus 2 for a float64 answer to an fp32 output), and a copy of the
+# output of every set checked so far and of one timed call per block (to spot an output repeated
+# on a later set, and for the verifier), counted as two per set.
+HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 4
+
+
+@dataclass
+class Expected:
+    """The reference's answer to one input set: its output leaves in the task's dtype, and
+    their float64 counterparts (None where there is none: see Reference.expect)."""
+
+    ref: list
+    gold: list | None
+
+
+@dataclass
+class Reference:
+    """The task's side of an evaluation, built the same way wherever it is built: inside the
+    sandbox for the checks, and again in the verifier to check the sandbox."""
+
+    task: Task
+    init: list
+    model_seed: int
+    model: torch.nn.Module
+    sets: InputSets
+    tolerance_dtype: torch.dtype | None  # overrides the outputs' dtype for tolerances
+    notes: list[str]
+    gold_model: torch.nn.Module | None = None  # built on first use
+    gold_failed: bool = False
+
+    def expect(self, inputs: list) -> Expected:
+        """Run the reference on a copy of `inputs`, and a float64 copy of it on a float64 copy
+        of them where it computes in fp16/bf16/fp32. The float64 run is dropped (with a note)
+        where the model cannot run in float64 or returns something else."""
+        with torch.no_grad():
+            ref = flatten(self.model(*_clone(inputs)))
+        return Expected(ref, self._golden(inputs, ref))
+
+    def _golden(self, inputs: list, ref: list) -> list | None:
+        if self.gold_failed or not any(isinstance(r, torch.Tensor) and r.dtype in LOW_PRECISION for r in ref):
+            return None
+        try:
+            if self.gold_model is None:
+                self.gold_model = copy.deepcopy(self.model).double()
+            wide = [x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs]
+            with torch.no_grad():
+                gold = flatten(self.gold_model(*wide))
+            del wide
+        except Exception as err:
+            self.gold_failed, self.gold_model = True, None
+            self.notes.append(f"judged against the reference in its own dtype: it does not run in float64 ({one_line(err, 120)})")
+            return None
+        if len(gold) != len(ref) or any(isinstance(r, torch.Tensor) and not (isinstance(g, torch.Tensor) and g.shape == r.shape)
+                                        for r, g in zip(ref, gold)):
+            self.gold_failed, self.gold_model = True, None
+            self.notes.append("judged against the reference in its own dtype: its float64 run returns other shapes")
+            return None
+        return [g if isinstance(r, torch.Tensor) and r.dtype in LOW_PRECISION else None for r, g in zip(ref, gold)]
+
+
+def _memory_limit() -> int | None:
+    """This process's address-space limit in bytes (the sandbox sets it on a CPU), or None."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+class PeakMemory:
+    """This process's peak resident memory from now on, above its resident memory now, in MB
+    (Linux: clear_refs "5" resets VmHWM, proc(5)). Where the reset is refused (a confined
+    worker's read-only /proc), the peak is the process's since it was forked: the fork server's
+    own, held steady since its warm-up, is no higher than its resident memory at the fork. None
+    where /proc cannot say."""
+
+    def __init__(self):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        self.base = _status_kb("VmRSS")
+
+    def mb(self) -> float | None:
+        peak = _status_kb("VmHWM") if self.base is not None else None
+        return None if peak is None else round(max(0, peak - self.base) / 1024, 1)
+
+
+def _status_kb(field: str) -> int | None:
+    """A kB field of /proc/self/status (VmRSS, VmHWM, VmSize), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _address_space() -> int:
+    """Bytes of address space this process maps now (what RLIMIT_AS counts)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _check_fits(task: Task, inputs: list, output, sets: int) -> None:
+    """A task whose evaluation cannot fit under the memory limit is a task error now, before
+    a candidate is built: not an allocation failure blamed on the candidate later. `inputs` and
+    `output` are the first set's; `sets` is how many sets' outputs the harness keeps (at least).
+    Raises TaskTooLarge."""
+    limit = _memory_limit()
+    if limit is None:
+        return
+    size_in, size_out = nbytes(inputs), nbytes(flatten(output))
+    widen = 2 if any(isinstance(t, torch.Tensor) and t.dtype in LOW_PRECISION for t in flatten(output)) else 0
+    need = _address_space() + HARNESS_INPUT_COPIES * size_in + (HARNESS_OUTPUT_COPIES + widen + 2 * sets) * size_out
+    if need > limit:
+        raise TaskTooLarge(f"{task.path}: the evaluation needs about {need / 2**20:.0f} MB (inputs {size_in / 2**20:.0f} MB, "
+                           f"output {size_out / 2**20:.0f} MB, and the harness's copies of them), more than the memory "
+                           f"limit of {limit / 2**20:.0f} MB: raise --memory-limit or make the task smaller")
+
+
+def build_reference(request: EvalRequest, validate: bool = True) -> Reference:
+    """Load the task, build its Model, draw its input sets and (with `validate`) check that the
+    reference can judge a candidate (task.check_reference) and fits in memory. Raises TaskError."""
+    device = torch.device(request.device)
+    torch.backends.cuda.matmul.allow_tf32 = request.allow_tf32
+    torch.backends.cudnn.allow_tf32 = request.allow_tf32
+    task = load_task(request.task_path, request.scaled_sizes, request.variant_sizes)  # TaskError propagates: a user error, not a verdict
+    init = init_inputs(task)
+    # Not an input seed: the constructor's RNG state would otherwise reproduce seed:0's inputs.
+    model_seed = _private_seed(request.seeds)
+    model = build_model(task, task.Model, init, model_seed, device)
+    sets = input_sets(task, request.seeds, device)
+    reference = Reference(task, init, model_seed, model, sets, None, [])
+    if validate:
+        check_reference(task, model, sets, first_run=lambda output: _check_fits(task, sets.first, output, len(request.seeds) + 1))
+    if not get_backend(request.backend).timing_meaningful(request.device) and request.device == "cpu":
+        _upcast_bf16(reference)
+    return reference
+
+
+def _upcast_bf16(reference: Reference) -> None:
+    """The Triton interpreter computes bf16 in fp32 after loading: check such a task in
+    fp32 (at bf16 tolerance) so an honest kernel is not failed for the interpreter's sake."""
+    first = reference.sets.first
+    has_bf16 = any(isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 for x in first) or any(
+        p.dtype == torch.bfloat16 for p in reference.model.parameters())
+    if not has_bf16:
+        return
+    reference.sets.cast = lambda xs: [x.float() if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 else x for x in xs]
+    reference.model.float()
+    reference.tolerance_dtype = torch.bfloat16
+    reference.notes.append("bf16 task checked in fp32 at bf16 tolerance: the Triton interpreter cannot compute bf16 exactly")
