@@ -41,7 +41,7 @@ STATUS_COLOURS: dict[str, tuple[str, str]] = {
     "rejected": ("#9467bd", "#ffffff"),
     "not_run": ("#17becf", "#1a1a1a"),
     "no_code": ("#a0a0a0", "#1a1a1a"),
-    "error": ("#404040", "#ffffff"),
+    "error": ("#1f77b4", "#ffffff"),  # not a grey: anti-aliased dark text passes through greys
     "pending": ("#dddddd", "#1a1a1a"),
 }
 OTHER_COLOUR = ("#606060", "#ffffff")  # HTML colours of a status not listed above
