@@ -36,8 +36,6 @@ from kagent.agent.selection import Choice, fitness, make_policy
 from kagent.sandbox import sizes
 from kagent.errors import KagentError, ProviderError, SandboxError, UsageError, one_line
 from kagent.sandbox import EvalRequest, Verdict
-from kagent.sandbox import validate_task
-from kagent.sandbox import reference_ops
 
 MAX_PROVIDER_FAILURES = 3  # consecutive failed LLM calls end the run
 MAX_HARNESS_FAILURES = 3  # consecutive evaluations kagent itself could not run end the run
@@ -113,10 +111,12 @@ class Run:
     `run()` searches until a budget or a stop rule ends it; `close()` stops the executor."""
 
     def __init__(self, config: RunConfig, run_dir: Path, archive: Archive, coder: Provider, judge: Provider,
-                 on_update: Callable[["Run"], None] | None = None, task_sizes: sizes.TaskSizes | None = None):
+                 on_update: Callable[["Run"], None] | None = None, facts: sizes.TaskFacts | None = None):
         self.config = config
-        # Decided once per run (task_sizes()), sent with every evaluation.
-        self.sizes = task_sizes or task_sizes_for(config)
+        # Found once per run in a keyless process (task_facts()): the sizes are sent with every
+        # evaluation, the ops choose the Coder's guides.
+        facts = facts or task_facts(config)
+        self.sizes = facts.sizes
         self.run_dir = run_dir
         self.archive = archive
         self.task_path = Path(config.task_path)
@@ -126,7 +126,7 @@ class Run:
         self.device_text = device_description(config.device)
         self.backend_guide = render(f"backend_{config.backend}")
         self.guides_text = "\n\n".join(render("guide", title=g.title, text=g.text)
-                                        for g in guides_for(reference_ops(config.task_path, self.sizes.scaled), config.backend))
+                                        for g in guides_for(facts.ops, config.backend))
         self.executor = make_executor(config.executor, config.device, config.eval_workers, run_dir / "sandbox",
                                       config.ray_address)
         self.lock = threading.Lock()  # selection and budget decisions
@@ -519,8 +519,7 @@ def summarize(run: Run, stop_reason: str) -> RunSummary:
 def start(config: RunConfig, on_update=None) -> Run:
     """Validate the task and the models, then create a run directory and archive; return the
     Run (not started). A bad task, model spec or missing key fails before anything is written."""
-    task_sizes = task_sizes_for(config)
-    validate_task(config.task_path, task_sizes.scaled)
+    facts = task_facts(config)  # the task is checked where no API key is: a bad one fails here
     coder, judge = providers(config)
     run_id, run_dir = new_run_dir(config)
     run_dir.mkdir(parents=True)
@@ -532,12 +531,12 @@ def start(config: RunConfig, on_update=None) -> Run:
         created_at=now(), updated_at=now(), pid=os.getpid(),
     ))
     (run_dir / "config.json").write_text(config.model_dump_json(indent=2))
-    return Run(config, run_dir, archive, coder, judge, on_update, task_sizes)
+    return Run(config, run_dir, archive, coder, judge, on_update, facts)
 
 
-def task_sizes_for(config: RunConfig) -> sizes.TaskSizes:
-    """The sizes the run's task is evaluated at (sandbox/sizes.py), decided in a process without
-    API keys. Raises TaskError, TaskTooLarge."""
+def task_facts(config: RunConfig) -> sizes.TaskFacts:
+    """The run's task checked, sized and traced in a process without API keys (sizes.decide).
+    Raises TaskError, TaskTooLarge."""
     from kagent.sandbox import DEFAULT_MEMORY_MB
 
     budget = sizes.DEFAULT_MAX_INPUT_MB[config.device] if config.max_input_mb is None else config.max_input_mb

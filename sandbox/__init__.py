@@ -28,8 +28,6 @@ _EXPORTS = {
     "Sandbox": "supervisor",
     "pid_alive": "processes",
     "visible_gpus": "supervisor",
-    "validate_task": "task",
-    "reference_ops": "trace",
 }
 # Modules that are themselves part of the surface: the doctor's probes, the task-size planner.
 _MODULES = ("probes", "sizes")

@@ -30,7 +30,7 @@ from types import ModuleType
 
 from pydantic import BaseModel
 
-from kagent.errors import TaskError, TaskTooLarge
+from kagent.errors import ErrorMessage, KagentError, TaskError, TaskTooLarge, decode_error
 
 MIN_SIZE = 16
 BATCH_FLOOR = 8
@@ -212,9 +212,20 @@ def plan(path: str | Path, max_input_mb: int, memory_mb: int | None = None) -> T
                      footprint_mb=None if footprint is None else round(footprint / 2**20, 3))
 
 
-def decide(path: str | Path, max_input_mb: int, memory_mb: int | None = None, device: str = "cpu") -> TaskSizes:
-    """plan() in a separate process with the sandbox's environment (no API keys: the task's code
-    runs there). Raises what plan() raises, TaskError where the task cannot be imported."""
+class TaskFacts(BaseModel):
+    """What `kagent optimize` learns about a task before it spends anything, found in a process
+    without API keys (decide()): the sizes it is evaluated at, and the compute ops (ATen names)
+    its reference runs there, which choose the Coder's optimisation guides."""
+
+    sizes: TaskSizes
+    ops: list[str] = []
+
+
+def decide(path: str | Path, max_input_mb: int, memory_mb: int | None = None, device: str = "cpu") -> TaskFacts:
+    """In a separate process with the sandbox's environment (no API keys: the task's code runs
+    there): plan() the sizes, check the reference can judge a candidate at them
+    (task.validate_task) and trace its ops (trace.reference_ops). Raises TaskError or
+    TaskTooLarge, one line naming the task."""
     from kagent.sandbox.supervisor import SERVER_CWD, SERVER_PYTHON, worker_env
 
     if device != "cpu":
@@ -225,25 +236,28 @@ def decide(path: str | Path, max_input_mb: int, memory_mb: int | None = None, de
                               timeout=SIZING_TIMEOUT_S)
         reply = json.loads(done.stdout.strip().splitlines()[-1])
     except subprocess.TimeoutExpired:
-        raise TaskError(f"{path}: sizing the task took longer than {SIZING_TIMEOUT_S:g} s") from None
+        raise TaskError(f"{path}: checking the task took longer than {SIZING_TIMEOUT_S:g} s") from None
     except (ValueError, IndexError):
-        raise TaskError(f"{path}: sizing the task failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}") from None
+        raise TaskError(f"{path}: checking the task failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}") from None
     if "error" in reply:
-        raise (TaskTooLarge if reply["error"] == "TaskTooLarge" else TaskError)(reply["message"])
-    return TaskSizes.model_validate(reply["sizes"])
+        raise decode_error(reply)
+    return TaskFacts.model_validate(reply["facts"])
 
 
 def main() -> None:
     """`python -m kagent.sandbox.sizes TASK MAX_INPUT_MB MEMORY_MB`: one JSON line on stdout,
-    {"sizes": TaskSizes} or {"error": NAME, "message": TEXT}."""
+    {"facts": TaskFacts} or an ErrorMessage."""
     path, max_input_mb, memory_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    from kagent.sandbox.task import load_task  # its one-line errors for a task that does not import
+    from kagent.sandbox.task import load_task, validate_task  # one-line errors for a task that does not import
+    from kagent.sandbox.trace import reference_ops
 
     try:
         load_task(path)
-        reply = {"sizes": plan(path, max_input_mb, memory_mb or None).model_dump(mode="json")}
-    except TaskError as err:
-        reply = {"error": type(err).__name__, "message": str(err)}
+        planned = plan(path, max_input_mb, memory_mb or None)
+        validate_task(path, planned.scaled)
+        reply = {"facts": TaskFacts(sizes=planned, ops=reference_ops(path, planned.scaled)).model_dump(mode="json")}
+    except KagentError as err:
+        reply = ErrorMessage.of(err).model_dump()
     print(json.dumps(reply))
 
 
