@@ -4,6 +4,7 @@ real verdicts: nothing about a sandbox result is faked)."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -57,6 +58,11 @@ def _cache_dir(tmp_path_factory):
     # ends the runs whose candidates tests count. tests/test_compiled.py and the README's command
     # (tests/test_optimize_cli.py) run with both as a user gets them.
     os.environ["KAGENT_BASELINE"], os.environ["KAGENT_STOP_AT_SOL"] = "eager", "0"
+    # The Ctrl-C tests send SIGINT to kagent as a terminal would. A suite started in the
+    # background (`nohup`, `&` in a script) inherits SIGINT ignored, and an ignored signal stays
+    # ignored across exec, so kagent would never see it; a handled one is reset to the default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
