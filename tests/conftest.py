@@ -4,9 +4,11 @@ real verdicts: nothing about a sandbox result is faked)."""
 from __future__ import annotations
 
 import os
+import json
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,6 +65,27 @@ def _cache_dir(tmp_path_factory):
     # ignored across exec, so kagent would never see it; a handled one is reset to the default.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session")
+def improve_runs(_cache_dir, tmp_path_factory) -> tuple[Path, list[dict]]:
+    """Two finished runs of `kagent optimize tasks/01_relu.py` with the scripted `improve` model
+    (3 candidates, concurrency 1) in one runs directory: (runs_dir, [older, newer] --json
+    summaries). Made once per session for every test that reads such a run (test_inspect,
+    test_optimize, test_report); they must copy a run before changing it."""
+    runs_dir = tmp_path_factory.mktemp("improve-runs")
+    model = f"cmd:{sys.executable} {Path(__file__).resolve().parent / 'scripted_model.py'} improve"
+    summaries = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "kagent.agent.cli", "optimize", str(TASKS / "01_relu.py"),
+                               "--model", model, "--max-iters", "3", "--concurrency", "1", "--runs-dir", str(runs_dir),
+                               "--json"], capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stdout.strip().splitlines()
+        assert len(lines) == 1, proc.stdout
+        summaries.append(json.loads(lines[0]))
+        time.sleep(1.1)  # run ids and start times have one-second resolution
+    return runs_dir, summaries
 
 
 @pytest.fixture(scope="session")

@@ -80,23 +80,16 @@ def test_a_missing_backend_section_is_an_error(tmp_path, monkeypatch):
         knowledge._index.cache_clear(), knowledge.guide.cache_clear()
 
 
-def test_the_coder_sees_its_guides_and_the_runs_history(tmp_path):
-    """Through `kagent optimize` with the scripted model: every Coder prompt carries the guide
-    for the task's ops (ReLU: element-wise, nothing else), and the prompts after the first list
-    the earlier candidates with their idea and outcome."""
+def test_the_coder_sees_its_guides_and_the_runs_history(improve_runs):
+    """Through `kagent optimize` with the scripted model (conftest.py's improve_runs: 3
+    candidates): every Coder prompt carries the guide for the task's ops (ReLU: element-wise,
+    nothing else), and the prompts after the first list the earlier candidates with their idea
+    and outcome."""
     import json
-    import subprocess
-    import sys
 
     from conftest import archive_rows
 
-    script = ROOT / "tests" / "scripted_model.py"
-    proc = subprocess.run(
-        [sys.executable, "-m", "kagent.agent.cli", "optimize", "tasks/01_relu.py", "--model",
-         f"cmd:{sys.executable} {script} improve", "--max-iters", "3", "--concurrency", "1",
-         "--runs-dir", str(tmp_path), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    run_dir = json.loads(proc.stdout)["run_dir"]
+    run_dir = improve_runs[1][0]["run_dir"]
     prompts = [json.loads(m)[-1]["content"] for (m,) in archive_rows(
         run_dir, "SELECT messages_json FROM llm_calls WHERE role = 'coder' ORDER BY id")]
     assert len(prompts) == 3

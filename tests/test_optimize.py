@@ -39,9 +39,9 @@ def optimize_json(*args: str, **kwargs) -> dict:
     return json.loads(lines[0])
 
 
-def test_run_improves_over_iterations(tmp_path):
-    summary = optimize_json(RELU, "--model", scripted("improve"), "--max-iters", "3", "--concurrency", "1",
-                            "--runs-dir", str(tmp_path))
+def test_run_improves_over_iterations(improve_runs):
+    # `optimize tasks/01_relu.py --model <scripted improve> --max-iters 3 --concurrency 1 --json` (conftest.py)
+    summary = improve_runs[1][1]
     assert {"run_id", "run_dir", "stop_reason", "candidates", "correct", "best_candidate_id", "best_speedup",
             "best_path", "tokens", "cost_usd"} <= set(summary)
     assert summary["stop_reason"] == "max_iters" and summary["candidates"] == 3
@@ -119,9 +119,8 @@ def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
     assert rows(str(run_dir), "SELECT state FROM runs")[0][0] == "finished"
 
 
-def test_replay_reproduces_a_run(tmp_path):
-    first = optimize_json(RELU, "--model", scripted("improve"), "--max-iters", "3", "--concurrency", "1",
-                          "--runs-dir", str(tmp_path / "a"))
+def test_replay_reproduces_a_run(improve_runs, tmp_path):
+    first = improve_runs[1][0]  # the older of the session's scripted runs (conftest.py)
     again = optimize_json(RELU, "--model", f"replay:{first['run_dir']}", "--max-iters", "3", "--concurrency", "1",
                           "--runs-dir", str(tmp_path / "b"))
     query = "SELECT operation, source_hash, verdict_status FROM candidates ORDER BY id"

@@ -115,9 +115,10 @@ def archive(run_dir: str) -> tuple[list[tuple], dict]:
     return candidates, config
 
 
-def test_optimize_archive_matches_the_local_executor(executor, tmp_path):
+def test_optimize_archive_matches_the_local_executor(executor, improve_runs, tmp_path):
     address = ray.get_runtime_context().gcs_address  # the CLI joins this module's instance
-    local, local_config = archive(optimize("local", tmp_path / "local"))
+    # the local run: this optimize() with the default executor, made once per session (conftest.py)
+    local, local_config = archive(improve_runs[1][0]["run_dir"])
     remote, remote_config = archive(optimize("ray", tmp_path / "ray", "--ray-address", address))
     assert (local_config["executor"], remote_config["executor"]) == ("local", "ray")
     assert remote_config["ray_address"] == address
