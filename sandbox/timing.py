@@ -72,24 +72,38 @@ def ring_seeds(seeds: list[int], count: int) -> list[int]:
             for i in range(count)]
 
 
+def ring_set(get_inputs: Callable[[], list], seeds: list[int], index: int, device: torch.device,
+             upcast_bf16: bool = False) -> list:
+    """Input set `index` of the ring (the same values draw_ring gives it), drawn on its own:
+    what the timed calls on it returned is checked one ring set at a time."""
+    torch.manual_seed(ring_seeds(seeds, index + 1)[index])
+    # Python scalars (int, float, bool) are passed as they are, as in the input sets.
+    inputs = [x.to(device) if isinstance(x, torch.Tensor) else x for x in get_inputs()]
+    if upcast_bf16:
+        inputs = [x.float() if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 else x for x in inputs]
+    return inputs
+
+
 def draw_ring(get_inputs: Callable[[], list], seeds: list[int], device: torch.device,
               upcast_bf16: bool = False) -> list[list[torch.Tensor]]:
     """RING_MIN..RING_MAX distinct input sets (as many as fit in RING_BYTES), on `device`."""
     ring: list[list[torch.Tensor]] = []
     size = RING_MAX
-    for seed in ring_seeds(seeds, RING_MAX):
+    for index in range(RING_MAX):
         if len(ring) >= size:
             break
-        torch.manual_seed(seed)
-        # Python scalars (int, float, bool) are passed as they are, as in the input sets.
-        inputs = [x.to(device) if isinstance(x, torch.Tensor) else x for x in get_inputs()]
-        if upcast_bf16:
-            inputs = [x.float() if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 else x for x in inputs]
+        inputs = ring_set(get_inputs, seeds, index, device, upcast_bf16)
         if not ring:
-            nbytes = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
-            size = max(RING_MIN, min(RING_MAX, RING_BYTES // max(nbytes, 1)))
+            size = ring_length(inputs)
         ring.append(inputs)
     return ring
+
+
+def ring_length(first: list) -> int:
+    """How many sets the ring has, given its first: RING_MIN..RING_MAX, as many as fit in
+    RING_BYTES (2 for a large task: still a new set, at a new address, on every other call)."""
+    nbytes = sum(x.numel() * x.element_size() for x in first if isinstance(x, torch.Tensor))
+    return max(RING_MIN, min(RING_MAX, RING_BYTES // max(nbytes, 1)))
 
 
 @dataclass
@@ -104,6 +118,9 @@ class Timer:
     # that both sides spend the same time per block (the parent compares them, blocks.py), but
     # keeps nothing: the worker's samples are what is checked.
     keep: bool = True
+    # Where a kept copy goes once its block is settled (the worker writes it to disk: a copy per
+    # block held in memory would be 16 outputs); None keeps it in `sampled`.
+    store: Callable[[int, list], None] | None = None
     calls: int = 0
     warm_calls: int = 0
     # The one sampled call per block: G -> the copy of its output taken when it returned.
@@ -155,12 +172,17 @@ class Timer:
             self.pending = None
             if not same_values(out, copy):
                 self.changed.append(g)
+            del out
+            if self.store is not None and self.keep:
+                self.sampled.pop(g, None)
+                self.store(g, copy)
 
 
 def serve(timer: Timer, read: Callable[[], dict], write: Callable[[dict], None]) -> None:
     """Answer the parent's timing requests until it says `end`:
     {"op": "warmup", "calls": N} -> {"warm_ms": MS}; {"op": "block", "calls": N} ->
-    {"times_ms": [...]}; {"op": "end"} -> returns."""
+    {"times_ms": [...]}; {"op": "settle"} -> {"settled": true} (Timer.settle, between blocks:
+    outside any block's wall time); {"op": "end"} -> returns."""
     while True:
         request = read()
         op = request.get("op")
@@ -168,6 +190,9 @@ def serve(timer: Timer, read: Callable[[], dict], write: Callable[[dict], None])
             write({"warm_ms": timer.warm_up(int(request.get("calls", 1)))})
         elif op == "block":
             write({"times_ms": timer.block(int(request["calls"]))})
+        elif op == "settle":
+            timer.settle()
+            write({"settled": True})
         else:
             return
 
