@@ -160,6 +160,7 @@ class GpuChecks:
 
         from kagent.sandbox import compare
         from kagent.sandbox.blocks import TIMED_PREFIX
+        from kagent.sandbox.messages import SavedOutputs
         from kagent.sandbox.reference import build_reference
         from kagent.sandbox.timing import draw_ring
         from kagent.sandbox.zygote import OUTPUTS_FILE
@@ -179,7 +180,11 @@ class GpuChecks:
                 outputs[first][0].view(-1)[0] += 1000.0
             workdir = self.root / f"verify-{int(wrong)}"
             workdir.mkdir()
-            torch.save(outputs, workdir / OUTPUTS_FILE)
+            for position, values in enumerate(outputs.values()):  # as the worker saves them (messages.SavedOutputs)
+                path = SavedOutputs.entry_path(workdir, position)
+                path.parent.mkdir(exist_ok=True)
+                torch.save(values, path)
+            torch.save(list(outputs), workdir / OUTPUTS_FILE)
             check = self.sandbox._verify(request, workdir, 120, [[0, 1]])
             if wrong:
                 assert not check.ok and check.failed_input_set == first, f"the verifier accepted a wrong output: {check}"
