@@ -162,7 +162,7 @@ class GpuChecks:
         from kagent.sandbox.blocks import TIMED_PREFIX
         from kagent.sandbox.messages import SavedOutputs
         from kagent.sandbox.reference import build_reference
-        from kagent.sandbox.timing import draw_ring
+        from kagent.sandbox.timing import timed_set
         from kagent.sandbox.zygote import OUTPUTS_FILE
 
         request = self.request(CANDIDATES / "01_relu" / "triton.py", "triton")
@@ -171,9 +171,9 @@ class GpuChecks:
         with torch.no_grad():
             for name, inputs in reference.sets.items():
                 outputs[name] = [t.detach().to("cpu", copy=True) for t in compare.flatten(reference.model(*inputs))]
-            # One timing block of one call: its sampled output is call 0's, on the ring's first set.
-            ring = draw_ring(reference.task.get_inputs, request.seeds, torch.device("cuda"))
-            outputs[f"{TIMED_PREFIX}0"] = [t.detach().to("cpu", copy=True) for t in compare.flatten(reference.model(*ring[0]))]
+            # One timing block of one call: its sampled output is call 0's, on call 0's own input set.
+            inputs = timed_set(reference.task.get_inputs, request.seeds, 0, torch.device("cuda"))
+            outputs[f"{TIMED_PREFIX}0"] = [t.detach().to("cpu", copy=True) for t in compare.flatten(reference.model(*inputs))]
         first = next(iter(outputs))
         for wrong in (False, True):
             if wrong:

@@ -18,7 +18,8 @@ Order matters for honesty:
 Memory (issue 9: about 3x the task's own inputs and outputs beyond the models'): one input set
 is held at a time (the first too is let go once checked, and drawn again when needed), each
 judged output goes to disk the moment it is judged (messages.SavedOutputs), one sampled timed
-output is held at a time, and the timed outputs are checked one ring set at a time.
+output is held at a time, and the timed outputs are checked one at a time, each against its
+own input set drawn again.
 
 A `correct` verdict from here is a claim, not the last word: the outputs it was judged on are
 handed to a trusted verifier process (verifier.py), which recomputes the reference on its own.
@@ -46,7 +47,7 @@ from kagent.sandbox.reference import Expected, PeakMemory, Reference, _clone, bu
 from kagent.sandbox.task import DISTRIBUTION_SHIFT, SHAPE_VARIANT, InputsChanged, build_model, load_module, nbytes
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.messages import SavedOutputs
-from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, ring_set, serve
+from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, serve, timed_set
 from kagent.sandbox.trace import ForwardTrace, traced_call
 
 # torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
@@ -442,21 +443,23 @@ class Evaluation:
             self.artifacts.ncu = ncu.profile(request.task_path, request.candidate_path)
         return {"max_abs_error": worst_abs, "max_rel_error": worst_rel, **timing}
 
-    def _check_timed(self, inputs: list, k: int, size: int) -> None:
-        """The sampled timed calls made on ring set `k` (of `size`) must have returned the
-        reference's answer on it: read back from disk one at a time."""
-        calls = [(position, int(entry[len(TIMED_PREFIX):])) for position, entry in enumerate(self.outputs)
-                 if entry.startswith(TIMED_PREFIX) and int(entry[len(TIMED_PREFIX):]) % size == k]
-        if not calls:
-            return
-        expected = self.setup.expect(inputs)
-        for position, g in calls:
+    def _check_timed(self) -> None:
+        """Each sampled timed call must have returned the reference's answer on its own input
+        set (drawn again from its seed): read back from disk and checked one at a time."""
+        request, upcast = self.request, self.tolerance_dtype is not None
+        for position, entry in enumerate(self.outputs):
+            if not entry.startswith(TIMED_PREFIX):
+                continue
+            g = int(entry[len(TIMED_PREFIX):])
+            expected = self.setup.expect(timed_set(self.task.get_inputs, request.seeds, g, self.device, upcast))
             if not self._compare(self._saved_output(position), expected).ok:
                 raise Outcome("incorrect", "inconsistent_under_timing", f"the result of timed call {g} is wrong")
+            del expected
 
     def _check_inputs_followed(self, reference, candidate, inputs: list) -> None:
-        """A cache keyed on the inputs' addresses could still serve a ring set that comes back:
-        give one set new values in place; the answer must follow."""
+        """A cache keyed on the inputs' addresses could serve a set that comes back with new
+        values in place (the timed calls' sets are new each time): give the warm-up set new
+        values in place; the answer must follow."""
         changed = self.sets[DISTRIBUTION_SHIFT[0]]  # same shapes as the first set, other values
         for i, tensor in enumerate(inputs):  # no loop variable left holding one of its tensors
             if isinstance(tensor, torch.Tensor):  # scalars are passed as they are
@@ -495,7 +498,9 @@ class Evaluation:
         meaningful = self.backend.timing_meaningful(request.device)
         upcast = self.tolerance_dtype is not None
         ring = draw_ring(self.task.get_inputs, request.seeds, self.device, upcast)
-        timer = Timer(candidate, ring, self.device, store=lambda g, copy: self._save_output(f"{TIMED_PREFIX}{g}", copy))
+        timer = Timer(candidate, ring, self.device,
+                      draw=lambda g: timed_set(self.task.get_inputs, request.seeds, g, self.device, upcast),
+                      store=lambda g, copy: self._save_output(f"{TIMED_PREFIX}{g}", copy))
         launches.reset()
         self.channel.write({"ring": len(ring), "meaningful": meaningful})
         self._guarded("timed forward", serve, timer, self.channel.read, self.channel.write)
@@ -505,16 +510,12 @@ class Evaluation:
         if timer.changed:
             raise _reject("background_work", f"the output of timed call {timer.changed[0]} changed after the forward "
                                              "returned (work left running)")
-        # One ring set held while the reference runs (the timer is done with the ring): ring
-        # set 0 as it was timed (the in-place check needs the very tensors the timed calls got),
-        # the others drawn again, one at a time, once it is let go.
-        size = len(ring)
+        # The first warm-up set kept for the in-place check (it needs the very tensors the
+        # candidate was called on), the rest let go first; then one timed set at a time.
         del ring[1:], timer
-        self._check_timed(ring[0], 0, size)
         self._check_inputs_followed(reference, candidate, ring[0])
         ring.clear()
-        for k in range(1, size):
-            self._check_timed(ring_set(self.task.get_inputs, request.seeds, k, self.device, upcast), k, size)
+        self._check_timed()
         n = len(self.input_set_names)
         if not meaningful:
             note = self.artifacts.notes[0] if self.artifacts.notes else "no meaningful timer"

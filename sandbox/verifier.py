@@ -15,17 +15,19 @@ It is also where the reference is timed (timing.py, driven by the parent in bloc
 alternate with the candidate's, blocks.py): no candidate code ever ran in this process, so
 nothing a candidate does to its own process (patched torch.nn classes, thread counts, the
 environment, the floating-point mode, a hooked clock) reaches the reference's timing. It draws
-the same ring of timing inputs as the worker, so it also checks the outputs of timed calls.
+the same input set for each timed call as the worker, so it also checks the outputs of timed
+calls.
 
 It also compiles and times the reference under torch.compile (compiled.py) where the request
 asks for that baseline: compiled once per task, before the candidate's clock starts, and kept
-for the task's later evaluations (the first compiled model instance, on each evaluation's ring).
+for the task's later evaluations (the first compiled model instance, on each evaluation's inputs).
 
 Protocol on stdin/stdout, one JSON object per line:
   <- {"ready": true}
   -> {"id": ID, "op": "compile", "request": {...}}  <- {"id": ID, "compiled": {"ok": B, "compile_s": S, "error": TEXT | null}}
-  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null, "compiled": B, "compile_note": TEXT | null}
+  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N, "batch": CALLS, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null, "compiled": B, "compile_note": TEXT | null}
   -> {"id": ID, "op": "warmup", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "warm_ms": MS}
+  -> {"id": ID, "op": "prepare", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "prepared": N}
   -> {"id": ID, "op": "block", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "times_ms": [...]}
   -> {"id": ID, "request": {...EvalRequest}, "outputs": PATH, "timed_blocks": [[FIRST, END], ...]}
      (PATH: the worker's list of saved entries; their outputs beside it, messages.SavedOutputs)
@@ -53,7 +55,7 @@ from kagent.sandbox.reference import PeakMemory, Reference, build_reference
 from kagent.sandbox.messages import SavedOutputs
 from kagent.sandbox.models import EvalRequest, OutputCheck
 from kagent.sandbox.task import load_task
-from kagent.sandbox.timing import Timer, draw_ring, ring_length, ring_set
+from kagent.sandbox.timing import Timer, batch_calls, draw_ring, ring_set, timed_set
 
 # Compiled references kept, most recent last: a batch alternates between a few tasks, and each
 # compilation costs tens of seconds.
@@ -105,7 +107,9 @@ class _Timing:
             with torch.no_grad():
                 return self.reference.model(*inputs)
 
-        self.timer = Timer(run, self.ring, device, keep=False)  # the worker's samples are what is checked
+        upcast = self.reference.tolerance_dtype is not None
+        draw = lambda g: timed_set(self.reference.task.get_inputs, request.seeds, g, device, upcast)  # noqa: E731
+        self.timer = Timer(run, self.ring, device, draw, keep=False)  # the worker's samples are what is checked
         self.sol, self.sol_note = _speed_of_light(self.reference, self.ring[0], request.device)
         self.compiled_timer: Timer | None = None
         self.compile_note: str | None = None
@@ -122,16 +126,14 @@ class _Timing:
                     with torch.no_grad():
                         return forward(*inputs)
 
-                self.compiled_timer = Timer(run_compiled, self.ring, device, keep=False)
+                self.compiled_timer = Timer(run_compiled, self.ring, device, draw, keep=False)
 
-    def release_ring(self) -> int:
-        """Let the ring (and the timers' last samples) go once timing is over; its length."""
-        size = len(self.ring)
+    def release_ring(self) -> None:
+        """Let the warm-up ring (and the timers' last samples) go once timing is over."""
         for timer in (self.timer, self.compiled_timer):
             if timer is not None:
-                timer.ring, timer.pending = [], None
+                timer.ring, timer.pending, timer.prepared = [], None, []
         self.ring = []
-        return size
 
     def side(self, job: dict) -> Timer:
         """The timer a warm-up or block job names: the reference's (default) or the compiled one."""
@@ -181,10 +183,11 @@ def _verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int
     reference = timing.reference if timing else build_reference(request, validate=False)
     device, upcast = torch.device(request.device), reference.tolerance_dtype is not None
 
-    def ring_input(k: int) -> list:
-        return ring_set(reference.task.get_inputs, request.seeds, k, device, upcast)
+    def timed_input(g: int) -> list:
+        return timed_set(reference.task.get_inputs, request.seeds, g, device, upcast)
 
-    size = timing.release_ring() if timing else ring_length(ring_input(0))
+    if timing:
+        timing.release_ring()
     try:
         saved = SavedOutputs(entries=torch.load(outputs_path, map_location="cpu", weights_only=True))
     except FileNotFoundError:
@@ -200,7 +203,7 @@ def _verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int
             raise _Unreadable(f"the saved output of {saved.entries[position]} cannot be read: {one_line(err)}") from None
 
     try:
-        return _compare(saved.entries, load, reference, ring_input, size, timed_blocks, request.allow_tf32)
+        return _compare(saved.entries, load, reference, timed_input, timed_blocks, request.allow_tf32)
     except _Unreadable as err:
         return OutputCheck(ok=False, detail=str(err))
     except Exception as err:  # odd objects a forger could save
@@ -221,11 +224,11 @@ def _timed_calls(saved: list[str], timed_blocks: list[list[int]]) -> list[int] |
     return sorted(calls) if all(len(found) == 1 for found in per_block) and len(calls) == len(timed_blocks) else None
 
 
-def _compare(saved: list[str], load, reference: Reference, ring_input, size: int, timed_blocks: list[list[int]],
+def _compare(saved: list[str], load, reference: Reference, timed_input, timed_blocks: list[list[int]],
              allow_tf32: bool) -> OutputCheck:
-    """The input sets first (their failures name the set), then the sampled timed calls, one
-    ring set at a time (`ring_input(k)` draws ring set k of `size`). `load(position)` reads one
-    saved output: one is held at a time."""
+    """The input sets first (their failures name the set), then the sampled timed calls, each on
+    its own input set (`timed_input(g)` draws timed call g's). `load(position)` reads one saved
+    output: one is held at a time."""
     names = list(reference.sets)
     position = {entry: k for k, entry in enumerate(saved)}
     if len(position) != len(saved) or not set(names) <= set(position):
@@ -250,12 +253,9 @@ def _compare(saved: list[str], load, reference: Reference, ring_input, size: int
     calls = _timed_calls(saved, timed_blocks)
     if calls is None or set(position) != {*names, *(f"{TIMED_PREFIX}{g}" for g in calls)}:
         return OutputCheck(ok=False, input_sets=names, detail="the saved outputs are not one per timing block besides the input sets")
-    for k in range(size):  # the reference once per ring set, its input let go before the outputs are read
-        on_k = [g for g in calls if g % size == k]
-        if not on_k:
-            continue
-        expected = reference.expect(ring_input(k))
-        failed = next(filter(None, (check(f"{TIMED_PREFIX}{g}", expected) for g in on_k)), None)
+    for g in calls:  # its input let go before the output is read
+        expected = reference.expect(timed_input(g))
+        failed = check(f"{TIMED_PREFIX}{g}", expected)
         del expected
         if failed:
             return failed
@@ -298,7 +298,8 @@ def main() -> None:
                                                      "compile_s": compiled.compile_s, "error": compiled.error}})
             elif op == "ring":
                 timing = _timing(job)
-                _send({"id": job["id"], "ring": len(timing.ring), "sol": timing.sol, "sol_note": timing.sol_note,
+                _send({"id": job["id"], "ring": len(timing.ring), "batch": batch_calls(timing.ring[0]),
+                       "sol": timing.sol, "sol_note": timing.sol_note,
                        "compiled": timing.compiled_timer is not None, "compile_note": timing.compile_note})
             elif op == "sizes":  # sizes.py: the task's sizes, decided in this keyless, warm process
                 load_task(job["task_path"])  # one-line errors for a task that does not import
@@ -306,6 +307,8 @@ def main() -> None:
                 _send({"id": job["id"], "sizes": plan.model_dump(mode="json")})
             elif op == "warmup":
                 _send({"id": job["id"], "warm_ms": _current.side(job).warm_up(int(job["calls"]))})
+            elif op == "prepare":
+                _send({"id": job["id"], "prepared": _current.side(job).prepare(int(job["calls"]))})
             elif op == "block":
                 _send({"id": job["id"], "times_ms": _current.side(job).block(int(job["calls"]))})
             else:
