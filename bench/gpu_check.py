@@ -160,8 +160,9 @@ class GpuChecks:
 
         from kagent.sandbox import compare
         from kagent.sandbox.blocks import TIMED_PREFIX
+        from kagent.sandbox.messages import SavedOutputs
         from kagent.sandbox.reference import build_reference
-        from kagent.sandbox.timing import draw_ring
+        from kagent.sandbox.timing import timed_set
         from kagent.sandbox.zygote import OUTPUTS_FILE
 
         request = self.request(CANDIDATES / "01_relu" / "triton.py", "triton")
@@ -170,16 +171,20 @@ class GpuChecks:
         with torch.no_grad():
             for name, inputs in reference.sets.items():
                 outputs[name] = [t.detach().to("cpu", copy=True) for t in compare.flatten(reference.model(*inputs))]
-            # One timing block of one call: its sampled output is call 0's, on the ring's first set.
-            ring = draw_ring(reference.task.get_inputs, request.seeds, torch.device("cuda"))
-            outputs[f"{TIMED_PREFIX}0"] = [t.detach().to("cpu", copy=True) for t in compare.flatten(reference.model(*ring[0]))]
+            # One timing block of one call: its sampled output is call 0's, on call 0's own input set.
+            inputs = timed_set(reference.task.get_inputs, request.seeds, 0, torch.device("cuda"))
+            outputs[f"{TIMED_PREFIX}0"] = [t.detach().to("cpu", copy=True) for t in compare.flatten(reference.model(*inputs))]
         first = next(iter(outputs))
         for wrong in (False, True):
             if wrong:
                 outputs[first][0].view(-1)[0] += 1000.0
             workdir = self.root / f"verify-{int(wrong)}"
             workdir.mkdir()
-            torch.save(outputs, workdir / OUTPUTS_FILE)
+            for position, values in enumerate(outputs.values()):  # as the worker saves them (messages.SavedOutputs)
+                path = SavedOutputs.entry_path(workdir, position)
+                path.parent.mkdir(exist_ok=True)
+                torch.save(values, path)
+            torch.save(list(outputs), workdir / OUTPUTS_FILE)
             check = self.sandbox._verify(request, workdir, 120, [[0, 1]])
             if wrong:
                 assert not check.ok and check.failed_input_set == first, f"the verifier accepted a wrong output: {check}"

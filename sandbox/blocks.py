@@ -240,7 +240,10 @@ class Session:
             runs = max(request.min_runs, min(request.max_runs, int(request.timing_budget_s * 1000 / max(pair_ms, 1e-3))))
         else:
             runs = 3
-        count = min(BLOCKS, runs)
+        # Each block's input sets are drawn before it and held until called: no more calls per
+        # block than the verifier says fit in memory (timing.batch_calls), so more blocks.
+        batch = max(1, int(ring.get("batch") or runs))
+        count = max(min(BLOCKS, runs), -(-runs // batch))
         sizes = [runs // count + (k < runs % count) for k in range(count)]
         for attempt in range(2 if self.meaningful else 1):  # a noisy timing is re-timed once
             self.kept_from = (len(self.candidate), len(self.reference), len(self.compiled))
@@ -284,6 +287,10 @@ class Session:
         for k, calls in enumerate(sizes):
             for side in (sides if k % 2 == 0 else sides[::-1]):
                 if side == "candidate":
+                    # The last block's sampled output is checked and written to disk, and this
+                    # block's input sets drawn, now: that time is no block's wall time.
+                    if self._ask_worker({"op": "prepare", "calls": calls}, deadline) is None:
+                        return False
                     wait_quiet(verifier)  # trusted: a slow pool is not held against anyone
                     began = time.monotonic()
                     times = self._times(self._ask_worker({"op": "block", "calls": calls}, deadline), calls)
@@ -291,6 +298,7 @@ class Session:
                         return False
                     self.candidate.append(Block(times, (time.monotonic() - began) * 1000))
                 else:
+                    self._ask_reference({"op": "prepare", "calls": calls, "side": side}, deadline)
                     if not wait_quiet(self.candidate_pids):
                         raise Refused("background_work", "the candidate's process kept using CPU after its timed calls returned (work left running)")
                     cpu_before, ref_before = cpu_ms(self.candidate_pids()), cpu_ms(verifier())
@@ -310,6 +318,10 @@ class Session:
             done += calls
             if k >= 1 and done >= request.min_runs and time.monotonic() > stop_at:
                 break
+        # The last candidate block may have no reference block after it: work it left running
+        # must stop all the same.
+        if not wait_quiet(self.candidate_pids):
+            raise Refused("background_work", "the candidate's process kept using CPU after its timed calls returned (work left running)")
         return True
 
     def _check_clock(self) -> None:

@@ -15,6 +15,12 @@ Order matters for honesty:
 - everything the candidate returns is checked for being a plain, freshly allocated tensor that
   aliases nothing it was given, and judged as it was when the forward returned.
 
+Memory (issue 9: about 3x the task's own inputs and outputs beyond the models'): one input set
+is held at a time (the first too is let go once checked, and drawn again when needed), each
+judged output goes to disk the moment it is judged (messages.SavedOutputs), one sampled timed
+output is held at a time, and the timed outputs are checked one at a time, each against its
+own input set drawn again.
+
 A `correct` verdict from here is a claim, not the last word: the outputs it was judged on are
 handed to a trusted verifier process (verifier.py), which recomputes the reference on its own.
 """
@@ -40,7 +46,8 @@ from kagent.sandbox.models import Artifacts, EvalRequest, MemoryUse, Verdict
 from kagent.sandbox.reference import Expected, PeakMemory, Reference, _clone, build_reference
 from kagent.sandbox.task import DISTRIBUTION_SHIFT, SHAPE_VARIANT, InputsChanged, build_model, load_module, nbytes
 from kagent.sandbox.blocks import TIMED_PREFIX
-from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, serve
+from kagent.sandbox.messages import SavedOutputs
+from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, serve, timed_set
 from kagent.sandbox.trace import ForwardTrace, traced_call
 
 # torch reports a failed CPU allocation as a RuntimeError, not a MemoryError.
@@ -135,9 +142,11 @@ class Evaluation:
         self.input_set_names: list[str] = []
         self.guard: guards.Guard | None = None
         self.setup: Reference | None = None
-        # What the candidate returned on each input set (and under timing), as judged: for the
-        # verifier. Flattened, on the CPU.
-        self.outputs: dict[str, list] = {}
+        # The entries (input set names, `timed:G`) whose outputs, as judged, are on disk for the
+        # verifier (SavedOutputs); the zygote saves this list once the verdict is `correct`.
+        # The folder is fixed now, before candidate code could change the working directory.
+        self.outputs: list[str] = []
+        self.workdir = Path.cwd()
         self.unloaded: list[str] = []  # reference tensors that found no place in the candidate
         self.peak = PeakMemory()
         self.task_io_mb: float | None = None
@@ -227,54 +236,79 @@ class Evaluation:
             if any(_overlaps(t, p) for p in owned) or span[0] not in trace.allocated:
                 raise _reject("cached_output", "the output was not freshly allocated in this call (cached or precomputed)")
 
-    def _check_set(self, name: str, inputs, candidate, seen_outputs: list) -> cmp.Comparison:
+    def _write(self, values: list, path: Path) -> None:
+        """Write output leaves to disk (on the CPU): plain tensors and numbers only, so nothing a
+        candidate made runs while it is written (pickling calls an object's own methods)."""
+        for v in values:
+            if not (type(v) is torch.Tensor or v is None or type(v) in (bool, int, float, complex, str)):
+                raise _reject("not_a_plain_tensor", f"returned a {type(v).__name__}, not a tensor or a number")
+        path.parent.mkdir(exist_ok=True)
+        torch.save(_cpu_copy(values), path)
+
+    def _save_output(self, entry: str, values: list) -> None:
+        """Write a judged output (flattened leaves) to disk for the verifier; it is not held."""
+        self._write(values, SavedOutputs.entry_path(self.workdir, len(self.outputs)))
+        self.outputs.append(entry)
+
+    def _saved_output(self, position: int) -> list:
+        """A saved output, mapped from its file (pages read as compared, let go with it)."""
+        return self._load(SavedOutputs.entry_path(self.workdir, position))
+
+    @staticmethod
+    def _load(path: Path) -> list:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+    def _check_set(self, name: str, inputs, candidate) -> cmp.Comparison:
         """Run the candidate on one input set (with the anti-cheat checks) and judge its output
-        against the reference's answer. Raises Outcome for anything but a right answer."""
+        against the reference's answer. Raises Outcome for anything but a right answer.
+        Held at once, at most: the set, the candidate's copy of it or output, the reference's
+        answer, and the float64 run's inputs and answer; what was judged waits on disk."""
         # `inputs` never reaches candidate code (it gets a copy): it is the pristine set the
         # copy is compared with, so no third copy of the inputs is made.
         cand_inputs = _clone(inputs)
         threads_before = threading.active_count()
         out, trace = self._guarded(f"forward on {name}", self._traced, candidate, cand_inputs, _poison)
         self._inspect_call(out, cand_inputs, trace, candidate)
-        snapshot = [t.clone() if isinstance(t, torch.Tensor) else t for t in flatten(out)]
+        # Judged as it was when the forward returned: copied now, kept on disk (as the verifier
+        # will read it), and read back as compared.
+        position = len(self.outputs)
+        judged = SavedOutputs.entry_path(self.workdir, position)
+        self._write([t.clone() if isinstance(t, torch.Tensor) else t for t in flatten(out)], judged)
         if not cmp.same_values(cand_inputs, inputs):
             raise _reject("mutates_input", f"the forward modified its inputs on {name}")
         del cand_inputs  # fresh tensors for the second call: a cache keyed on them must miss
 
-        expected = self.setup.expect(inputs)
+        answer = self.setup.output(inputs)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         # honeypot: uninitialised memory now holds the right answer
-        again, _ = self._guarded(f"second forward on {name}", self._traced, candidate, _clone(inputs), _honeypot(expected.ref))
+        again, _ = self._guarded(f"second forward on {name}", self._traced, candidate, _clone(inputs), _honeypot(answer))
+        del answer
+        honeypot = judged.with_name("honeypot.pt")  # read back only if the first answer is wrong
+        self._write(flatten(again), honeypot)
+        del again
 
-        if threading.active_count() > threads_before or not cmp.same_values(flatten(out), snapshot):
+        if threading.active_count() > threads_before or not cmp.same_values(flatten(out), self._load(judged)):
             raise _reject("background_work", "the output changed after the forward returned (work left running)")
-        # Judge what the forward returned, not what a thread may have written since.
-        result = self._compare(snapshot, expected)
+        expected = self.setup.expect(inputs)  # the float64 run while neither the honeypot's output nor an answer is held
+        result = self._compare(self._load(judged), expected)
         if not result.ok:
             time.sleep(SETTLE_S)
-            if not cmp.same_values(flatten(out), snapshot):
+            if not cmp.same_values(flatten(out), self._load(judged)):
                 raise _reject("background_work", f"wrong when the forward returned, then changed ({name}): work left running")
-            if (result.bad_fraction or 0) >= STALE_FRACTION and self._compare(flatten(again), expected).ok:
+            if (result.bad_fraction or 0) >= STALE_FRACTION and self._compare(self._load(honeypot), expected).ok:
                 raise _reject("stale_memory", f"wrong on fresh memory but right after the reference ran ({name}): it returns stale memory", failed_input_set=name)
-            if any(cmp.same_values(snapshot, previous) for previous in seen_outputs):
+            if any(cmp.same_values(self._load(judged), self._saved_output(k)) for k in range(position)):
                 raise _reject("cached_output", f"returned the same values as for an earlier input set ({name})", failed_input_set=name)
             raise self._mismatch(name, result)
-        del out, again, expected
         if self.task_io_mb is None:
-            self.task_io_mb = round((nbytes(inputs) + nbytes(snapshot)) / 2**20, 1)
-        seen_outputs.append(snapshot)
-        self.outputs[name] = _cpu_copy(snapshot)
+            self.task_io_mb = round((nbytes(inputs) + nbytes(flatten(out))) / 2**20, 1)
+        del out, expected
+        self.outputs.append(name)
         return result
 
     def _compare(self, out: list, expected: Expected) -> cmp.Comparison:
         return cmp.compare(out, expected.ref, self.tolerance_dtype, self.request.allow_tf32, gold=expected.gold)
-
-    def _agrees(self, out, reference, inputs: list) -> bool:
-        """Whether `out` is what the reference computes from (a copy of) `inputs`. (`reference`
-        is the task's model: the answer comes from self.setup, which runs it.)"""
-        returned = [t.clone() if isinstance(t, torch.Tensor) else t for t in flatten(out)]  # before work left running lands
-        return self._compare(returned, self.setup.expect(inputs)).ok
 
     @staticmethod
     def _traced(candidate, inputs: list, fill):
@@ -390,16 +424,15 @@ class Evaluation:
         candidate = self._guarded("constructor", build_model, task, module.ModelNew, init, model_seed, device)
         self._guarded("loading the reference's weights", self._load_weights, reference, candidate)
 
-        seen_outputs: list = []
         worst_abs = worst_rel = 0.0
         self.primary_ok = False
-        for name in self.sets:  # one set held at a time (and the first): each let go before the next is drawn
+        for name in self.sets:  # one set held at a time, the first included: each let go before the next is drawn
             self.input_set_names.append(name)
-            result = self._check_set(name, self.sets[name], candidate, seen_outputs)
+            result = self._check_set(name, self.sets[name], candidate)
+            self.sets.release(first=True)
             worst_abs = max(worst_abs, result.max_abs_error or 0.0)
             worst_rel = max(worst_rel, result.max_rel_error or 0.0)
             self.primary_ok = self.primary_ok or name.startswith("seed:")
-        self.sets.release()  # the timing ring is drawn next
 
         timing = self._time(reference, candidate)
         report = self.backend.static_report(request.device) if request.static_analysis else None
@@ -410,17 +443,32 @@ class Evaluation:
             self.artifacts.ncu = ncu.profile(request.task_path, request.candidate_path)
         return {"max_abs_error": worst_abs, "max_rel_error": worst_rel, **timing}
 
+    def _check_timed(self) -> None:
+        """Each sampled timed call must have returned the reference's answer on its own input
+        set (drawn again from its seed): read back from disk and checked one at a time."""
+        request, upcast = self.request, self.tolerance_dtype is not None
+        for position, entry in enumerate(self.outputs):
+            if not entry.startswith(TIMED_PREFIX):
+                continue
+            g = int(entry[len(TIMED_PREFIX):])
+            expected = self.setup.expect(timed_set(self.task.get_inputs, request.seeds, g, self.device, upcast))
+            if not self._compare(self._saved_output(position), expected).ok:
+                raise Outcome("incorrect", "inconsistent_under_timing", f"the result of timed call {g} is wrong")
+            del expected
+
     def _check_inputs_followed(self, reference, candidate, inputs: list) -> None:
-        """A cache keyed on the inputs' addresses could still serve a ring set that comes back:
-        give one set new values in place; the answer must follow."""
+        """A cache keyed on the inputs' addresses could serve a set that comes back with new
+        values in place (the timed calls' sets are new each time): give the warm-up set new
+        values in place; the answer must follow."""
         changed = self.sets[DISTRIBUTION_SHIFT[0]]  # same shapes as the first set, other values
-        for tensor, values in zip(inputs, changed):
+        for i, tensor in enumerate(inputs):  # no loop variable left holding one of its tensors
             if isinstance(tensor, torch.Tensor):  # scalars are passed as they are
-                tensor.copy_(values)
+                tensor.copy_(changed[i])
         del changed
-        self.sets.release()  # not held while the reference runs on the changed set
-        out = self._guarded("forward after its inputs changed in place", candidate, *inputs)
-        if not self._agrees(out, reference, inputs):
+        self.sets.release(first=True)  # not held while the reference runs on the changed set
+        # Copied before work left running lands; the output itself let go before the reference runs.
+        returned = _clone(flatten(self._guarded("forward after its inputs changed in place", candidate, *inputs)))
+        if not self._compare(returned, self.setup.expect(inputs)).ok:
             raise _reject("cached_output", "the result did not change when the inputs' values changed in place (cached by address)")
 
     def _profile_reference(self, reference, top: int = 6) -> str:
@@ -430,10 +478,12 @@ class Evaluation:
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
         inputs = _clone(next(iter(self.sets.values())))
+        self.sets.release(first=True)
         with torch.no_grad(), profile(activities=activities) as prof:
             reference(*inputs)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
+        del inputs
         key = "self_device_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
         events = sorted((e for e in prof.key_averages() if getattr(e, key) > 0), key=lambda e: -getattr(e, key))
         total = sum(getattr(e, key) for e in events) or 1.0
@@ -446,8 +496,11 @@ class Evaluation:
         reference's answer on their own inputs. The timing fields come from the parent."""
         request = self.request
         meaningful = self.backend.timing_meaningful(request.device)
-        ring = draw_ring(self.task.get_inputs, request.seeds, self.device, self.tolerance_dtype is not None)
-        timer = Timer(candidate, ring, self.device)
+        upcast = self.tolerance_dtype is not None
+        ring = draw_ring(self.task.get_inputs, request.seeds, self.device, upcast)
+        timer = Timer(candidate, ring, self.device,
+                      draw=lambda g: timed_set(self.task.get_inputs, request.seeds, g, self.device, upcast),
+                      store=lambda g, copy: self._save_output(f"{TIMED_PREFIX}{g}", copy))
         launches.reset()
         self.channel.write({"ring": len(ring), "meaningful": meaningful})
         self._guarded("timed forward", serve, timer, self.channel.read, self.channel.write)
@@ -457,11 +510,12 @@ class Evaluation:
         if timer.changed:
             raise _reject("background_work", f"the output of timed call {timer.changed[0]} changed after the forward "
                                              "returned (work left running)")
-        for g, copy in sorted(timer.sampled.items()):
-            if not self._agrees(copy, reference, ring[g % len(ring)]):
-                raise Outcome("incorrect", "inconsistent_under_timing", f"the result of timed call {g} is wrong")
-            self.outputs[f"{TIMED_PREFIX}{g}"] = _cpu_copy(copy)
+        # The first warm-up set kept for the in-place check (it needs the very tensors the
+        # candidate was called on), the rest let go first; then one timed set at a time.
+        del ring[1:], timer
         self._check_inputs_followed(reference, candidate, ring[0])
+        ring.clear()
+        self._check_timed()
         n = len(self.input_set_names)
         if not meaningful:
             note = self.artifacts.notes[0] if self.artifacts.notes else "no meaningful timer"

@@ -29,12 +29,11 @@ def _private_seed(seeds: list[int]) -> int:
 
 
 LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)  # judged against a float64 run
-# Copies of the inputs and outputs an evaluation holds at its peak beyond the models': the set
-# being checked, the first set, the candidate's copy (or the reference's), and the float64 copy
-# of an fp32 set (counted as one more); the candidate's output, its snapshot, the reference's
-# and the honeypot run's (plus 2 for a float64 answer to an fp32 output), and a copy of the
-# output of every set checked so far and of one timed call per block (to spot an output repeated
-# on a later set, and for the verifier), counted as two per set.
+# Copies of the inputs and outputs an evaluation holds at its peak beyond the models' (address
+# space, which outlasts resident memory): the set being checked (the only one held), the
+# candidate's copy (or the reference's), and the float64 copy of an fp32 set (counted as two);
+# the candidate's output, its snapshot, the reference's and the honeypot run's (plus 2 for a
+# float64 answer to an fp32 output). Judged outputs go to disk (messages.SavedOutputs).
 HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 4
 
 
@@ -61,18 +60,28 @@ class Reference:
     notes: list[str]
     gold_model: torch.nn.Module | None = None  # built on first use
     gold_failed: bool = False
+    # Whether the reference returns fp16/bf16/fp32 (so has a float64 answer); None until it ran.
+    low_precision: bool | None = None
 
     def expect(self, inputs: list) -> Expected:
         """Run the reference on a copy of `inputs`, and a float64 copy of it on a float64 copy
         of them where it computes in fp16/bf16/fp32. The float64 run is dropped (with a note)
-        where the model cannot run in float64 or returns something else."""
-        with torch.no_grad():
-            ref = flatten(self.model(*_clone(inputs)))
-        return Expected(ref, self._golden(inputs, ref))
+        where the model cannot run in float64 or returns something else. Once the output dtypes
+        are known the float64 run goes first: the float64 inputs and answer are then never held
+        beside the reference's own answer (the peak of an evaluation's memory)."""
+        gold = self._golden(inputs) if self.low_precision and not self.gold_failed else None
+        ref = self.output(inputs)
+        if self.low_precision is None:
+            self.low_precision = any(isinstance(r, torch.Tensor) and r.dtype in LOW_PRECISION for r in ref)
+            gold = self._golden(inputs) if self.low_precision and not self.gold_failed else None
+        return Expected(ref, self._matched(gold, ref))
 
-    def _golden(self, inputs: list, ref: list) -> list | None:
-        if self.gold_failed or not any(isinstance(r, torch.Tensor) and r.dtype in LOW_PRECISION for r in ref):
-            return None
+    def output(self, inputs: list) -> list:
+        """The reference's own answer (flattened) on a copy of `inputs`."""
+        with torch.no_grad():
+            return flatten(self.model(*_clone(inputs)))
+
+    def _golden(self, inputs: list) -> list | None:
         try:
             if self.gold_model is None:
                 self.gold_model = copy.deepcopy(self.model).double()
@@ -83,6 +92,13 @@ class Reference:
         except Exception as err:
             self.gold_failed, self.gold_model = True, None
             self.notes.append(f"judged against the reference in its own dtype: it does not run in float64 ({one_line(err, 120)})")
+            return None
+        return gold
+
+    def _matched(self, gold: list | None, ref: list) -> list | None:
+        """The float64 answer per output leaf (None for leaves not in fp16/bf16/fp32), or None
+        (with a note) where it does not match the reference's structure."""
+        if gold is None:
             return None
         if len(gold) != len(ref) or any(isinstance(r, torch.Tensor) and not (isinstance(g, torch.Tensor) and g.shape == r.shape)
                                         for r, g in zip(ref, gold)):
@@ -139,17 +155,16 @@ def _address_space() -> int:
     return 0
 
 
-def _check_fits(task: Task, inputs: list, output, sets: int) -> None:
+def _check_fits(task: Task, inputs: list, output) -> None:
     """A task whose evaluation cannot fit under the memory limit is a task error now, before
     a candidate is built: not an allocation failure blamed on the candidate later. `inputs` and
-    `output` are the first set's; `sets` is how many sets' outputs the harness keeps (at least).
-    Raises TaskTooLarge."""
+    `output` are the first set's. Raises TaskTooLarge."""
     limit = _memory_limit()
     if limit is None:
         return
     size_in, size_out = nbytes(inputs), nbytes(flatten(output))
     widen = 2 if any(isinstance(t, torch.Tensor) and t.dtype in LOW_PRECISION for t in flatten(output)) else 0
-    need = _address_space() + HARNESS_INPUT_COPIES * size_in + (HARNESS_OUTPUT_COPIES + widen + 2 * sets) * size_out
+    need = _address_space() + HARNESS_INPUT_COPIES * size_in + (HARNESS_OUTPUT_COPIES + widen) * size_out
     if need > limit:
         raise TaskTooLarge(f"{task.path}: the evaluation needs about {need / 2**20:.0f} MB (inputs {size_in / 2**20:.0f} MB, "
                            f"output {size_out / 2**20:.0f} MB, and the harness's copies of them), more than the memory "
@@ -170,7 +185,11 @@ def build_reference(request: EvalRequest, validate: bool = True) -> Reference:
     sets = input_sets(task, request.seeds, device)
     reference = Reference(task, init, model_seed, model, sets, None, [])
     if validate:
-        check_reference(task, model, sets, first_run=lambda output: _check_fits(task, sets.first, output, len(request.seeds) + 1))
+        def first_run(output) -> None:
+            reference.low_precision = any(isinstance(t, torch.Tensor) and t.dtype in LOW_PRECISION for t in flatten(output))
+            _check_fits(task, sets.first, output)
+
+        check_reference(task, model, sets, first_run=first_run)
     if not get_backend(request.backend).timing_meaningful(request.device) and request.device == "cpu":
         _upcast_bf16(reference)
     return reference

@@ -491,7 +491,7 @@ class Sandbox:
             self._tell_verifier(message)
         # A reply to an earlier job of the same evaluation nobody waited for (the reference
         # prepared for timing when the candidate then failed or forged its verdict) is stale.
-        expected = {"ring": "ring", "warmup": "warm_ms", "block": "times_ms", "compile": "compiled",
+        expected = {"ring": "ring", "warmup": "warm_ms", "prepare": "prepared", "block": "times_ms", "compile": "compiled",
                     "sizes": "sizes"}.get(message.get("op"), "check")
         deadline = time.monotonic() + wait_s
         reply = self._verifier_messages.about(message["id"], wait_s)

@@ -196,9 +196,9 @@ class InputsChanged(Exception):
 
 class InputSets(Mapping):
     """name -> inputs for every input set: fresh random inputs per seed, the task's extra sets,
-    and a shifted distribution. Only the first set is kept; the others are drawn again, from
-    their seeds, when asked for (so an evaluation never holds every set at once), and must come
-    out as they did the first time (InputsChanged otherwise). `cast` is applied to every set
+    and a shifted distribution. Only the first set is kept (until `release(first=True)`); the
+    others are drawn again, from their seeds, when asked for (so an evaluation never holds every
+    set at once), and must come out as they did the first time (InputsChanged otherwise). `cast` is applied to every set
     handed out (the Triton interpreter's bf16 upcast). Raises TaskError on construction."""
 
     def __init__(self, task: Task, seeds: list[int], device: torch.device):
@@ -210,8 +210,20 @@ class InputSets(Mapping):
         if not same_values(self._draw_seed(self.seeds[0]), first):
             raise TaskError(f"{task.path}: get_inputs() draws different inputs under the same torch seed "
                             "(random values must come from torch's RNG: torch.randn, not numpy or random)")
-        self.first = first
+        self._first: list | None = first
+        self._prints[f"seed:{self.seeds[0]}"] = _fingerprint(first)
         self._surveyed = False
+
+    @property
+    def first(self) -> list:
+        """The first seed's set: kept once drawn, drawn again (and fingerprint-checked) after
+        `release(first=True)`."""
+        if self._first is None:
+            first = self._draw_seed(self.seeds[0])
+            if _fingerprint(first) != self._prints[f"seed:{self.seeds[0]}"]:
+                raise InputsChanged(f"input set seed:{self.seeds[0]} came out different when drawn again")
+            self._first = first
+        return self._first
 
     def _survey(self) -> None:
         """Draw every other set once, for its name and fingerprint (on first need, so a task
@@ -219,7 +231,6 @@ class InputSets(Mapping):
         if self._surveyed:
             return
         self._surveyed = True
-        self._prints[f"seed:{self.seeds[0]}"] = _fingerprint(self.first)
         for seed in self.seeds[1:]:
             self._prints[f"seed:{seed}"] = _fingerprint(self._draw_seed(seed))
         for name, inputs in self._draw_extras().items():
@@ -252,8 +263,12 @@ class InputSets(Mapping):
 
     def _shifted(self) -> list:
         _, scale, shift = DISTRIBUTION_SHIFT
-        return [x * scale + shift if isinstance(x, torch.Tensor) and x.is_floating_point()
-                else x.clone() if isinstance(x, torch.Tensor) else x for x in self.first]
+        if self._first is None:  # a fresh draw of the first set, shifted in place: no third copy
+            shifted = self._draw_seed(self.seeds[0])
+        else:
+            shifted = [x.clone() if isinstance(x, torch.Tensor) else x for x in self._first]
+        return [x.mul_(scale).add_(shift) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                for x in shifted]
 
     def _draw(self, name: str) -> list:
         if name == f"seed:{self.seeds[0]}":
@@ -280,9 +295,12 @@ class InputSets(Mapping):
             self._last = (name, self._draw(name))
         return self.cast(self._last[1])
 
-    def release(self) -> None:
-        """Let the last set handed out go (the first is kept); it is drawn again when asked for."""
+    def release(self, first: bool = False) -> None:
+        """Let the last set handed out go (and with `first`, the first set too); each is drawn
+        again when asked for."""
         self._last = None
+        if first:
+            self._first = None
 
     def __iter__(self) -> Iterator[str]:
         self._survey()

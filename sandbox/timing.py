@@ -3,14 +3,17 @@ verifier, never both in one process (a candidate's process-wide changes, patched
 classes and native hooks cannot reach the reference). The parent (blocks.py) drives the two
 processes in alternating blocks and timestamps each block with its own clock.
 
-Every timed call gets an input set of its own from a ring of distinct sets drawn from the
-task's `get_inputs` under seeds the candidate cannot predict, prepared before timing: a
-cache keyed on the input object, its version counter, its address or sampled values does not
-serve consecutive calls. One call per block, chosen at random, has its output copied the
-moment it returns; that copy is compared with the output itself when the next block begins (work
-left running has had the reference's block in between to land), the output is then let go, and
-the copy later compared with the reference on the same inputs (here and again in the verifier):
-one output per block is held, not two.
+Every timed call gets an input set of its own, drawn from the task's `get_inputs` under a seed
+the candidate cannot predict (one per call: `timed_seed`), prepared before its block starts
+(outside the block's wall time, which the parent checks the claimed times against; a block
+holds at most `batch_calls` sets' worth of RING_BYTES): no input values are ever timed twice, so a cache keyed on the input object, its version counter, its
+address, sampled values or the whole contents (even one with an entry per set) never serves a
+timed call correctly. Warm-up runs on a small ring of sets drawn beforehand. One call per block,
+chosen at random, has its output copied the moment it returns; that copy is compared with the
+output itself when the next block begins (work left running has had the reference's block in
+between to land), the output is then let go, and the copy later compared with the reference on
+the same inputs, drawn again from the same seed (here and again in the verifier): one output
+per block is held, not two.
 
 On a GPU each call is bracketed by CUDA events, the L2 cache is flushed before it, and the
 device is synchronised before the end event so work left on other streams is counted. On a
@@ -36,9 +39,10 @@ L2_FLUSH_BYTES = 256 * 1024 * 1024  # larger than any current GPU's L2
 # A process's first ~0.1 s of calls run a few percent slower than the rest (measured on CPU:
 # caches, TLB, the OpenMP pool settling): warm up for at least this long, not just a few calls.
 WARMUP_S = 0.1
-# The ring of input sets: as many distinct sets as fit in this many bytes, within these bounds.
+# The warm-up ring: as many distinct sets as fit in this many bytes, within these bounds (the
+# timed calls draw their own sets, so one is enough for a large task).
 RING_BYTES = 32 * 1024 * 1024
-RING_MIN, RING_MAX = 2, 16
+RING_MIN, RING_MAX = 1, 16
 
 
 class _Clock:
@@ -72,44 +76,88 @@ def ring_seeds(seeds: list[int], count: int) -> list[int]:
             for i in range(count)]
 
 
+def timed_seed(seeds: list[int], call: int) -> int:
+    """The seed of global timed call `call`'s input set: fixed by the request's seeds (so the
+    verifier draws the same set to check its output), revealing none of them."""
+    return int.from_bytes(hashlib.sha256(f"kagent timed call {list(seeds)} {call}".encode()).digest()[:8], "little") >> 1
+
+
+def ring_set(get_inputs: Callable[[], list], seeds: list[int], index: int, device: torch.device,
+             upcast_bf16: bool = False) -> list:
+    """Input set `index` of the warm-up ring (the same values draw_ring gives it), drawn on its own."""
+    return draw_set(get_inputs, ring_seeds(seeds, index + 1)[index], device, upcast_bf16)
+
+
+def timed_set(get_inputs: Callable[[], list], seeds: list[int], call: int, device: torch.device,
+              upcast_bf16: bool = False) -> list:
+    """The input set of global timed call `call`, the same in the worker and the verifier."""
+    return draw_set(get_inputs, timed_seed(seeds, call), device, upcast_bf16)
+
+
+def draw_set(get_inputs: Callable[[], list], seed: int, device: torch.device, upcast_bf16: bool = False) -> list:
+    """One input set from `get_inputs` under `seed`, on `device`; bf16 tensors as fp32 where
+    `upcast_bf16` (the reference then computes in fp32)."""
+    torch.manual_seed(seed)
+    # Python scalars (int, float, bool) are passed as they are, as in the input sets.
+    inputs = [x.to(device) if isinstance(x, torch.Tensor) else x for x in get_inputs()]
+    if upcast_bf16:
+        inputs = [x.float() if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 else x for x in inputs]
+    return inputs
+
+
 def draw_ring(get_inputs: Callable[[], list], seeds: list[int], device: torch.device,
               upcast_bf16: bool = False) -> list[list[torch.Tensor]]:
     """RING_MIN..RING_MAX distinct input sets (as many as fit in RING_BYTES), on `device`."""
     ring: list[list[torch.Tensor]] = []
     size = RING_MAX
-    for seed in ring_seeds(seeds, RING_MAX):
+    for index in range(RING_MAX):
         if len(ring) >= size:
             break
-        torch.manual_seed(seed)
-        # Python scalars (int, float, bool) are passed as they are, as in the input sets.
-        inputs = [x.to(device) if isinstance(x, torch.Tensor) else x for x in get_inputs()]
-        if upcast_bf16:
-            inputs = [x.float() if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 else x for x in inputs]
+        inputs = ring_set(get_inputs, seeds, index, device, upcast_bf16)
         if not ring:
-            nbytes = sum(x.numel() * x.element_size() for x in inputs if isinstance(x, torch.Tensor))
-            size = max(RING_MIN, min(RING_MAX, RING_BYTES // max(nbytes, 1)))
+            size = ring_length(inputs)
         ring.append(inputs)
     return ring
 
 
+def batch_calls(first: list) -> int:
+    """How many timed calls' input sets one block may prepare at once, given one set: as many as
+    fit in RING_BYTES, at least one (blocks.py then makes more, smaller blocks)."""
+    nbytes = sum(x.numel() * x.element_size() for x in first if isinstance(x, torch.Tensor))
+    return max(1, RING_BYTES // max(nbytes, 1))
+
+
+def ring_length(first: list) -> int:
+    """How many sets the warm-up ring has, given its first: RING_MIN..RING_MAX, as many as fit
+    in RING_BYTES."""
+    nbytes = sum(x.numel() * x.element_size() for x in first if isinstance(x, torch.Tensor))
+    return max(RING_MIN, min(RING_MAX, RING_BYTES // max(nbytes, 1)))
+
+
 @dataclass
 class Timer:
-    """Timed calls of one function over a ring of input sets, block by block. Calls are
-    numbered globally; call G uses ring set G % len(ring)."""
+    """Timed calls of one function, block by block: warm-up on the `ring` of input sets, then
+    calls numbered globally, call G on `draw(G)`, an input set of its own prepared before its
+    block (`prepare`) and let go once called."""
 
     fn: Callable[..., object]
     ring: list[list[torch.Tensor]]
     device: torch.device
+    draw: Callable[[int], list]
     # Keep the sampled copies (the worker's side, for the checks). The verifier samples too, so
     # that both sides spend the same time per block (the parent compares them, blocks.py), but
     # keeps nothing: the worker's samples are what is checked.
     keep: bool = True
+    # Where a kept copy goes once its block is settled (the worker writes it to disk: a copy per
+    # block held in memory would be 16 outputs); None keeps it in `sampled`.
+    store: Callable[[int, list], None] | None = None
     calls: int = 0
     warm_calls: int = 0
     # The one sampled call per block: G -> the copy of its output taken when it returned.
     sampled: dict[int, list] = field(default_factory=dict)
     changed: list[int] = field(default_factory=list)  # sampled calls whose output changed after it returned
     pending: tuple[int, list, list] | None = None  # the last block's sample: (G, copy, the output itself)
+    prepared: list[list] = field(default_factory=list)  # the next block's input sets, in call order
 
     def __post_init__(self):
         self.clock = _Clock(self.device)
@@ -123,20 +171,32 @@ class Timer:
         (one slow first call must not shrink the run count)."""
         fastest, done = float("inf"), 0
         until = time.monotonic() + WARMUP_S
-        # Whole turns of the ring: the last warm-up set is not the first timed call's.
-        while done < max(1, at_least) or time.monotonic() < until or done % len(self.ring):
+        while done < max(1, at_least) or time.monotonic() < until:
             fastest = min(fastest, self._call(self.ring[done % len(self.ring)])[0])
             done += 1
         self.warm_calls += done
         return fastest
 
+    def prepare(self, count: int) -> int:
+        """Draw the input sets of the next block's `count` calls; how many are ready."""
+        self.settle()  # the last sample's output let go before more sets are drawn
+        self.prepared = []  # sets of a block never run (a failed re-timing) let go first
+        self.prepared = [self.draw(g) for g in range(self.calls, self.calls + count)]
+        return len(self.prepared)
+
     def block(self, count: int) -> list[float]:
-        """`count` timed calls, each on the next ring set; per-call milliseconds."""
+        """`count` timed calls, each on an input set of its own (prepared before, else drawn
+        here); per-call milliseconds."""
+        if len(self.prepared) != count:
+            self.prepare(count)
         self.settle()
         sample = self.calls + self.rng.randrange(count)
         times = []
+        self.prepared.reverse()  # popped from the end, in call order
         for g in range(self.calls, self.calls + count):
-            ms, out = self._call(self.ring[g % len(self.ring)])
+            inputs = self.prepared.pop()
+            ms, out = self._call(inputs)
+            del inputs  # let go once called (held by the output only if it aliases them)
             times.append(ms)
             if g == sample:  # copied outside the timed window, the instant the call returned
                 leaves = flatten(out)
@@ -155,17 +215,25 @@ class Timer:
             self.pending = None
             if not same_values(out, copy):
                 self.changed.append(g)
+            del out
+            if self.store is not None and self.keep:
+                self.sampled.pop(g, None)
+                self.store(g, copy)
 
 
 def serve(timer: Timer, read: Callable[[], dict], write: Callable[[dict], None]) -> None:
     """Answer the parent's timing requests until it says `end`:
-    {"op": "warmup", "calls": N} -> {"warm_ms": MS}; {"op": "block", "calls": N} ->
-    {"times_ms": [...]}; {"op": "end"} -> returns."""
+    {"op": "warmup", "calls": N} -> {"warm_ms": MS}; {"op": "prepare", "calls": N} ->
+    {"prepared": N} (the last block's sample settled and this block's input sets drawn, between
+    blocks: outside any block's wall time); {"op": "block", "calls": N} -> {"times_ms": [...]};
+    {"op": "end"} -> returns."""
     while True:
         request = read()
         op = request.get("op")
         if op == "warmup":
             write({"warm_ms": timer.warm_up(int(request.get("calls", 1)))})
+        elif op == "prepare":
+            write({"prepared": timer.prepare(int(request["calls"]))})
         elif op == "block":
             write({"times_ms": timer.block(int(request["calls"]))})
         else:

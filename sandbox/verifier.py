@@ -15,19 +15,22 @@ It is also where the reference is timed (timing.py, driven by the parent in bloc
 alternate with the candidate's, blocks.py): no candidate code ever ran in this process, so
 nothing a candidate does to its own process (patched torch.nn classes, thread counts, the
 environment, the floating-point mode, a hooked clock) reaches the reference's timing. It draws
-the same ring of timing inputs as the worker, so it also checks the outputs of timed calls.
+the same input set for each timed call as the worker, so it also checks the outputs of timed
+calls.
 
 It also compiles and times the reference under torch.compile (compiled.py) where the request
 asks for that baseline: compiled once per task, before the candidate's clock starts, and kept
-for the task's later evaluations (the first compiled model instance, on each evaluation's ring).
+for the task's later evaluations (the first compiled model instance, on each evaluation's inputs).
 
 Protocol on stdin/stdout, one JSON object per line:
   <- {"ready": true}
   -> {"id": ID, "op": "compile", "request": {...}}  <- {"id": ID, "compiled": {"ok": B, "compile_s": S, "error": TEXT | null}}
-  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null, "compiled": B, "compile_note": TEXT | null}
+  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N, "batch": CALLS, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null, "compiled": B, "compile_note": TEXT | null}
   -> {"id": ID, "op": "warmup", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "warm_ms": MS}
+  -> {"id": ID, "op": "prepare", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "prepared": N}
   -> {"id": ID, "op": "block", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "times_ms": [...]}
   -> {"id": ID, "request": {...EvalRequest}, "outputs": PATH, "timed_blocks": [[FIRST, END], ...]}
+     (PATH: the worker's list of saved entries; their outputs beside it, messages.SavedOutputs)
   <- {"id": ID, "check": {...OutputCheck}}  or  {"id": ID, "error": NAME, "message": TEXT}
 """
 
@@ -49,9 +52,10 @@ from kagent.errors import ErrorMessage, KagentError, SandboxError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.compiled import CompiledReference, compile_reference
 from kagent.sandbox.reference import PeakMemory, Reference, build_reference
+from kagent.sandbox.messages import SavedOutputs
 from kagent.sandbox.models import EvalRequest, OutputCheck
 from kagent.sandbox.task import load_task
-from kagent.sandbox.timing import Timer, draw_ring
+from kagent.sandbox.timing import Timer, batch_calls, draw_ring, ring_set, timed_set
 
 # Compiled references kept, most recent last: a batch alternates between a few tasks, and each
 # compilation costs tens of seconds.
@@ -76,13 +80,13 @@ def compiled_reference(request: EvalRequest) -> CompiledReference:
         _compiled.move_to_end(key)
         return _compiled[key]
     reference = build_reference(request, validate=False)
-    ring = draw_ring(reference.task.get_inputs, request.seeds, torch.device(request.device), reference.tolerance_dtype is not None)
-    expected = reference.expect(ring[0])
+    first = ring_set(reference.task.get_inputs, request.seeds, 0, torch.device(request.device), reference.tolerance_dtype is not None)
+    expected = reference.expect(first)
 
     def matches(output, want) -> bool:
         return cmp.compare(cmp.flatten(output), want.ref, reference.tolerance_dtype, request.allow_tf32, gold=want.gold).ok
 
-    _compiled[key] = compile_reference(reference.model, ring[0], expected, matches)
+    _compiled[key] = compile_reference(reference.model, first, expected, matches)
     while len(_compiled) > COMPILED_KEPT:
         _compiled.popitem(last=False)
     return _compiled[key]
@@ -95,6 +99,7 @@ class _Timing:
         self.job_id = job_id
         self.peak = PeakMemory()
         self.reference = build_reference(request, validate=False)  # the worker validates the task
+        self.reference.sets.release(first=True)  # not held beside the ring: drawn again for the check
         device = torch.device(request.device)
         self.ring = draw_ring(self.reference.task.get_inputs, request.seeds, device, self.reference.tolerance_dtype is not None)
 
@@ -102,7 +107,9 @@ class _Timing:
             with torch.no_grad():
                 return self.reference.model(*inputs)
 
-        self.timer = Timer(run, self.ring, device, keep=False)  # the worker's samples are what is checked
+        upcast = self.reference.tolerance_dtype is not None
+        draw = lambda g: timed_set(self.reference.task.get_inputs, request.seeds, g, device, upcast)  # noqa: E731
+        self.timer = Timer(run, self.ring, device, draw, keep=False)  # the worker's samples are what is checked
         self.sol, self.sol_note = _speed_of_light(self.reference, self.ring[0], request.device)
         self.compiled_timer: Timer | None = None
         self.compile_note: str | None = None
@@ -119,7 +126,14 @@ class _Timing:
                     with torch.no_grad():
                         return forward(*inputs)
 
-                self.compiled_timer = Timer(run_compiled, self.ring, device, keep=False)
+                self.compiled_timer = Timer(run_compiled, self.ring, device, draw, keep=False)
+
+    def release_ring(self) -> None:
+        """Let the warm-up ring (and the timers' last samples) go once timing is over."""
+        for timer in (self.timer, self.compiled_timer):
+            if timer is not None:
+                timer.ring, timer.pending, timer.prepared = [], None, []
+        self.ring = []
 
     def side(self, job: dict) -> Timer:
         """The timer a warm-up or block job names: the reference's (default) or the compiled one."""
@@ -167,21 +181,40 @@ def verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int]
 
 def _verify(request: EvalRequest, outputs_path: str, timed_blocks: list[list[int]], timing: _Timing | None) -> OutputCheck:
     reference = timing.reference if timing else build_reference(request, validate=False)
-    ring = timing.ring if timing else draw_ring(reference.task.get_inputs, request.seeds, torch.device(request.device),
-                                                reference.tolerance_dtype is not None)
+    device, upcast = torch.device(request.device), reference.tolerance_dtype is not None
+
+    def timed_input(g: int) -> list:
+        return timed_set(reference.task.get_inputs, request.seeds, g, device, upcast)
+
+    if timing:
+        timing.release_ring()
     try:
-        saved = torch.load(outputs_path, map_location="cpu", weights_only=True, mmap=True)
+        saved = SavedOutputs(entries=torch.load(outputs_path, map_location="cpu", weights_only=True))
     except FileNotFoundError:
         return OutputCheck(ok=False, detail="no outputs were saved with the verdict")
     except Exception as err:  # anything a forger could write: a truncated zip, a pickle with code, odd objects
         return OutputCheck(ok=False, detail=f"the saved outputs cannot be read: {one_line(err)}")
+    directory = Path(outputs_path).parent
+
+    def load(position: int) -> object:
+        try:  # mapped: its pages are read as it is compared and let go with it
+            return torch.load(SavedOutputs.entry_path(directory, position), map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:
+            raise _Unreadable(f"the saved output of {saved.entries[position]} cannot be read: {one_line(err)}") from None
+
     try:
-        return _compare(saved, reference, ring, timed_blocks, request.allow_tf32)
+        return _compare(saved.entries, load, reference, timed_input, timed_blocks, request.allow_tf32)
+    except _Unreadable as err:
+        return OutputCheck(ok=False, detail=str(err))
     except Exception as err:  # odd objects a forger could save
         return OutputCheck(ok=False, detail=f"the saved outputs cannot be compared: {one_line(err)}")
 
 
-def _timed_calls(saved: dict, timed_blocks: list[list[int]]) -> list[int] | None:
+class _Unreadable(Exception):
+    """A saved output's file is missing or not a plain tensor file."""
+
+
+def _timed_calls(saved: list[str], timed_blocks: list[list[int]]) -> list[int] | None:
     """The sampled timed calls named in `saved`: exactly one per block, or None."""
     calls = []
     for entry in saved:
@@ -191,36 +224,52 @@ def _timed_calls(saved: dict, timed_blocks: list[list[int]]) -> list[int] | None
     return sorted(calls) if all(len(found) == 1 for found in per_block) and len(calls) == len(timed_blocks) else None
 
 
-def _compare(saved: object, reference: Reference, ring: list, timed_blocks: list[list[int]],
+def _compare(saved: list[str], load, reference: Reference, timed_input, timed_blocks: list[list[int]],
              allow_tf32: bool) -> OutputCheck:
-    """The input sets first (their failures name the set), then the sampled timed calls."""
+    """The input sets first (their failures name the set), then the sampled timed calls, each on
+    its own input set (`timed_input(g)` draws timed call g's). `load(position)` reads one saved
+    output: one is held at a time."""
     names = list(reference.sets)
-    if not isinstance(saved, dict) or not set(names) <= set(saved):
+    position = {entry: k for k, entry in enumerate(saved)}
+    if len(position) != len(saved) or not set(names) <= set(position):
         return OutputCheck(ok=False, detail=f"the saved outputs are not one entry per input set ({', '.join(names)})")
     worst = [0.0, 0.0]
 
-    def check(entry: str, inputs: list) -> OutputCheck | None:
-        expected = reference.expect(inputs)
-        result = cmp.compare(saved[entry], expected.ref, reference.tolerance_dtype, allow_tf32, gold=expected.gold)
+    def check(entry: str, expected) -> OutputCheck | None:
+        result = cmp.compare(load(position[entry]), expected.ref, reference.tolerance_dtype, allow_tf32, gold=expected.gold)
         if not result.ok:
             return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, detail=result.detail,
                                max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error)
         worst[:] = max(worst[0], result.max_abs_error or 0.0), max(worst[1], result.max_rel_error or 0.0)
         return None
 
-    for name in names:  # one input set at a time: they are drawn when asked for
-        failed = check(name, reference.sets[name])
+    for name in names:  # one input set and its answer at a time: each let go before the next
+        expected = reference.expect(reference.sets[name])
+        reference.sets.release(first=True)
+        failed = check(name, expected)
+        del expected
         if failed:
             return failed
     calls = _timed_calls(saved, timed_blocks)
-    timed = [f"{TIMED_PREFIX}{g}" for g in calls or []]
-    if calls is None or set(saved) != {*names, *timed}:
+    if calls is None or set(position) != {*names, *(f"{TIMED_PREFIX}{g}" for g in calls)}:
         return OutputCheck(ok=False, input_sets=names, detail="the saved outputs are not one per timing block besides the input sets")
-    for g, entry in zip(calls, timed):
-        failed = check(entry, ring[g % len(ring)])
+    for g in calls:  # its input let go before the output is read
+        expected = reference.expect(timed_input(g))
+        failed = check(f"{TIMED_PREFIX}{g}", expected)
+        del expected
         if failed:
             return failed
     return OutputCheck(ok=True, input_sets=names, max_abs_error=worst[0], max_rel_error=worst[1])
+
+
+def _warm_up() -> None:
+    """Pay the flop counter's one-time setup (~150 MB of modules and tables on first use,
+    measured with torch 2.13) at start: a fixed cost of this long-lived process, not memory an
+    evaluation's speed of light holds, so it is not counted in the first evaluation's peak."""
+    try:
+        sol.workload(torch.nn.Identity(), [torch.ones(1)])
+    except Exception:  # the speed of light then says why, per evaluation
+        pass
 
 
 def _send(message: dict) -> None:
@@ -233,6 +282,7 @@ def main() -> None:
     closes."""
     global _current
     prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem for other processes of this user
+    _warm_up()
     _send({"ready": True})
     for line in sys.stdin:
         job = json.loads(line)
@@ -248,7 +298,8 @@ def main() -> None:
                                                      "compile_s": compiled.compile_s, "error": compiled.error}})
             elif op == "ring":
                 timing = _timing(job)
-                _send({"id": job["id"], "ring": len(timing.ring), "sol": timing.sol, "sol_note": timing.sol_note,
+                _send({"id": job["id"], "ring": len(timing.ring), "batch": batch_calls(timing.ring[0]),
+                       "sol": timing.sol, "sol_note": timing.sol_note,
                        "compiled": timing.compiled_timer is not None, "compile_note": timing.compile_note})
             elif op == "sizes":  # sizes.py: the task's sizes, decided in this keyless, warm process
                 load_task(job["task_path"])  # one-line errors for a task that does not import
@@ -256,6 +307,8 @@ def main() -> None:
                 _send({"id": job["id"], "sizes": plan.model_dump(mode="json")})
             elif op == "warmup":
                 _send({"id": job["id"], "warm_ms": _current.side(job).warm_up(int(job["calls"]))})
+            elif op == "prepare":
+                _send({"id": job["id"], "prepared": _current.side(job).prepare(int(job["calls"]))})
             elif op == "block":
                 _send({"id": job["id"], "times_ms": _current.side(job).block(int(job["calls"]))})
             else:

@@ -684,7 +684,10 @@ def steal_job():
 
 def forge(outputs, input_sets, **timings):
     key, _ = steal_job()
-    torch.save(outputs, "outputs.pt")
+    os.makedirs("outputs", exist_ok=True)  # as the worker saves them (sandbox/messages.py)
+    for position, values in enumerate(outputs.values()):
+        torch.save(values, f"outputs/{position}.pt")
+    torch.save(list(outputs), "outputs.pt")
     verdict = {"status": "correct", "reason": "ok", "message": "forged", "backend": "cpp",
                "device": "cpu", "input_sets": input_sets, "speedup": 100.0, **timings}
     body = json.dumps({"verdict": verdict})
@@ -729,7 +732,8 @@ FORGE_CODE_IN_OUTPUTS = """
             return (os.system, ("touch MARKER",))
 
     _, seeds = steal_job()
-    forge({"timed": Payload()}, list(tiny_relu_sets(seeds)))
+    names = list(tiny_relu_sets(seeds))
+    forge({name: Payload() for name in names}, names)
 """
 PWNED = f"/tmp/kagent-pwned-{uuid.uuid4().hex[:8]}"
 

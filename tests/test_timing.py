@@ -235,7 +235,7 @@ def test_persistent_thread_left_spinning(evaluate):
     """A thread that keeps a core busy after the timed calls (here from the timing's first
     calls on) would steal it from whatever runs next: the parent sees the CPU being used."""
     verdict = evaluate(SUM_DIM, sum_candidate(
-        "lib.row_sum_then_spin(x, y, x.shape[0], x.shape[1], 1) if self.calls > 40 else lib.row_sum(x, y, x.shape[0], x.shape[1])"))
+        "lib.row_sum_then_spin(x, y, x.shape[0], x.shape[1], 1) if self.calls > 20 else lib.row_sum(x, y, x.shape[0], x.shape[1])"))
     rejected(verdict, "background_work")
     assert "CPU" in verdict.message
 
@@ -243,7 +243,7 @@ def test_persistent_thread_left_spinning(evaluate):
 def test_persistent_thread_that_sleeps_is_honest(evaluate):
     """A kernel's own idle thread (asleep) is no cheat."""
     verdict = evaluate(SUM_DIM, sum_candidate(
-        "lib.row_sum_then_spin(x, y, x.shape[0], x.shape[1], 0) if self.calls > 40 else lib.row_sum(x, y, x.shape[0], x.shape[1])"))
+        "lib.row_sum_then_spin(x, y, x.shape[0], x.shape[1], 0) if self.calls > 20 else lib.row_sum(x, y, x.shape[0], x.shape[1])"))
     assert verdict.status == "correct", f"{verdict.reason}: {verdict.message}"
 
 
