@@ -119,16 +119,14 @@ def eval_command(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if the backend can use it)."),
     timeout: float = typer.Option(120.0, help="Seconds for the candidate's whole evaluation."),
     memory_limit: str = typer.Option("8192", help="Memory for the whole evaluation: MB, or with a unit (16G, 512M)."),
-    baseline: Optional[str] = typer.Option(None, help="compile (the default): also time the reference under "
-                                                      "torch.compile (speedup_vs_compile); eager: do not compile it."),
+    baseline: opt.Baseline = None,
     max_input_mb: opt.MaxInputMb = None,
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON verdict on stdout."),
 ) -> None:
     """Check a candidate kernel against a task: correctness, anti-cheat checks, speedup."""
     from kagent.agent.config import default_baseline
-    from kagent.sandbox import sizes
-    from kagent.sandbox import Sandbox
-    from kagent.sandbox import EvalRequest
+    from kagent.agent.options import check_field
+    from kagent.sandbox import EvalRequest, Sandbox, sizes
 
     try:
         if not task.is_file():
@@ -138,16 +136,15 @@ def eval_command(
         if not 0 < timeout < math.inf:  # NaN fails this too: it would never expire
             raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
         memory_mb = parse_memory_limit(memory_limit)
-        baseline = baseline or default_baseline()
-        if baseline not in ("eager", "compile"):
-            raise UsageError(f"--baseline: {baseline!r} is not eager or compile")
+        baseline = check_field("baseline", baseline) if baseline is not None else default_baseline()
         read_candidate(candidate)  # the worker reads it too: fail here, in one line
         backend, device = resolve_backend_device(candidate, backend, device)
         if max_input_mb is not None and max_input_mb < 0:
             raise UsageError(f"--max-input-mb must be 0 (never shrink) or a positive number of MB, got {max_input_mb}")
+        # Checked and sized as optimize does (sizes.decide: a process without API keys).
+        plan = sizes.decide(str(task.resolve()), sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None
+                            else max_input_mb, memory_mb, device).sizes
         with Sandbox(device) as sandbox:
-            plan = sandbox.task_sizes(str(task.resolve()), sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None
-                                      else max_input_mb, memory_mb)
             request = EvalRequest(
                 task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
                 device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],

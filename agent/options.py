@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from kagent.agent.config import MAX_INPUT_MB_HELP, FileValues, RunConfig, invalid_key
 from kagent.agent.executors import executor_names
@@ -103,6 +103,17 @@ def invalid_option(err: ValidationError, flags: dict[str, str] = OPTION_FLAGS,
     shown = f" {value}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
     flag = flags.get(field, f"--{field.removeprefix('batch.').replace('_', '-')}" if field else "option")
     return UsageError(f"invalid {flag}{shown}: {first['msg'].removeprefix('Value error, ')}")
+
+
+def check_field(name: str, value: Any) -> Any:
+    """`value` checked (and converted) as RunConfig's field `name` alone, for a command that
+    takes one of the shared options without a whole RunConfig (`kagent eval --baseline`).
+    Raises UsageError as `invalid_option` words it: the same line as optimize and batch."""
+    field = RunConfig.model_fields[name]
+    try:
+        return getattr(create_model("Option", **{name: (field.annotation, field)})(**{name: value}), name)
+    except ValidationError as err:
+        raise invalid_option(err) from None
 
 
 def choose_target(backend: str | None, device: str | None, here: bool = True) -> tuple[str, str]:

@@ -250,10 +250,6 @@ def main() -> None:
                 timing = _timing(job)
                 _send({"id": job["id"], "ring": len(timing.ring), "sol": timing.sol, "sol_note": timing.sol_note,
                        "compiled": timing.compiled_timer is not None, "compile_note": timing.compile_note})
-            elif op == "sizes":  # sizes.py: the task's sizes, decided in this keyless, warm process
-                load_task(job["task_path"])  # one-line errors for a task that does not import
-                plan = sizes.plan(job["task_path"], int(job["max_input_mb"]), job.get("memory_mb"))
-                _send({"id": job["id"], "sizes": plan.model_dump(mode="json")})
             elif op == "warmup":
                 _send({"id": job["id"], "warm_ms": _current.side(job).warm_up(int(job["calls"]))})
             elif op == "block":
