@@ -208,7 +208,8 @@ def optimize_command(
     max_input_mb: opt.MaxInputMb = None,
     runs_dir: opt.RunsDir = None,
     prices: opt.Prices = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory.")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue a run: its directory, or its id (or a unique start of one) under --runs-dir.")] = None,
     executor: opt.Executor = None,
     ray_address: opt.RayAddress = None,
     as_json: opt.AsJson = False,
@@ -220,27 +221,27 @@ def optimize_command(
 
     from kagent.agent import loop
     from kagent.agent.config import RunConfig, load_config, load_prices
+    from kagent.agent.locate import resolve_run
     from kagent.agent.options import absolute, choose_target, invalid_option, merge, run_flags
     from kagent.agent.providers import parse_model_spec
 
     # Every path the user gave, made absolute here: it crosses into worker processes that run
     # in other directories (README, "Paths").
-    task, runs_dir, prices, resume, config = absolute(task), absolute(runs_dir), absolute(prices), absolute(resume), absolute(config)
+    task, runs_dir, prices, config = absolute(task), absolute(runs_dir), absolute(prices), absolute(config)
     budgets = run_flags(max_iters=max_iters, max_cost=max_cost, time_limit=time_limit, concurrency=concurrency,
                         llm_timeout=llm_timeout, stop_at_sol=stop_at_sol, patience=patience)
     try:
         if resume is not None:
             given = (("TASK", task), ("--config", config), ("--model", model), ("--judge-model", judge_model),
-                     ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--runs-dir", runs_dir),
-                     ("--prices", prices), ("--executor", executor), ("--ray-address", ray_address),
+                     ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--prices", prices), ("--executor", executor), ("--ray-address", ray_address),
                      ("--baseline", baseline))
             fixed = [flag for flag, value in given if value is not None]
             if fixed:
                 raise UsageError(f"--resume continues the run with its own {', '.join(fixed)}: {RESUME_FIXED}")
-            if not (resume / "archive.db").is_file():
-                raise UsageError(f"{resume}: not a run directory (no archive.db)")
+            # --runs-dir, if given, is where a run id is looked up (as kagent show's).
+            run_dir = absolute(resolve_run(resume, runs_dir or absolute(Path("runs")))[1])
             try:
-                run = loop.reopen(resume, budgets)
+                run = loop.reopen(run_dir, budgets)
             except ValidationError as err:
                 raise invalid_option(err) from None
         else:

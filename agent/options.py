@@ -50,7 +50,7 @@ Executor = Annotated[Optional[str], typer.Option(
     help=f"Where evaluations (a batch: and tasks) run: {executor_names(' or ')} (default local: this machine).")]
 RayAddress = Annotated[Optional[str], typer.Option(
     help="With --executor ray: join this cluster ('auto', HOST:6379); default: start a local one.")]
-RunsDir = Annotated[Optional[Path], typer.Option(help="Where runs are written (default: runs).")]
+RunsDir = Annotated[Optional[Path], typer.Option(help="Where runs are written, and where --resume looks for a run id (default: runs).")]
 Prices = Annotated[Optional[Path], typer.Option(help=PRICES_HELP)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print exactly one JSON summary on stdout at the end.")]
 

@@ -26,7 +26,6 @@ TOYS = '''
 import json, os, sys
 from kagent.agent.executors import EXECUTORS, Executor
 from kagent.agent.providers import PROVIDERS
-from kagent.agent.providers.command import CommandProvider
 from kagent.agent.selection import POLICIES, Choice, SelectionPolicy
 from kagent.sandbox.backends import BACKENDS, Backend
 from kagent.sandbox.supervisor import Sandbox
@@ -36,12 +35,6 @@ class ToyBackend(Backend):
     name = "toy"
     markers = ("load_toy",)
     devices = ("cpu",)
-
-
-class ToyProvider(CommandProvider):
-    name = "toy"
-    form = "toy:COMMAND"
-    summary = "a command, by another name"
 
 
 class ToyExecutor(Executor):
@@ -65,7 +58,7 @@ class ToyPolicy(SelectionPolicy):
 
 
 BACKENDS["toy"] = ToyBackend()
-PROVIDERS["toy"] = ToyProvider
+PROVIDERS["toy"] = "toy_provider:ToyProvider"  # imported only when chosen or described
 EXECUTORS["toy"] = ToyExecutor
 POLICIES["toy"] = ToyPolicy
 
@@ -75,9 +68,24 @@ main()
 '''
 
 
+# A provider in a file of its own, as a newcomer writes agent/providers/<name>.py.
+TOY_PROVIDER = '''
+from kagent.agent.providers.command import CommandProvider
+
+
+class ToyProvider(CommandProvider):
+    name = "toy"
+    form = "toy:COMMAND"
+    summary = "a command, by another name"
+'''
+
+
 def kagent(args: list[str], cwd: Path, toys: bool = False, env: dict | None = None,
            timeout: float = 300) -> subprocess.CompletedProcess:
-    """The console script (or, with `toys`, the toys registered first, then its main())."""
+    """The console script (or, with `toys`, the toys registered first, then its main(); the toy
+    provider's file is written to `cwd`, where `python -c` finds it)."""
+    if toys:
+        (cwd / "toy_provider.py").write_text(TOY_PROVIDER)
     command = [sys.executable, "-c", TOYS] if toys else [str(Path(sys.executable).parent / "kagent")]
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
@@ -224,6 +232,7 @@ def test_old_batch_options_still_load():
 def test_a_toy_backend_is_one_class_and_one_registry_line(tmp_path, monkeypatch):
     from kagent.agent.config import RunConfig
     from kagent.agent.options import choose_target
+    from kagent.agent.prompts import backend_guide
     from kagent.sandbox import guard
     from kagent.sandbox.backends import BACKENDS, Backend, detect_backend
     from kagent.sandbox.models import EvalRequest
@@ -246,6 +255,14 @@ def test_a_toy_backend_is_one_class_and_one_registry_line(tmp_path, monkeypatch)
     for command in ("optimize", "batch"):
         result = kagent([command, "--help"], cwd=tmp_path, toys=True)
         assert "triton, cuda, cpp or toy" in " ".join(result.stdout.replace("│", " ").split())
+    # No prompt file: the Coder's guide is the generic one, rendered from what the class declares.
+    assert not (ROOT / "prompts" / "backend_toy.md").exists()
+    guide = backend_guide(BACKENDS["toy"])
+    assert guide.startswith("# Backend: `toy`")
+    assert "`load_toy`" in guide and "It runs on: cpu." in guide
+    assert "`from kagent.sandbox.backends.toy import load_toy`" in guide
+    # The registered backends keep their own guides.
+    assert backend_guide(BACKENDS["cpp"]).startswith("# Backend: C++ on the CPU")
     # Validation on the command line accepts it: the run fails later, on --max-iters.
     result = kagent(["optimize", str(TASKS / "01_relu.py"), "--model", "cmd:true", "--backend", "toy",
                      "--max-iters", "0"], cwd=tmp_path, toys=True)
