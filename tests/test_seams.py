@@ -211,6 +211,45 @@ def test_resume_refuses_a_config_file(tmp_path):
         assert "--resume continues" in line and "--config" in line
 
 
+def test_resume_finds_runs_and_batches_by_id(tmp_path):
+    """`optimize --resume` and `batch --resume` name what they continue as `show` and `report`
+    do (agent/locate.py): by the start of its id under the default runs directory; a batch's
+    task run is found by its id too."""
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "relu.py").write_text((TASKS / "01_relu.py").read_text())
+    target = ["--model", model("improve", tmp_path), "--backend", "cpp", "--device", "cpu", "--max-iters", "1", "--json"]
+    first = kagent(["optimize", "tasks/relu.py", *target], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_dir = Path(one_object(first.stdout)["run_dir"])
+    assert run_dir.parent == tmp_path / "runs"
+    resumed = kagent(["optimize", "--resume", run_dir.name[:-1], "--max-iters", "2", "--json"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = one_object(resumed.stdout)
+    assert Path(summary["run_dir"]) == run_dir and summary["candidates"] == 2
+
+    batch = kagent(["batch", "tasks", *target], cwd=tmp_path)
+    assert batch.returncode == 0, batch.stderr
+    batch_id = one_object(batch.stdout)["batch_id"]
+    again = kagent(["batch", "--resume", "batch-", "--json"], cwd=tmp_path)  # the one batch under runs/
+    assert again.returncode == 0, again.stderr
+    assert one_object(again.stdout)["batch_id"] == batch_id
+    task_run = next((tmp_path / "runs" / batch_id).glob(f"*/*/archive.db")).parent
+    inside = kagent(["optimize", "--resume", task_run.name, "--max-iters", "2", "--json"], cwd=tmp_path)
+    assert inside.returncode == 0, inside.stderr
+    assert Path(one_object(inside.stdout)["run_dir"]) == task_run
+
+
+@pytest.mark.parametrize("command, what", [("optimize", "run"), ("batch", "batch")])
+def test_resume_of_nothing_is_one_line(tmp_path, command, what):
+    (tmp_path / "runs" / "batch-1" / "relu").mkdir(parents=True)
+    line = error_line(kagent([command, "--resume", "nosuch", "--json"], cwd=tmp_path))
+    assert line == f"error: nosuch: no such {what} (not a directory, and no {what} 'nosuch' under {tmp_path / 'runs'}" + (
+        f": see kagent runs --runs-dir {tmp_path / 'runs'})" if what == "run" else ")")
+    # A directory that is not one: named, with what it lacks.
+    wanted = "not a run directory (no archive.db)" if what == "run" else "not a batch directory (no batch.json)"
+    assert error_line(kagent([command, "--resume", "runs/batch-1/relu"], cwd=tmp_path)).endswith(wanted)
+
+
 def test_old_batch_options_still_load():
     """batch.json written before the batch section (flat options, max_cost the batch's) reads
     as the same options, so such a batch can be resumed."""
