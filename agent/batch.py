@@ -451,7 +451,8 @@ def batch_command(
     workers: Annotated[Optional[int], typer.Option(help="Tasks optimized at once (default 2).")] = None,
     executor: opt.Executor = None,
     ray_address: opt.RayAddress = None,
-    runs_dir: Annotated[Optional[Path], typer.Option(help="Where the batch directory is made, or --resume looks for a batch id (default: runs).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(
+        help="Where the batch directory is made, and where --resume looks for a batch id (default: runs).")] = None,
     prices: opt.Prices = None,
     resume: Annotated[Optional[str], typer.Option(
         help="Continue a batch: its directory, or its id (or a unique start of one) under --runs-dir.")] = None,

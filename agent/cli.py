@@ -233,8 +233,8 @@ def optimize_command(
     try:
         if resume is not None:
             given = (("TASK", task), ("--config", config), ("--model", model), ("--judge-model", judge_model),
-                     ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--prices", prices), ("--executor", executor), ("--ray-address", ray_address),
-                     ("--baseline", baseline))
+                     ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--prices", prices),
+                     ("--executor", executor), ("--ray-address", ray_address), ("--baseline", baseline))
             fixed = [flag for flag, value in given if value is not None]
             if fixed:
                 raise UsageError(f"--resume continues the run with its own {', '.join(fixed)}: {RESUME_FIXED}")

@@ -44,7 +44,7 @@ def resolve_run(target: str, runs_dir: Path, batches: bool = False) -> tuple[Lit
     Raises UsageError naming `target` when it names nothing, a directory that is neither, or
     more than one run."""
     what = "a run or batch directory" if batches else "a run directory"
-    paths = [Path(target)] + ([] if Path(target).is_absolute() else [runs_dir / target])
+    paths = [Path(target).expanduser()] + ([] if Path(target).expanduser().is_absolute() else [runs_dir / target])
     for path in paths:
         if not path.is_dir():
             continue
@@ -62,7 +62,7 @@ def resolve_batch(target: str, runs_dir: Path) -> Path:
     """The batch directory (it holds batch.json) the user named: a path, a path under runs_dir,
     or a batch id (or a unique start of one) directly under runs_dir. Raises UsageError naming
     `target` as `resolve_run` does."""
-    paths = [Path(target)] + ([] if Path(target).is_absolute() else [runs_dir / target])
+    paths = [Path(target).expanduser()] + ([] if Path(target).expanduser().is_absolute() else [runs_dir / target])
     for path in paths:
         if path.is_dir():
             if not (path / BATCH_FILE).is_file():

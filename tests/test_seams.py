@@ -81,7 +81,7 @@ class ToyProvider(CommandProvider):
 
 
 def kagent(args: list[str], cwd: Path, toys: bool = False, env: dict | None = None,
-           timeout: float = 300) -> subprocess.CompletedProcess:
+           timeout: float = 900) -> subprocess.CompletedProcess:
     """The console script (or, with `toys`, the toys registered first, then its main(); the toy
     provider's file is written to `cwd`, where `python -c` finds it)."""
     if toys:
