@@ -308,6 +308,24 @@ def test_a_toy_backend_is_one_class_and_one_registry_line(tmp_path, monkeypatch)
     assert error_line(result) == "error: invalid --max-iters 0: Input should be greater than or equal to 1"
 
 
+def test_a_toy_provider_is_one_file_and_one_registry_line(tmp_path, monkeypatch):
+    """The registry line names "module:Class"; the module is imported when the provider is
+    chosen or described, and one that cannot be is one error line naming --model."""
+    from kagent.agent.providers import PROVIDERS, make_provider, parse_model_spec, providers_help
+    from kagent.errors import ConfigError
+
+    (tmp_path / "toy_provider.py").write_text(TOY_PROVIDER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(PROVIDERS, "toy", "toy_provider:ToyProvider")
+    assert parse_model_spec("toy:echo hi") == ("toy", "echo hi")
+    provider = make_provider("toy:echo hi")
+    assert type(provider).__name__ == "ToyProvider" and provider.name == "toy"
+    assert "toy:COMMAND      a command, by another name" in providers_help().splitlines()
+    monkeypatch.setitem(PROVIDERS, "toy", "toy_missing:ToyProvider")
+    with pytest.raises(ConfigError, match=r"^--model toy:\.\.\.: provider toy_missing:ToyProvider cannot be loaded"):
+        make_provider("toy:echo hi")
+
+
 def test_a_toy_executor_and_a_toy_provider_run_a_run(tmp_path):
     """`--executor toy` (its evaluate logs each candidate, then asks a sandbox for the verdict)
     and `--model toy:...` (a cmd: provider by another name) run a whole optimize run."""
