@@ -50,6 +50,7 @@ from kagent.agent.config import BatchSection, FileValues, RunConfig, load_config
 from kagent.agent.console import console, err_console, fail
 from kagent.agent.executors import Executor, executor_class, make_executor
 from kagent.agent.options import BATCH_FLAGS, absolute, choose_target, invalid_option, merge, run_flags
+from kagent.agent.locate import resolve_batch
 from kagent.errors import KagentError, TaskError, UsageError, one_line
 from kagent.sandbox import pid_alive
 
@@ -450,15 +451,16 @@ def batch_command(
     workers: Annotated[Optional[int], typer.Option(help="Tasks optimized at once (default 2).")] = None,
     executor: opt.Executor = None,
     ray_address: opt.RayAddress = None,
-    runs_dir: Annotated[Optional[Path], typer.Option(help="Where the batch directory is made (default: runs).")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(
+        help="Where the batch directory is made, and where --resume looks for a batch id (default: runs).")] = None,
     prices: opt.Prices = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the batch in this directory.")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue a batch: its directory, or its id (or a unique start of one) under --runs-dir.")] = None,
     as_json: opt.AsJson = False,
 ) -> None:
     """Optimize every task in a directory, several at once; report correct rate, fast_p, speedups."""
     # Absolute here, once: the paths go into batch.json and to workers in other directories.
-    task_dir, runs_dir, prices, resume, config = (absolute(task_dir), absolute(runs_dir), absolute(prices),
-                                                  absolute(resume), absolute(config))
+    task_dir, runs_dir, prices, config = absolute(task_dir), absolute(runs_dir), absolute(prices), absolute(config)
     budgets = run_flags(max_iters=max_iters, time_limit=time_limit, llm_timeout=llm_timeout, stop_at_sol=stop_at_sol,
                         patience=patience, max_cost=task_max_cost, concurrency=concurrency)
     batch_budgets = {k: v for k, v in (("max_cost", max_cost), ("workers", workers)) if v is not None}
@@ -471,7 +473,9 @@ def batch_command(
             if fixed:
                 raise UsageError(f"--resume continues a batch with its own {', '.join(fixed)}: leave "
                                  f"{'it' if len(fixed) == 1 else 'them'} out (budgets and --workers may change)")
-            batch_dir, state, template = reopen_batch(resume, budgets, batch_budgets)
+            # --runs-dir, if given, is where a batch id is looked up.
+            batch_dir = absolute(resolve_batch(resume, runs_dir or absolute(Path("runs"))))
+            batch_dir, state, template = reopen_batch(batch_dir, budgets, batch_budgets)
         else:
             flags = budgets | run_flags(model=model, judge_model=judge_model, base_url=base_url, backend=backend,
                                         device=device, executor=executor, ray_address=ray_address,

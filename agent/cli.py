@@ -119,16 +119,14 @@ def eval_command(
     device: Optional[str] = typer.Option(None, help="cpu or cuda (default: the GPU if the backend can use it)."),
     timeout: float = typer.Option(120.0, help="Seconds for the candidate's whole evaluation."),
     memory_limit: str = typer.Option("8192", help="Memory for the whole evaluation: MB, or with a unit (16G, 512M)."),
-    baseline: Optional[str] = typer.Option(None, help="compile (the default): also time the reference under "
-                                                      "torch.compile (speedup_vs_compile); eager: do not compile it."),
+    baseline: opt.Baseline = None,
     max_input_mb: opt.MaxInputMb = None,
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON verdict on stdout."),
 ) -> None:
     """Check a candidate kernel against a task: correctness, anti-cheat checks, speedup."""
     from kagent.agent.config import default_baseline
-    from kagent.sandbox import sizes
-    from kagent.sandbox import Sandbox
-    from kagent.sandbox import EvalRequest
+    from kagent.agent.options import check_field
+    from kagent.sandbox import EvalRequest, Sandbox, sizes
 
     try:
         if not task.is_file():
@@ -138,16 +136,15 @@ def eval_command(
         if not 0 < timeout < math.inf:  # NaN fails this too: it would never expire
             raise UsageError(f"--timeout must be a positive number of seconds, got {timeout:g}")
         memory_mb = parse_memory_limit(memory_limit)
-        baseline = baseline or default_baseline()
-        if baseline not in ("eager", "compile"):
-            raise UsageError(f"--baseline: {baseline!r} is not eager or compile")
+        baseline = check_field("baseline", baseline) if baseline is not None else default_baseline()
         read_candidate(candidate)  # the worker reads it too: fail here, in one line
         backend, device = resolve_backend_device(candidate, backend, device)
         if max_input_mb is not None and max_input_mb < 0:
             raise UsageError(f"--max-input-mb must be 0 (never shrink) or a positive number of MB, got {max_input_mb}")
+        # Checked and sized as optimize does (sizes.decide: a process without API keys).
+        plan = sizes.decide(str(task.resolve()), sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None
+                            else max_input_mb, memory_mb, device).sizes
         with Sandbox(device) as sandbox:
-            plan = sandbox.task_sizes(str(task.resolve()), sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None
-                                      else max_input_mb, memory_mb)
             request = EvalRequest(
                 task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
                 device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],
@@ -211,7 +208,8 @@ def optimize_command(
     max_input_mb: opt.MaxInputMb = None,
     runs_dir: opt.RunsDir = None,
     prices: opt.Prices = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory.")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue a run: its directory, or its id (or a unique start of one) under --runs-dir.")] = None,
     executor: opt.Executor = None,
     ray_address: opt.RayAddress = None,
     as_json: opt.AsJson = False,
@@ -223,27 +221,27 @@ def optimize_command(
 
     from kagent.agent import loop
     from kagent.agent.config import RunConfig, load_config, load_prices
+    from kagent.agent.locate import resolve_run
     from kagent.agent.options import absolute, choose_target, invalid_option, merge, run_flags
     from kagent.agent.providers import parse_model_spec
 
     # Every path the user gave, made absolute here: it crosses into worker processes that run
     # in other directories (README, "Paths").
-    task, runs_dir, prices, resume, config = absolute(task), absolute(runs_dir), absolute(prices), absolute(resume), absolute(config)
+    task, runs_dir, prices, config = absolute(task), absolute(runs_dir), absolute(prices), absolute(config)
     budgets = run_flags(max_iters=max_iters, max_cost=max_cost, time_limit=time_limit, concurrency=concurrency,
                         llm_timeout=llm_timeout, stop_at_sol=stop_at_sol, patience=patience)
     try:
         if resume is not None:
             given = (("TASK", task), ("--config", config), ("--model", model), ("--judge-model", judge_model),
-                     ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--runs-dir", runs_dir),
-                     ("--prices", prices), ("--executor", executor), ("--ray-address", ray_address),
-                     ("--baseline", baseline))
+                     ("--base-url", base_url), ("--backend", backend), ("--device", device), ("--prices", prices),
+                     ("--executor", executor), ("--ray-address", ray_address), ("--baseline", baseline))
             fixed = [flag for flag, value in given if value is not None]
             if fixed:
                 raise UsageError(f"--resume continues the run with its own {', '.join(fixed)}: {RESUME_FIXED}")
-            if not (resume / "archive.db").is_file():
-                raise UsageError(f"{resume}: not a run directory (no archive.db)")
+            # --runs-dir, if given, is where a run id is looked up (as kagent show's).
+            run_dir = absolute(resolve_run(resume, runs_dir or absolute(Path("runs")))[1])
             try:
-                run = loop.reopen(resume, budgets)
+                run = loop.reopen(run_dir, budgets)
             except ValidationError as err:
                 raise invalid_option(err) from None
         else:

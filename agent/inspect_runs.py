@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Group
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -31,7 +30,7 @@ from rich.tree import Tree
 from kagent.agent.archive import ARCHIVE_FILE, Archive, CandidateRecord, RunRecord, Totals
 from kagent.agent.console import console, err_console, fail, failure_tail
 from kagent.agent.locate import find_run_dirs, resolve_run
-from kagent.agent.present import STATE_STYLES, STATUS_STYLES, display_status, speedup_text, verdict_table
+from kagent.agent.present import STATE_STYLES, STATUS_STYLES, display_status, print_verdict, speedup_text
 from kagent.sandbox import pid_alive as process_alive
 from kagent.errors import KagentError, UsageError, one_line
 
@@ -403,13 +402,7 @@ def print_candidate(view: RunView, record: CandidateRecord) -> None:
     if verdict is None:
         console.print(Text("not evaluated", style="dim"))
     else:
-        console.print(verdict_table(verdict))
-        log = verdict.artifacts.compile_log or verdict.artifacts.traceback
-        if log and log.strip():
-            title = "compile log" if verdict.artifacts.compile_log else "traceback"
-            console.print(Group(Text(f"{title} (tail)", style="bold"), Text(log.strip()[-2000:])))
-        if verdict.artifacts.stderr_tail and verdict.artifacts.stderr_tail.strip():
-            console.print(Group(Text("stderr (tail)", style="bold"), Text(verdict.artifacts.stderr_tail.strip()[-1000:])))
+        print_verdict(verdict)
 
     console.print()
     console.print(Text("judge", style="bold"))

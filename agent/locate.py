@@ -3,8 +3,10 @@
 Runs live directly under a runs directory (`runs/<run-id>/archive.db`), or in a batch directory
 there: `kagent batch` puts each task's run in `batch-*/<task>/<run-id>/` (a run directly in
 `batch-*/` is found too). A run argument (`kagent show RUN`, `kagent report RUN`,
-`--model replay:RUN`) is a directory path, a path under the runs directory, or a run id (or a
-unique start of one) found anywhere under the runs directory, batches included.
+`--model replay:RUN`, `kagent optimize --resume RUN`) is a directory path, a path under the
+runs directory, or a run id (or a unique start of one) found anywhere under the runs directory,
+batches included. A batch argument (`kagent batch --resume BATCH`) is resolved the same way
+among the batch directories (`batch-*/batch.json`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kagent.errors import UsageError
 
 ARCHIVE_FILE = "archive.db"  # agent.archive.ARCHIVE_FILE (not imported: keep `kagent --help` light)
 SUMMARY_FILE = "summary.json"  # a finished batch's summary (agent.batch_files)
+BATCH_FILE = "batch.json"  # a batch's state, written from its start (agent.batch_files)
 RUN_GLOBS = (f"*/{ARCHIVE_FILE}", f"batch-*/*/{ARCHIVE_FILE}", f"batch-*/*/*/{ARCHIVE_FILE}")
 
 
@@ -41,7 +44,7 @@ def resolve_run(target: str, runs_dir: Path, batches: bool = False) -> tuple[Lit
     Raises UsageError naming `target` when it names nothing, a directory that is neither, or
     more than one run."""
     what = "a run or batch directory" if batches else "a run directory"
-    paths = [Path(target)] + ([] if Path(target).is_absolute() else [runs_dir / target])
+    paths = [Path(target).expanduser()] + ([] if Path(target).expanduser().is_absolute() else [runs_dir / target])
     for path in paths:
         if not path.is_dir():
             continue
@@ -52,13 +55,33 @@ def resolve_run(target: str, runs_dir: Path, batches: bool = False) -> tuple[Lit
         missing = f"no {ARCHIVE_FILE}" + (f", no {SUMMARY_FILE}" if batches else "")
         hint = ": a batch writes it when it ends" if batches and (path / "batch.json").is_file() else ""
         raise UsageError(f"{path}: not {what} ({missing}{hint})")
-    dirs = find_run_dirs(runs_dir) if runs_dir.is_dir() else []
+    return "run", _by_id(target, find_run_dirs(runs_dir) if runs_dir.is_dir() else [], runs_dir, "run")
+
+
+def resolve_batch(target: str, runs_dir: Path) -> Path:
+    """The batch directory (it holds batch.json) the user named: a path, a path under runs_dir,
+    or a batch id (or a unique start of one) directly under runs_dir. Raises UsageError naming
+    `target` as `resolve_run` does."""
+    paths = [Path(target).expanduser()] + ([] if Path(target).expanduser().is_absolute() else [runs_dir / target])
+    for path in paths:
+        if path.is_dir():
+            if not (path / BATCH_FILE).is_file():
+                raise UsageError(f"{path}: not a batch directory (no {BATCH_FILE})")
+            return path
+    dirs = sorted(path.parent for path in runs_dir.glob(f"batch-*/{BATCH_FILE}")) if runs_dir.is_dir() else []
+    return _by_id(target, dirs, runs_dir, "batch")
+
+
+def _by_id(target: str, dirs: list[Path], runs_dir: Path, what: Literal["run", "batch"]) -> Path:
+    """The one of `dirs` named `target`, else the one whose name starts with it. UsageError
+    when none or several do."""
     for matches in ([d for d in dirs if d.name == target], [d for d in dirs if d.name.startswith(target)]):
         if len(matches) == 1:
-            return "run", matches[0]
+            return matches[0]
         if len(matches) > 1:
             names = ", ".join(run_name(d, runs_dir) for d in matches[:3]) + (", ..." if len(matches) > 3 else "")
-            raise UsageError(f"{target!r} names {len(matches)} runs under {runs_dir} ({names}): "
+            plural = "runs" if what == "run" else "batches"
+            raise UsageError(f"{target!r} names {len(matches)} {plural} under {runs_dir} ({names}): "
                              "give more of the id, or a path")
-    raise UsageError(f"{target}: no such run (not a directory, and no run {target!r} under {runs_dir}: "
-                     f"see kagent runs --runs-dir {runs_dir})")
+    hint = f": see kagent runs --runs-dir {runs_dir}" if what == "run" else ""
+    raise UsageError(f"{target}: no such {what} (not a directory, and no {what} {target!r} under {runs_dir}{hint})")

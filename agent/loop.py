@@ -30,7 +30,7 @@ from kagent.agent.extract import extract_code, extract_idea
 from kagent.agent.knowledge import guides_for
 from kagent.agent.judge import JudgeFeedback, judge_messages, parse_feedback, retry_message, verdict_facts
 from kagent.agent.present import candidate_line, now, speedup_text
-from kagent.agent.prompts import render
+from kagent.agent.prompts import backend_guide, render
 from kagent.agent.providers import Completion, Message, Provider, make_provider
 from kagent.agent.selection import Choice, fitness, make_policy
 from kagent.sandbox import sizes
@@ -124,7 +124,9 @@ class Run:
         self.coder, self.judge = coder, judge
         self.policy = make_policy(config)
         self.device_text = device_description(config.device)
-        self.backend_guide = render(f"backend_{config.backend}")
+        from kagent.sandbox import BACKENDS  # here: the backends' modules import torch
+
+        self.backend_guide = backend_guide(BACKENDS[config.backend])
         self.guides_text = "\n\n".join(render("guide", title=g.title, text=g.text)
                                         for g in guides_for(facts.ops, config.backend))
         self.executor = make_executor(config.executor, config.device, config.eval_workers, run_dir / "sandbox",

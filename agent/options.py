@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 
 from kagent.agent.config import MAX_INPUT_MB_HELP, FileValues, RunConfig, invalid_key
 from kagent.agent.executors import executor_names
@@ -50,7 +50,7 @@ Executor = Annotated[Optional[str], typer.Option(
     help=f"Where evaluations (a batch: and tasks) run: {executor_names(' or ')} (default local: this machine).")]
 RayAddress = Annotated[Optional[str], typer.Option(
     help="With --executor ray: join this cluster ('auto', HOST:6379); default: start a local one.")]
-RunsDir = Annotated[Optional[Path], typer.Option(help="Where runs are written (default: runs).")]
+RunsDir = Annotated[Optional[Path], typer.Option(help="Where runs are written, and where --resume looks for a run id (default: runs).")]
 Prices = Annotated[Optional[Path], typer.Option(help=PRICES_HELP)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print exactly one JSON summary on stdout at the end.")]
 
@@ -103,6 +103,17 @@ def invalid_option(err: ValidationError, flags: dict[str, str] = OPTION_FLAGS,
     shown = f" {value}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
     flag = flags.get(field, f"--{field.removeprefix('batch.').replace('_', '-')}" if field else "option")
     return UsageError(f"invalid {flag}{shown}: {first['msg'].removeprefix('Value error, ')}")
+
+
+def check_field(name: str, value: Any) -> Any:
+    """`value` checked (and converted) as RunConfig's field `name` alone, for a command that
+    takes one of the shared options without a whole RunConfig (`kagent eval --baseline`).
+    Raises UsageError as `invalid_option` words it: the same line as optimize and batch."""
+    field = RunConfig.model_fields[name]
+    try:
+        return getattr(create_model("Option", **{name: (field.annotation, field)})(**{name: value}), name)
+    except ValidationError as err:
+        raise invalid_option(err) from None
 
 
 def choose_target(backend: str | None, device: str | None, here: bool = True) -> tuple[str, str]:

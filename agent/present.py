@@ -102,46 +102,32 @@ def candidate_line(candidate_id: int, verdict: Any) -> str:
     return line
 
 
-def print_verdict(verdict: Any) -> None:
-    """`kagent eval`'s verdict for a person: status line, then one fact per row. Fits an
-    80-column terminal: long values break between items (input sets) or words, never inside a
-    number."""
+def print_verdict(verdict: Any, out: Any = None) -> None:
+    """A verdict for a person, the one layout of `kagent eval` and `kagent show --candidate`:
+    the status line (status, reason, message), `verdict_table`, then the tails of the compile
+    log or traceback and of stderr where the verdict holds them. Printed on `out` (a rich
+    Console; default: stdout's)."""
+    out = out or console
     style = STATUS_STYLES.get(verdict.status, "red")
-    console.print(Text.assemble((verdict.status, f"bold {style}"), f" ({verdict.reason}) {verdict.message}"))
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(no_wrap=True)
-    table.add_column(overflow="fold")
-    table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
-    if verdict.scaled_sizes:
-        table.add_row("scaled sizes", ", ".join(f"{name}={value}" for name, value in verdict.scaled_sizes.items()))
-    if verdict.input_sets:
-        table.add_row("input sets", "\n".join(verdict.input_sets))
-    if verdict.max_abs_error is not None:
-        table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {verdict.max_rel_error:.3g}")
-    if verdict.ref_time_ms is not None:
-        meaningful = "" if verdict.timing_meaningful else "  (not a performance measurement)"
-        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.3f} ms / {verdict.candidate_time_ms:.3f} ms{meaningful}")
-    if verdict.speedup is not None:
-        table.add_row("speedup", speedup_text(verdict.speedup) + ("  [red]implausible[/]" if verdict.implausible_speedup else ""))
-    if verdict.speedup_vs_compile is not None:
-        table.add_row("vs torch.compile", f"{speedup_text(verdict.speedup_vs_compile)} ({verdict.compile_time_ms:.3f} ms compiled)")
-    if verdict.sol_fraction is not None:
-        table.add_row("speed of light", f"{verdict.sol_fraction:.0%} ({verdict.sol_time_ms:.4f} ms bound)")
-    for use in verdict.artifacts.resources:
-        facts = use.error or f"{use.registers} regs, {use.shared_memory_bytes} B smem, {use.spill_stores_bytes} B spill stores"
-        table.add_row(f"{use.kernel} @ {use.target}", facts)
-    for note in verdict.artifacts.notes:
-        table.add_row("note", note)
-    console.print(table)
-    if verdict.status in ("compile_error", "runtime_error") and (verdict.artifacts.compile_log or verdict.artifacts.traceback):
-        console.print((verdict.artifacts.compile_log or verdict.artifacts.traceback).strip()[-1500:], highlight=False, markup=False)
+    out.print(Text.assemble((verdict.status, f"bold {style}"), f" ({verdict.reason}) {verdict.message}"))
+    out.print(verdict_table(verdict))
+    artifacts = verdict.artifacts
+    log = artifacts.compile_log or artifacts.traceback
+    if log and log.strip():
+        out.print(Text("compile log (tail)" if artifacts.compile_log else "traceback (tail)", style="bold"))
+        out.print(Text(log.strip()[-2000:]))
+    if artifacts.stderr_tail and artifacts.stderr_tail.strip():
+        out.print(Text("stderr (tail)", style="bold"))
+        out.print(Text(artifacts.stderr_tail.strip()[-1000:]))
 
 
 def verdict_table(verdict: Any) -> Table:
-    """`kagent show --candidate`'s verdict: every fact the verdict holds, one per row (errors,
-    both timings with their spread in ms, speedup, resources, launches, notes)."""
+    """Every fact a verdict holds, one per row: sizes, input sets, errors, times (median, with
+    their spread in ms), speedups, speed of light, ops and launches, resources, notes. Fits an
+    80-column terminal: long values break between items (input sets) or words, never inside a
+    number."""
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     table.add_row("backend / device", f"{verdict.backend} / {verdict.device}")
     if verdict.scaled_sizes:
@@ -153,22 +139,22 @@ def verdict_table(verdict: Any) -> Table:
     if verdict.max_abs_error is not None:
         rel = f"{verdict.max_rel_error:.3g}" if verdict.max_rel_error is not None else "-"
         table.add_row("max abs / rel error", f"{verdict.max_abs_error:.3g} / {rel}")
+    if verdict.ref_time_ms is not None and verdict.candidate_time_ms is not None:
+        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.4f} ms / {verdict.candidate_time_ms:.4f} ms")
     for side, stats in (("reference", verdict.ref_timing), ("torch.compile", verdict.compile_timing),
                         ("candidate", verdict.candidate_timing)):
         if stats is not None:
-            table.add_row(f"{side} time", f"median {stats.median_ms:.4f} ms (p20 {stats.p20_ms:.4f}, "
-                                          f"p80 {stats.p80_ms:.4f}, {stats.runs} runs)")
-    if verdict.ref_timing is None and verdict.ref_time_ms is not None:
-        table.add_row("time reference / candidate", f"{verdict.ref_time_ms:.4f} ms / {verdict.candidate_time_ms:.4f} ms")
+            table.add_row(f"{side} spread", f"p20 {stats.p20_ms:.4f} ms, p80 {stats.p80_ms:.4f} ms, {stats.runs} runs")
+    if verdict.ref_time_ms is not None and not verdict.timing_meaningful:
+        table.add_row("timing", Text("not a performance measurement on this device", style="dim"))
     if verdict.speedup is not None:
         table.add_row("speedup", Text.assemble(speedup_text(verdict.speedup),
                                                ("  implausible" if verdict.implausible_speedup else "", "red")))
     if verdict.speedup_vs_compile is not None:
-        table.add_row("vs torch.compile", speedup_text(verdict.speedup_vs_compile))
+        compiled = f" ({verdict.compile_time_ms:.4f} ms compiled)" if verdict.compile_time_ms is not None else ""
+        table.add_row("vs torch.compile", speedup_text(verdict.speedup_vs_compile) + compiled)
     if verdict.sol_fraction is not None:
         table.add_row("speed of light", f"{verdict.sol_fraction:.0%} ({verdict.sol_time_ms:.4f} ms bound)")
-    if verdict.ref_time_ms is not None and not verdict.timing_meaningful:
-        table.add_row("timing", Text("not a performance measurement on this device", style="dim"))
     if verdict.elapsed_s is not None:
         table.add_row("evaluation took", f"{verdict.elapsed_s:.1f} s")
     artifacts = verdict.artifacts

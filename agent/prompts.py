@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import jinja2
 
@@ -31,6 +32,17 @@ def environment() -> jinja2.Environment:
     env.filters["fmt"] = format
     env.filters["speedup"] = speedup_text
     return env
+
+
+def backend_guide(backend: Any) -> str:
+    """The Coder's guide for `backend` (a sandbox Backend): its own template (`backend.guide`),
+    else prompts/backend_generic.md rendered from the facts the backend declares (name, summary,
+    devices, markers, the kagent names its candidates may import)."""
+    if backend.guide:
+        return render(backend.guide)
+    imports = {module: sorted(names) for module, names in sorted(backend.candidate_imports.items())}
+    return render("backend_generic", backend_name=backend.name, summary=backend.summary, devices=list(backend.devices),
+                  markers=list(backend.markers), imports=imports)
 
 
 def render(name: str, **values) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -231,8 +232,11 @@ def decide(path: str | Path, max_input_mb: int, memory_mb: int | None = None, de
     if device != "cpu":
         memory_mb = None  # a GPU task's tensors live in device memory, not under the host's limit
     command = [*SERVER_PYTHON, "kagent.sandbox.sizes", str(Path(path).resolve()), str(max_input_mb), str(memory_mb or 0)]
+    env = worker_env(device)
+    if "OMP_PROC_BIND" not in os.environ:  # bound for stable timings; nothing is timed here, and a
+        env.pop("OMP_PROC_BIND", None)  # thread bound to a busy core waits for it (4 s -> 15 s at load 8)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=worker_env(device), cwd=SERVER_CWD,
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=SERVER_CWD,
                               timeout=SIZING_TIMEOUT_S)
         reply = json.loads(done.stdout.strip().splitlines()[-1])
     except subprocess.TimeoutExpired:

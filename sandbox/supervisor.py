@@ -491,8 +491,8 @@ class Sandbox:
             self._tell_verifier(message)
         # A reply to an earlier job of the same evaluation nobody waited for (the reference
         # prepared for timing when the candidate then failed or forged its verdict) is stale.
-        expected = {"ring": "ring", "warmup": "warm_ms", "prepare": "prepared", "block": "times_ms", "compile": "compiled",
-                    "sizes": "sizes"}.get(message.get("op"), "check")
+        expected = {"ring": "ring", "warmup": "warm_ms", "prepare": "prepared", "block": "times_ms",
+                    "compile": "compiled"}.get(message.get("op"), "check")
         deadline = time.monotonic() + wait_s
         reply = self._verifier_messages.about(message["id"], wait_s)
         while reply is not None and expected not in reply and "error" not in reply:
@@ -503,17 +503,6 @@ class Sandbox:
         if "error" in reply:
             raise errors.decode_error(reply)
         return reply
-
-    def task_sizes(self, task_path: str, max_input_mb: int, memory_mb: int | None = None):
-        """The sizes to evaluate a task at (sizes.TaskSizes), decided by the verifier: a warm
-        process without API keys. Raises TaskError / TaskTooLarge (sizes.plan)."""
-        from kagent.sandbox.sizes import SIZING_TIMEOUT_S, TaskSizes
-
-        self._worker()  # the fork server and the verifier start side by side, as for an evaluation
-        reply = self._ask_verifier({"id": f"sizes-{uuid.uuid4().hex[:12]}", "op": "sizes", "task_path": task_path,
-                                    "max_input_mb": max_input_mb,
-                                    "memory_mb": memory_mb if self.device == "cpu" else None}, SIZING_TIMEOUT_S)
-        return TaskSizes.model_validate(reply["sizes"])
 
     def _verify(self, request: EvalRequest, workdir: Path, timeout_s: float, timed_blocks: list[list[int]]) -> OutputCheck:
         """The verifier's judgement of the outputs saved in `workdir`."""

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 from kagent.sandbox import compare as cmp
-from kagent.sandbox import sizes, sol
+from kagent.sandbox import sol
 from kagent.sandbox.backends import get_backend
 from kagent.sandbox.confine import PR_SET_DUMPABLE, prctl
 from kagent.errors import ErrorMessage, KagentError, SandboxError, one_line
@@ -54,7 +54,6 @@ from kagent.sandbox.compiled import CompiledReference, compile_reference
 from kagent.sandbox.reference import PeakMemory, Reference, build_reference
 from kagent.sandbox.messages import SavedOutputs
 from kagent.sandbox.models import EvalRequest, OutputCheck
-from kagent.sandbox.task import load_task
 from kagent.sandbox.timing import Timer, batch_calls, draw_ring, ring_set, timed_set
 
 # Compiled references kept, most recent last: a batch alternates between a few tasks, and each
@@ -301,10 +300,6 @@ def main() -> None:
                 _send({"id": job["id"], "ring": len(timing.ring), "batch": batch_calls(timing.ring[0]),
                        "sol": timing.sol, "sol_note": timing.sol_note,
                        "compiled": timing.compiled_timer is not None, "compile_note": timing.compile_note})
-            elif op == "sizes":  # sizes.py: the task's sizes, decided in this keyless, warm process
-                load_task(job["task_path"])  # one-line errors for a task that does not import
-                plan = sizes.plan(job["task_path"], int(job["max_input_mb"]), job.get("memory_mb"))
-                _send({"id": job["id"], "sizes": plan.model_dump(mode="json")})
             elif op == "warmup":
                 _send({"id": job["id"], "warm_ms": _current.side(job).warm_up(int(job["calls"]))})
             elif op == "prepare":

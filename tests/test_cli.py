@@ -97,6 +97,9 @@ def test_human_summary(evaluations):
     first = result.stdout.splitlines()[0]
     assert first.startswith("incorrect (") and "extra:" in first, result.stdout
     assert "backend / device" in result.stdout and not result.stdout.lstrip().startswith("{")
+    # The one verdict layout (present.print_verdict), the same as kagent show --candidate's.
+    for row in ("input sets", "failed input set", "max abs / rel error", "evaluation took"):
+        assert f"\n{row} " in result.stdout, (row, result.stdout)
 
 
 def test_timeout_bounds_the_evaluation(env, tmp_path):
@@ -114,7 +117,7 @@ def test_timeout_bounds_the_evaluation(env, tmp_path):
 
 USAGE_CASES = ["missing_task", "malformed_task", "missing_candidate", "binary_candidate", "unknown_backend",
                "unknown_device", "cpp_on_cuda", "cuda_without_gpu", "zero_timeout", "negative_timeout", "nan_timeout",
-               "bad_memory_limit", "tiny_memory_limit", "missing_argument", "unknown_option", "timeout_not_a_number"]
+               "bad_memory_limit", "tiny_memory_limit", "bad_baseline", "missing_argument", "unknown_option", "timeout_not_a_number"]
 
 
 def usage_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
@@ -137,6 +140,8 @@ def usage_cases(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "nan_timeout": ([RELU, HONEST, "--timeout", "nan"], "--timeout must be a positive number"),
         "bad_memory_limit": ([RELU, HONEST, "--memory-limit", "lots"], "--memory-limit: 'lots' is not a size"),
         "tiny_memory_limit": ([RELU, HONEST, "--memory-limit", "1M"], "--memory-limit: '1M' is out of range"),
+        # The shared option (agent/options.py), worded as optimize and batch word it.
+        "bad_baseline": ([RELU, HONEST, "--baseline", "fast"], "invalid --baseline fast: Input should be 'eager' or 'compile'"),
         # Parsed by the command-line library itself, before kagent's own checks.
         "missing_argument": ([RELU], "Missing argument 'candidate'"),
         "unknown_option": ([RELU, HONEST, "--fast"], "No such option: --fast"),

@@ -208,6 +208,11 @@ def test_show_candidate_diffs_against_its_parent(two_runs):
     assert f"diff against #{parent_id}" in proc.stdout
     assert "r < repeat" in proc.stdout and "#pragma omp parallel for simd" in proc.stdout
     assert "correct" in proc.stdout and "speedup" in proc.stdout and "diagnosis" in proc.stdout
+    # The verdict in the one layout kagent eval prints too (present.print_verdict).
+    assert "\ncorrect (ok) " in proc.stdout
+    for row in ("backend / device", "input sets", "time reference / candidate", "candidate spread", "speedup",
+                "evaluation took"):
+        assert f"\n{row} " in proc.stdout, (row, proc.stdout)
 
     draft = as_json("show", older["run_dir"], "--candidate", str(parent_id))
     assert draft["parent_id"] is None and draft["diff"] is None and draft["operation"] == "draft"

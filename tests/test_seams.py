@@ -26,7 +26,6 @@ TOYS = '''
 import json, os, sys
 from kagent.agent.executors import EXECUTORS, Executor
 from kagent.agent.providers import PROVIDERS
-from kagent.agent.providers.command import CommandProvider
 from kagent.agent.selection import POLICIES, Choice, SelectionPolicy
 from kagent.sandbox.backends import BACKENDS, Backend
 from kagent.sandbox.supervisor import Sandbox
@@ -36,12 +35,6 @@ class ToyBackend(Backend):
     name = "toy"
     markers = ("load_toy",)
     devices = ("cpu",)
-
-
-class ToyProvider(CommandProvider):
-    name = "toy"
-    form = "toy:COMMAND"
-    summary = "a command, by another name"
 
 
 class ToyExecutor(Executor):
@@ -65,7 +58,7 @@ class ToyPolicy(SelectionPolicy):
 
 
 BACKENDS["toy"] = ToyBackend()
-PROVIDERS["toy"] = ToyProvider
+PROVIDERS["toy"] = "toy_provider:ToyProvider"  # imported only when chosen or described
 EXECUTORS["toy"] = ToyExecutor
 POLICIES["toy"] = ToyPolicy
 
@@ -75,9 +68,24 @@ main()
 '''
 
 
+# A provider in a file of its own, as a newcomer writes agent/providers/<name>.py.
+TOY_PROVIDER = '''
+from kagent.agent.providers.command import CommandProvider
+
+
+class ToyProvider(CommandProvider):
+    name = "toy"
+    form = "toy:COMMAND"
+    summary = "a command, by another name"
+'''
+
+
 def kagent(args: list[str], cwd: Path, toys: bool = False, env: dict | None = None,
-           timeout: float = 300) -> subprocess.CompletedProcess:
-    """The console script (or, with `toys`, the toys registered first, then its main())."""
+           timeout: float = 900) -> subprocess.CompletedProcess:
+    """The console script (or, with `toys`, the toys registered first, then its main(); the toy
+    provider's file is written to `cwd`, where `python -c` finds it)."""
+    if toys:
+        (cwd / "toy_provider.py").write_text(TOY_PROVIDER)
     command = [sys.executable, "-c", TOYS] if toys else [str(Path(sys.executable).parent / "kagent")]
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
@@ -203,6 +211,45 @@ def test_resume_refuses_a_config_file(tmp_path):
         assert "--resume continues" in line and "--config" in line
 
 
+def test_resume_finds_runs_and_batches_by_id(tmp_path):
+    """`optimize --resume` and `batch --resume` name what they continue as `show` and `report`
+    do (agent/locate.py): by the start of its id under the default runs directory; a batch's
+    task run is found by its id too."""
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "relu.py").write_text((TASKS / "01_relu.py").read_text())
+    target = ["--model", model("improve", tmp_path), "--backend", "cpp", "--device", "cpu", "--max-iters", "1", "--json"]
+    first = kagent(["optimize", "tasks/relu.py", *target], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_dir = Path(one_object(first.stdout)["run_dir"])
+    assert run_dir.parent == tmp_path / "runs"
+    resumed = kagent(["optimize", "--resume", run_dir.name[:-1], "--max-iters", "2", "--json"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = one_object(resumed.stdout)
+    assert Path(summary["run_dir"]) == run_dir and summary["candidates"] == 2
+
+    batch = kagent(["batch", "tasks", *target], cwd=tmp_path)
+    assert batch.returncode == 0, batch.stderr
+    batch_id = one_object(batch.stdout)["batch_id"]
+    again = kagent(["batch", "--resume", "batch-", "--json"], cwd=tmp_path)  # the one batch under runs/
+    assert again.returncode == 0, again.stderr
+    assert one_object(again.stdout)["batch_id"] == batch_id
+    task_run = next((tmp_path / "runs" / batch_id).glob(f"*/*/archive.db")).parent
+    inside = kagent(["optimize", "--resume", task_run.name, "--max-iters", "2", "--json"], cwd=tmp_path)
+    assert inside.returncode == 0, inside.stderr
+    assert Path(one_object(inside.stdout)["run_dir"]) == task_run
+
+
+@pytest.mark.parametrize("command, what", [("optimize", "run"), ("batch", "batch")])
+def test_resume_of_nothing_is_one_line(tmp_path, command, what):
+    (tmp_path / "runs" / "batch-1" / "relu").mkdir(parents=True)
+    line = error_line(kagent([command, "--resume", "nosuch", "--json"], cwd=tmp_path))
+    assert line == f"error: nosuch: no such {what} (not a directory, and no {what} 'nosuch' under {tmp_path / 'runs'}" + (
+        f": see kagent runs --runs-dir {tmp_path / 'runs'})" if what == "run" else ")")
+    # A directory that is not one: named, with what it lacks.
+    wanted = "not a run directory (no archive.db)" if what == "run" else "not a batch directory (no batch.json)"
+    assert error_line(kagent([command, "--resume", "runs/batch-1/relu"], cwd=tmp_path)).endswith(wanted)
+
+
 def test_old_batch_options_still_load():
     """batch.json written before the batch section (flat options, max_cost the batch's) reads
     as the same options, so such a batch can be resumed."""
@@ -224,6 +271,7 @@ def test_old_batch_options_still_load():
 def test_a_toy_backend_is_one_class_and_one_registry_line(tmp_path, monkeypatch):
     from kagent.agent.config import RunConfig
     from kagent.agent.options import choose_target
+    from kagent.agent.prompts import backend_guide
     from kagent.sandbox import guard
     from kagent.sandbox.backends import BACKENDS, Backend, detect_backend
     from kagent.sandbox.models import EvalRequest
@@ -246,10 +294,36 @@ def test_a_toy_backend_is_one_class_and_one_registry_line(tmp_path, monkeypatch)
     for command in ("optimize", "batch"):
         result = kagent([command, "--help"], cwd=tmp_path, toys=True)
         assert "triton, cuda, cpp or toy" in " ".join(result.stdout.replace("│", " ").split())
+    # No prompt file: the Coder's guide is the generic one, rendered from what the class declares.
+    assert not (ROOT / "prompts" / "backend_toy.md").exists()
+    guide = backend_guide(BACKENDS["toy"])
+    assert guide.startswith("# Backend: `toy`")
+    assert "`load_toy`" in guide and "It runs on: cpu." in guide
+    assert "`from kagent.sandbox.backends.toy import load_toy`" in guide
+    # The registered backends keep their own guides.
+    assert backend_guide(BACKENDS["cpp"]).startswith("# Backend: C++ on the CPU")
     # Validation on the command line accepts it: the run fails later, on --max-iters.
     result = kagent(["optimize", str(TASKS / "01_relu.py"), "--model", "cmd:true", "--backend", "toy",
                      "--max-iters", "0"], cwd=tmp_path, toys=True)
     assert error_line(result) == "error: invalid --max-iters 0: Input should be greater than or equal to 1"
+
+
+def test_a_toy_provider_is_one_file_and_one_registry_line(tmp_path, monkeypatch):
+    """The registry line names "module:Class"; the module is imported when the provider is
+    chosen or described, and one that cannot be is one error line naming --model."""
+    from kagent.agent.providers import PROVIDERS, make_provider, parse_model_spec, providers_help
+    from kagent.errors import ConfigError
+
+    (tmp_path / "toy_provider.py").write_text(TOY_PROVIDER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(PROVIDERS, "toy", "toy_provider:ToyProvider")
+    assert parse_model_spec("toy:echo hi") == ("toy", "echo hi")
+    provider = make_provider("toy:echo hi")
+    assert type(provider).__name__ == "ToyProvider" and provider.name == "toy"
+    assert "toy:COMMAND      a command, by another name" in providers_help().splitlines()
+    monkeypatch.setitem(PROVIDERS, "toy", "toy_missing:ToyProvider")
+    with pytest.raises(ConfigError, match=r"^--model toy:\.\.\.: provider toy_missing:ToyProvider cannot be loaded"):
+        make_provider("toy:echo hi")
 
 
 def test_a_toy_executor_and_a_toy_provider_run_a_run(tmp_path):

@@ -13,22 +13,26 @@ Importing this package is cheap: the SDKs are imported when their provider is co
 
 from __future__ import annotations
 
-from kagent.errors import ConfigError
+import importlib
 
-from .anthropic import AnthropicProvider
+from kagent.errors import ConfigError, one_line
+
 from .base import Completion, Message, Provider, Role, estimate_tokens
-from .command import CommandProvider
-from .openai import OpenAIProvider
-from .replay import ReplayProvider
 
-PROVIDERS: dict[str, type[Provider]] = {
-    cls.name: cls for cls in (OpenAIProvider, AnthropicProvider, CommandProvider, ReplayProvider)
+# The registry: provider name (the part of --model before the first colon) -> "module:Class",
+# imported when that provider is chosen or described (or the class itself). Its order is the
+# order help lists them in. Adding a provider is one file under agent/providers/ plus one line.
+PROVIDERS: dict[str, type[Provider] | str] = {
+    "openai": "kagent.agent.providers.openai:OpenAIProvider",
+    "anthropic": "kagent.agent.providers.anthropic:AnthropicProvider",
+    "cmd": "kagent.agent.providers.command:CommandProvider",
+    "replay": "kagent.agent.providers.replay:ReplayProvider",
 }
 
 PRICES_HELP = 'JSON file {"provider:model": \\[usd_per_M_in, usd_per_M_out]}.'  # \\[: not rich markup
 
 __all__ = ["PRICES_HELP", "Completion", "Message", "Provider", "Role", "PROVIDERS", "estimate_tokens", "make_provider",
-           "parse_model_spec", "providers_help"]
+           "parse_model_spec", "provider_class", "providers_help"]
 
 
 def parse_model_spec(spec: str) -> tuple[str, str]:
@@ -43,17 +47,33 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     return provider, model.strip()
 
 
+def provider_class(name: str) -> type[Provider]:
+    """The class registered as `name`, its module imported now. ConfigError, naming --model, for
+    an unknown name or one whose module cannot be imported."""
+    if name not in PROVIDERS:
+        raise ConfigError(f"unknown provider {name!r} in --model: choose one of {', '.join(PROVIDERS)}")
+    entry = PROVIDERS[name]
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        try:
+            entry = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise ConfigError(f"--model {name}:...: provider {entry} cannot be loaded ({one_line(err, 200)})") from None
+    return entry
+
+
 def make_provider(spec: str, *, base_url: str | None = None, **kw) -> Provider:
     """Parse `spec` and construct its provider, validating everything that can be checked without
     a request (API key, archive path): a ConfigError comes now. `base_url` (--base-url) goes to
     openai: only, the one provider that speaks to self-hosted servers; the others ignore it, so
     one --base-url can serve a local Coder beside, say, an anthropic: Judge."""
     provider, model = parse_model_spec(spec)
-    cls = PROVIDERS[provider]
+    cls = provider_class(provider)
     return cls(model, base_url=base_url if cls.takes_base_url else None, **kw)
 
 
 def providers_help() -> str:
     """One line per provider, for --help and error messages."""
-    width = max(len(cls.form) for cls in PROVIDERS.values())
-    return "\n".join(f"{cls.form:<{width}}  {cls.summary}" for cls in PROVIDERS.values())
+    classes = [provider_class(name) for name in PROVIDERS]
+    width = max(len(cls.form) for cls in classes)
+    return "\n".join(f"{cls.form:<{width}}  {cls.summary}" for cls in classes)

@@ -35,9 +35,14 @@ class Backend:
     default_rank: the automatic choice prefers lower values among the backends that can time
     kernels here; None: never chosen unless asked for. candidate_imports: names a candidate may
     import from kagent modules ({module: names}), the only kagent names the guard lets through.
-    The Coder's guide for the backend is the prompt file `prompts/backend_<name>.md`."""
+    summary: one line for the Coder on what a candidate is (how its kernels are written and built).
+    guide: the Coder's guide, a prompt template under prompts/ (`"backend_cpp"` for
+    prompts/backend_cpp.md), or None: prompts/backend_generic.md, rendered from the facts above
+    (name, summary, devices, markers, candidate_imports). A new backend needs no prompt file."""
 
     name: str = ""
+    summary: str = ""
+    guide: str | None = None
     markers: tuple[str, ...] = ()  # source text that identifies a candidate of this backend
     devices: tuple[str, ...] = ("cpu", "cuda")
     detect_order: int = 1

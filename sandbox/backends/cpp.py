@@ -328,6 +328,8 @@ class CppBackend(Backend):
     the candidate runs."""
 
     name = "cpp"
+    summary = "C++17 with OpenMP on the CPU, built with load_cpp and called through ctypes"
+    guide = "backend_cpp"
     markers = ("load_cpp",)
     devices = ("cpu",)
     detect_order = 0

@@ -20,6 +20,8 @@ class CudaBackend(Backend):
     nvcc and the candidate is `not_run`."""
 
     name = "cuda"
+    summary = "CUDA C++ kernels built with torch.utils.cpp_extension.load_inline"
+    guide = "backend_cuda"
     markers = ("load_inline", "cuda_sources", "__global__")
     detect_order = 1
 

@@ -41,6 +41,8 @@ class TritonBackend(Backend):
     launches are counted."""
 
     name = "triton"
+    summary = "Triton kernels (@triton.jit) launched from ModelNew.forward"
+    guide = "backend_triton"
     markers = ("triton.jit", "import triton")
     detect_order = 2  # cpp and cuda candidates may import triton-free torch helpers: checked first
     default_rank = 0
