@@ -7,6 +7,7 @@ import math
 import re
 import secrets
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -141,10 +142,16 @@ def eval_command(
         backend, device = resolve_backend_device(candidate, backend, device)
         if max_input_mb is not None and max_input_mb < 0:
             raise UsageError(f"--max-input-mb must be 0 (never shrink) or a positive number of MB, got {max_input_mb}")
-        # Checked and sized as optimize does (sizes.decide: a process without API keys).
-        plan = sizes.decide(str(task.resolve()), sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None
-                            else max_input_mb, memory_mb, device).sizes
         with Sandbox(device) as sandbox:
+            # The sandbox starts while the task is checked and sized as optimize does it
+            # (sizes.decide: a process without API keys): both import torch for seconds.
+            warming = threading.Thread(target=sandbox.warm_up, daemon=True)
+            warming.start()
+            try:
+                plan = sizes.decide(str(task.resolve()), sizes.DEFAULT_MAX_INPUT_MB[device] if max_input_mb is None
+                                    else max_input_mb, memory_mb, device).sizes
+            finally:
+                warming.join()
             request = EvalRequest(
                 task_path=str(task.resolve()), candidate_path=str(candidate.resolve()), backend=backend,
                 device=device, seeds=[secrets.randbelow(2**31) for _ in range(3)],

@@ -285,6 +285,15 @@ class Sandbox:
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
+    def warm_up(self) -> None:
+        """Start the fork server and the verifier now (each imports torch: seconds), e.g. in a
+        thread while the task is being checked. A failure here is raised again, as it should be,
+        by the first evaluation."""
+        try:
+            self._worker()
+        except errors.KagentError:
+            pass
+
     def __enter__(self) -> "Sandbox":
         return self
 
