@@ -6,7 +6,8 @@ fp16 rtol 1e-3, bf16 1.6e-2, fp64 1e-7; atol 1e-5, 1e-7 for fp64; fp32 rtol 1e-5
 TOLERANCE), where `typical` is the output's median magnitude: a sum or dot product whose
 result cancels to near zero carries the rounding error of its terms, not of its result. Each
 element has its own bound: a few huge elements move neither the median nor any other element's
-bound, and an output smaller than atol is still checked relative to the output's size.
+bound, and an output smaller than atol is still checked relative to the output's size: atol
+itself shrinks with an output whose typical element is below 1 (_scaled_atol).
 
 `want` is the task's answer computed in float64 (the *golden* reference) where the task
 computes in fp16/bf16/fp32, so a kernel more accurate than the reference is not failed for it.
@@ -160,7 +161,8 @@ def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, w
     tally.overflow += int((off & o.isinf() & r.isfinite()).sum())
     tally.nan += int((off & o.isnan() & ~r.isnan()).sum())
     if tally.lowered:
-        tally.lowered = bool((diff[off] <= LOWERED_PRECISION_RTOL * (want[off].abs() + typical) + atol).all())
+        # An infinity of the wrong sign (or any error at a non-finite answer) is not lost precision.
+        tally.lowered = bool((want[off].isfinite() & (diff[off] <= LOWERED_PRECISION_RTOL * (want[off].abs() + typical) + atol)).all())
     excess = torch.where(off, diff / allowed.clamp_min(1e-300), torch.zeros_like(diff))
     at = int(excess.argmax())
     if excess[at].item() > tally.worst_excess:
@@ -186,10 +188,25 @@ def _special(o: torch.Tensor, r: torch.Tensor, want: torch.Tensor, atol: float, 
     return diff, allowed, want
 
 
+def _scaled_atol(atol: float, typical: float, ref: torch.Tensor) -> float:
+    """`atol` shrunk for an output whose elements are smaller than 1: assert_close's absolute
+    floor is sized for values of order 1, and would let an all-zero answer pass for an output
+    of 1e-6's. The output's size is its median magnitude, or its mean one where more than half
+    of it is zero (a sparse output); an all-zero answer keeps the floor."""
+    size = typical
+    if size == 0.0:
+        r = _flat(ref)
+        r = r[:: max(1, r.numel() // SAMPLE)].cpu().double().abs()
+        r = r[r.isfinite()]
+        size = r.mean().item() if r.numel() else 0.0
+    return atol * min(1.0, size) if size > 0.0 else atol
+
+
 def _compare_tensor(o: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None, dtype: torch.dtype,
                     allow_tf32: bool) -> _Tally:
     atol, rtol = tolerance(dtype, allow_tf32)
     typical = _typical(r if g is None else g)
+    atol = _scaled_atol(atol, typical, r if g is None else g)
     widen = _reference_widening(r, g, atol + rtol * typical, rtol) if g is not None else 1.0
     fo, fr, fg = _flat(o), _flat(r), (None if g is None else _flat(g))
     tally = _Tally()
