@@ -44,11 +44,14 @@ EXPECTED: dict[str, tuple] = {
     "comparison_strided_output_view": CORRECT,
     "comparison_tuple_second_wrong": (("incorrect", "mismatch"), ("incorrect", "precision_loss")),
     "comparison_argmax_off_by_one": (("incorrect", "mismatch"),),
+    "comparison_noncontiguous_input_honest": CORRECT,
     "comparison_output_aliases_mutated_input": (("rejected", "output_aliases_input"), ("rejected", "mutates_input")),
     # accuracy: more accurate than the reference passes, much less accurate does not
     "accuracy_kahan_sum": CORRECT,
     "accuracy_fp64_accumulation": CORRECT,
     "accuracy_fp16_accumulation": (("incorrect", "mismatch"), ("incorrect", "precision_loss")),
+    "accuracy_fp16_task_fp32_accumulation": CORRECT,
+    "accuracy_fp16_task_fp16_accumulation": (("incorrect", "mismatch"),),
     "accuracy_bf16_inputs_rounding": (("incorrect", "precision_loss"), ("incorrect", "mismatch")),
     # task validation: tasks that cannot judge a kernel are exit 2 before any candidate code
     "task_bernoulli_reference": TASK_ERROR,
@@ -84,6 +87,7 @@ EXPECTED: dict[str, tuple] = {
     "weights_tied_untied_in_candidate": CORRECT,
     "weights_nonpersistent_in_module_list": CORRECT,
     "weights_plain_tensor_attribute": CORRECT,
+    "weights_parameter_list": CORRECT,
 }
 # Variants kagent still judges wrongly (README, "What the sandbox does not stop"): a cache with
 # an entry per ring set serves every timed call after the first turn of the ring.
