@@ -6,8 +6,9 @@ fp16 rtol 1e-3, bf16 1.6e-2, fp64 1e-7; atol 1e-5, 1e-7 for fp64; fp32 rtol 1e-5
 TOLERANCE), where `typical` is the output's median magnitude: a sum or dot product whose
 result cancels to near zero carries the rounding error of its terms, not of its result. Each
 element has its own bound: a few huge elements move neither the median nor any other element's
-bound, and an output smaller than atol is still checked relative to the output's size: atol
-itself shrinks with an output whose typical element is below 1 (_scaled_atol).
+bound, and an output smaller than atol is still checked relative to the output's size: its
+error's norm must stay within NORM_RTOL of its norm (an all-zero answer for outputs of 1e-6 is
+within atol everywhere, and 100% off).
 
 `want` is the task's answer computed in float64 (the *golden* reference) where the task
 computes in fp16/bf16/fp32, so a kernel more accurate than the reference is not failed for it.
@@ -48,6 +49,10 @@ REFERENCE_ERROR_FACTOR = 4.0
 # The reference's typical error, for the whole output: this quantile of its error in units of
 # the dtype bound (a quantile, so one ill-conditioned element widens nothing but itself).
 REFERENCE_ERROR_QUANTILE = 0.99
+# The largest relative error of a whole output, ||got - want|| / ||want|| over its finite
+# elements: honest kernels are near rtol; this catches answers wrong by more than atol allows
+# nowhere but in sum (all-zero or part-zero outputs smaller than atol).
+NORM_RTOL = 0.05
 SAMPLE = 1 << 20  # elements the quantile is estimated on
 CHUNK = 1 << 20  # elements compared at a time
 
@@ -129,6 +134,7 @@ class _Tally:
         self.worst_excess, self.worst_at = -1.0, None
         self.lowered = True  # every bad element within LOWERED_PRECISION_RTOL
         self.overflow = self.nan = 0  # bad elements that are inf / NaN where the answer is not
+        self.err_sq = self.want_sq = 0.0  # sums of squares over finite elements, for NORM_RTOL
 
 
 def _typical(ref: torch.Tensor) -> float:
@@ -152,6 +158,9 @@ def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, w
     if not (math.isfinite(diff.sum().item()) and math.isfinite(allowed.sum().item())):
         diff, allowed, want = _special(o, r, want, (atol + rtol * typical) * widen, rtol * widen, g is not None)
     off = diff > allowed
+    finite = diff.isfinite() & want.isfinite()
+    tally.err_sq += diff.where(finite, 0.0).square().sum().item()
+    tally.want_sq += want.where(finite, 0.0).square().sum().item()
     finite_diff = diff.nan_to_num(posinf=0.0)  # JSON has no infinity: a non-finite error shows in the reason
     tally.max_abs = max(tally.max_abs, finite_diff.max().item())
     tally.max_rel = max(tally.max_rel, finite_diff.div_(want.abs()).nan_to_num_(nan=0.0, posinf=0.0).max().item())
@@ -188,25 +197,10 @@ def _special(o: torch.Tensor, r: torch.Tensor, want: torch.Tensor, atol: float, 
     return diff, allowed, want
 
 
-def _scaled_atol(atol: float, typical: float, ref: torch.Tensor) -> float:
-    """`atol` shrunk for an output whose elements are smaller than 1: assert_close's absolute
-    floor is sized for values of order 1, and would let an all-zero answer pass for an output
-    of 1e-6's. The output's size is its median magnitude, or its mean one where more than half
-    of it is zero (a sparse output); an all-zero answer keeps the floor."""
-    size = typical
-    if size == 0.0:
-        r = _flat(ref)
-        r = r[:: max(1, r.numel() // SAMPLE)].cpu().double().abs()
-        r = r[r.isfinite()]
-        size = r.mean().item() if r.numel() else 0.0
-    return atol * min(1.0, size) if size > 0.0 else atol
-
-
 def _compare_tensor(o: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None, dtype: torch.dtype,
                     allow_tf32: bool) -> _Tally:
     atol, rtol = tolerance(dtype, allow_tf32)
     typical = _typical(r if g is None else g)
-    atol = _scaled_atol(atol, typical, r if g is None else g)
     widen = _reference_widening(r, g, atol + rtol * typical, rtol) if g is not None else 1.0
     fo, fr, fg = _flat(o), _flat(r), (None if g is None else _flat(g))
     tally = _Tally()
@@ -260,6 +254,11 @@ def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bo
         dtype = tolerance_dtype or r.dtype
         tally = _compare_tensor(o, r, g, dtype, allow_tf32)
         worst_abs, worst_rel = max(worst_abs, tally.max_abs), max(worst_rel, tally.max_rel)
+        norm_error = math.sqrt(tally.err_sq / tally.want_sq) if tally.want_sq > 0 else 0.0
+        if not tally.bad and norm_error > NORM_RTOL:
+            return Comparison(False, "mismatch", f"{where}every element within atol, but the output is {norm_error:.0%} off "
+                              f"in norm (||got - want|| / ||want||, at most {NORM_RTOL:.0%}): it is smaller than atol, "
+                              f"not right", worst_abs, max(worst_rel, norm_error), 1.0)
         if tally.bad:
             flat_index, got, want, allowed = tally.worst_at
             worst = WorstElement(i, _unravel(flat_index, r.shape), got, want, allowed)

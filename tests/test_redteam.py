@@ -155,7 +155,8 @@ def test_redteam_case_still_judged_wrongly(verdicts, name):
 
 
 def test_all_zero_output_below_fp32_atol_is_a_mismatch():
-    """atol (1e-5) shrinks with an output of 1e-6's: an all-zero answer is 100% off, not within it."""
+    """Within atol (1e-5) at every element of an output of 1e-6's, an all-zero answer is still
+    100% off in norm: a mismatch."""
     torch.manual_seed(0)
     x = torch.randn(128, 128)
     ref, gold = torch.sigmoid(x) * 1e-6, [torch.sigmoid(x.double()) * 1e-6]
@@ -163,10 +164,10 @@ def test_all_zero_output_below_fp32_atol_is_a_mismatch():
     assert (result.ok, result.reason) == (False, "mismatch")
     assert result.max_rel_error == pytest.approx(1.0)
     assert cmp.compare(1e-6 / (1 + torch.exp(-x)), ref, gold=gold).ok  # the same values computed otherwise
-    sparse = torch.relu(x - 1) * 1e-6  # mostly zero: its size is its mean magnitude
+    sparse = torch.relu(x - 1) * 1e-6  # mostly zero
     assert not cmp.compare(torch.zeros_like(sparse), sparse).ok
     zero = torch.zeros(8)
-    assert cmp.compare(zero + 1e-9, zero).ok  # an all-zero answer keeps assert_close's floor
+    assert cmp.compare(zero + 1e-9, zero).ok  # an all-zero answer keeps assert_close's atol
 
 
 def test_infinity_of_the_wrong_sign_is_a_mismatch_not_precision_loss():
