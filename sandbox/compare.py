@@ -6,7 +6,9 @@ fp16 rtol 1e-3, bf16 1.6e-2, fp64 1e-7; atol 1e-5, 1e-7 for fp64; fp32 rtol 1e-5
 TOLERANCE), where `typical` is the output's median magnitude: a sum or dot product whose
 result cancels to near zero carries the rounding error of its terms, not of its result. Each
 element has its own bound: a few huge elements move neither the median nor any other element's
-bound, and an output smaller than atol is still checked relative to the output's size.
+bound, and an output smaller than atol is still checked relative to the output's size: its
+error's norm must stay within NORM_RTOL of its norm (an all-zero answer for outputs of 1e-6 is
+within atol everywhere, and 100% off).
 
 `want` is the task's answer computed in float64 (the *golden* reference) where the task
 computes in fp16/bf16/fp32, so a kernel more accurate than the reference is not failed for it.
@@ -47,6 +49,10 @@ REFERENCE_ERROR_FACTOR = 4.0
 # The reference's typical error, for the whole output: this quantile of its error in units of
 # the dtype bound (a quantile, so one ill-conditioned element widens nothing but itself).
 REFERENCE_ERROR_QUANTILE = 0.99
+# The largest relative error of a whole output, ||got - want|| / ||want|| over its finite
+# elements: honest kernels are near rtol; this catches answers wrong by more than atol allows
+# nowhere but in sum (all-zero or part-zero outputs smaller than atol).
+NORM_RTOL = 0.05
 SAMPLE = 1 << 20  # elements the quantile is estimated on
 CHUNK = 1 << 20  # elements compared at a time
 
@@ -128,6 +134,7 @@ class _Tally:
         self.worst_excess, self.worst_at = -1.0, None
         self.lowered = True  # every bad element within LOWERED_PRECISION_RTOL
         self.overflow = self.nan = 0  # bad elements that are inf / NaN where the answer is not
+        self.err_sq = self.want_sq = 0.0  # sums of squares over finite elements, for NORM_RTOL
 
 
 def _typical(ref: torch.Tensor) -> float:
@@ -151,6 +158,9 @@ def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, w
     if not (math.isfinite(diff.sum().item()) and math.isfinite(allowed.sum().item())):
         diff, allowed, want = _special(o, r, want, (atol + rtol * typical) * widen, rtol * widen, g is not None)
     off = diff > allowed
+    finite = diff.isfinite() & want.isfinite()
+    tally.err_sq += diff.where(finite, 0.0).square().sum().item()
+    tally.want_sq += want.where(finite, 0.0).square().sum().item()
     finite_diff = diff.nan_to_num(posinf=0.0)  # JSON has no infinity: a non-finite error shows in the reason
     tally.max_abs = max(tally.max_abs, finite_diff.max().item())
     tally.max_rel = max(tally.max_rel, finite_diff.div_(want.abs()).nan_to_num_(nan=0.0, posinf=0.0).max().item())
@@ -160,7 +170,8 @@ def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, w
     tally.overflow += int((off & o.isinf() & r.isfinite()).sum())
     tally.nan += int((off & o.isnan() & ~r.isnan()).sum())
     if tally.lowered:
-        tally.lowered = bool((diff[off] <= LOWERED_PRECISION_RTOL * (want[off].abs() + typical) + atol).all())
+        # An infinity of the wrong sign (or any error at a non-finite answer) is not lost precision.
+        tally.lowered = bool((want[off].isfinite() & (diff[off] <= LOWERED_PRECISION_RTOL * (want[off].abs() + typical) + atol)).all())
     excess = torch.where(off, diff / allowed.clamp_min(1e-300), torch.zeros_like(diff))
     at = int(excess.argmax())
     if excess[at].item() > tally.worst_excess:
@@ -243,6 +254,11 @@ def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bo
         dtype = tolerance_dtype or r.dtype
         tally = _compare_tensor(o, r, g, dtype, allow_tf32)
         worst_abs, worst_rel = max(worst_abs, tally.max_abs), max(worst_rel, tally.max_rel)
+        norm_error = math.sqrt(tally.err_sq / tally.want_sq) if tally.want_sq > 0 else 0.0
+        if not tally.bad and norm_error > NORM_RTOL:
+            return Comparison(False, "mismatch", f"{where}every element within atol, but the output is {norm_error:.0%} off "
+                              f"in norm (||got - want|| / ||want||, at most {NORM_RTOL:.0%}): it is smaller than atol, "
+                              f"not right", worst_abs, max(worst_rel, norm_error), 1.0)
         if tally.bad:
             flat_index, got, want, allowed = tally.worst_at
             worst = WorstElement(i, _unravel(flat_index, r.shape), got, want, allowed)

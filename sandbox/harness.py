@@ -318,11 +318,14 @@ class Evaluation:
         """Every parameter and buffer of the reference (non-persistent buffers included: they
         are not in its state_dict) goes into the candidate's tensor of the same name and shape.
         Those with no such tensor are named in a note (self.unloaded)."""
-        own = dict(candidate.named_parameters())
-        own.update(candidate.named_buffers())
+        # remove_duplicate=False: a tied weight is listed under each of its names, so ModelNew's
+        # untied copies receive it too.
+        own = dict(candidate.named_parameters(remove_duplicate=False))
+        own.update(candidate.named_buffers(remove_duplicate=False))
         self.unloaded = []
         with torch.no_grad():
-            for key, value in [*reference.named_parameters(), *reference.named_buffers()]:
+            for key, value in [*reference.named_parameters(remove_duplicate=False),
+                               *reference.named_buffers(remove_duplicate=False)]:
                 target = own.get(key)
                 if isinstance(target, torch.Tensor) and target.shape == value.shape:
                     target.copy_(value)
