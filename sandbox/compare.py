@@ -134,7 +134,9 @@ class _Tally:
         self.worst_excess, self.worst_at = -1.0, None
         self.lowered = True  # every bad element within LOWERED_PRECISION_RTOL
         self.overflow = self.nan = 0  # bad elements that are inf / NaN where the answer is not
-        self.err_sq = self.want_sq = 0.0  # sums of squares over finite elements, for NORM_RTOL
+        # Sums of squares over finite elements, for NORM_RTOL: the output's error, the answer,
+        # and the reference's own error against the golden answer.
+        self.err_sq = self.want_sq = self.ref_err_sq = 0.0
 
 
 def _typical(ref: torch.Tensor) -> float:
@@ -161,6 +163,9 @@ def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, w
     finite = diff.isfinite() & want.isfinite()
     tally.err_sq += diff.where(finite, 0.0).square().sum().item()
     tally.want_sq += want.where(finite, 0.0).square().sum().item()
+    if g is not None:
+        ref_diff = (r - want).abs_()
+        tally.ref_err_sq += ref_diff.where(finite & ref_diff.isfinite(), 0.0).square().sum().item()
     finite_diff = diff.nan_to_num(posinf=0.0)  # JSON has no infinity: a non-finite error shows in the reason
     tally.max_abs = max(tally.max_abs, finite_diff.max().item())
     tally.max_rel = max(tally.max_rel, finite_diff.div_(want.abs()).nan_to_num_(nan=0.0, posinf=0.0).max().item())
@@ -255,9 +260,13 @@ def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bo
         tally = _compare_tensor(o, r, g, dtype, allow_tf32)
         worst_abs, worst_rel = max(worst_abs, tally.max_abs), max(worst_rel, tally.max_rel)
         norm_error = math.sqrt(tally.err_sq / tally.want_sq) if tally.want_sq > 0 else 0.0
-        if not tally.bad and norm_error > NORM_RTOL:
+        # A kernel as accurate as the reference always passes: where the reference itself is
+        # that far off the golden answer in norm (pure rounding noise), so may the kernel be.
+        norm_allowed = max(NORM_RTOL, REFERENCE_ERROR_FACTOR * math.sqrt(tally.ref_err_sq / tally.want_sq)
+                           if tally.want_sq > 0 else 0.0)
+        if not tally.bad and norm_error > norm_allowed:
             return Comparison(False, "mismatch", f"{where}every element within atol, but the output is {norm_error:.0%} off "
-                              f"in norm (||got - want|| / ||want||, at most {NORM_RTOL:.0%}): it is smaller than atol, "
+                              f"in norm (||got - want|| / ||want||, at most {norm_allowed:.0%}): it is smaller than atol, "
                               f"not right", worst_abs, max(worst_rel, norm_error), 1.0)
         if tally.bad:
             flat_index, got, want, allowed = tally.worst_at

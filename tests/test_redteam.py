@@ -67,6 +67,10 @@ EXPECTED: dict[str, tuple] = {
     "cache_keyed_on_shape": CACHED,
     "cache_keyed_on_id_and_samples": CORRECT,  # one entry: never hits on the ring, so honest timing
     "cache_native_hash_of_row_ends": CORRECT + CACHED,  # one entry, as above
+    # An entry per input set: each timed call has values never used before, so it never hits;
+    # `correct` only at the speed of its honest path (SPEEDUP_AT_MOST).
+    "cache_many_entries_python_id": CORRECT + CACHED,
+    "cache_many_entries_sampled_values": CORRECT + CACHED,
     "cache_lagging_by_one": CACHED,
     "cache_static_output_buffer": (("rejected", "cached_output"),),  # an output returned again is not fresh
     # background work
@@ -91,11 +95,10 @@ EXPECTED: dict[str, tuple] = {
 }
 # Variants kagent still judges wrongly (README, "What the sandbox does not stop"): a cache with
 # an entry per ring set serves every timed call after the first turn of the ring.
-KNOWN_WRONG = {
-    "cache_many_entries_python_id": CACHED,
-    "cache_many_entries_sampled_values": CACHED,
-}
 EXIT = {"correct": 0, "error": 2}
+# Caches judged `correct` must not show the speedup of their hits: served from the cache they
+# measured 13x eager; their honest path (a naive loop) is well under 1x.
+SPEEDUP_AT_MOST = {"cache_many_entries_python_id": 3.0, "cache_many_entries_sampled_values": 3.0}
 
 
 def _args(name: str) -> list[str]:
@@ -106,7 +109,7 @@ def _args(name: str) -> list[str]:
 
 def test_every_case_folder_has_an_expectation():
     folders = {p.name for p in CASES.iterdir() if p.is_dir()}
-    assert folders == set(EXPECTED) | set(KNOWN_WRONG)
+    assert folders == set(EXPECTED)
     for name in folders:
         assert (CASES / name / "expect.txt").read_text().strip(), name
 
@@ -128,13 +131,15 @@ def verdicts(request) -> dict[str, subprocess.CompletedProcess]:
         return {name: future.result() for name, future in futures.items()}
 
 
-def _check(result: subprocess.CompletedProcess, allowed: tuple) -> None:
+def _check(result: subprocess.CompletedProcess, allowed: tuple, speedup_at_most: float | None = None) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 1, f"expected one JSON object on stdout: {result.stdout[-1500:]!r} {result.stderr[-1500:]}"
     verdict = json.loads(lines[0])
     got = (verdict["status"], verdict["reason"])
     assert any(got[0] == status and (reason is None or got[1] == reason) for status, reason in allowed), (got, verdict["message"])
     assert result.returncode == EXIT.get(got[0], 1), (result.returncode, got)
+    if got[0] == "correct" and speedup_at_most is not None:
+        assert (verdict["speedup"] or 0.0) <= speedup_at_most, f"a cache's hits were timed: {verdict['message']}"
     if got[0] == "error":  # one clear line, no traceback
         stderr = result.stderr.strip().splitlines()
         assert len(stderr) == 1 and "Traceback" not in result.stderr and "task.py" in stderr[0], result.stderr
@@ -142,13 +147,7 @@ def _check(result: subprocess.CompletedProcess, allowed: tuple) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_redteam_case(verdicts, name):
-    _check(verdicts[name], EXPECTED[name])
-
-
-@pytest.mark.xfail(reason="a cache with an entry per timing-ring set still serves the timed calls", strict=False)
-@pytest.mark.parametrize("name", sorted(KNOWN_WRONG))
-def test_redteam_case_still_judged_wrongly(verdicts, name):
-    _check(verdicts[name], KNOWN_WRONG[name])
+    _check(verdicts[name], EXPECTED[name], SPEEDUP_AT_MOST.get(name))
 
 
 # -- the comparison's fixes, directly -------------------------------------------------------
