@@ -7,12 +7,12 @@ Adding an executor is one new file with an `Executor` subclass plus one line in 
 
 from __future__ import annotations
 
-import importlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 from kagent.errors import UsageError, one_line
+from kagent.registry import load_entry
 from kagent.sandbox import EvalRequest, Verdict
 
 
@@ -74,14 +74,10 @@ def executor_class(name: str) -> type[Executor]:
     for an unknown name or one whose module cannot be imported here (ray not installed)."""
     if name not in EXECUTORS:
         raise UsageError(f"invalid --executor {name!r}: choose one of {executor_names()}")
-    entry = EXECUTORS[name]
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        try:
-            entry = getattr(importlib.import_module(module), attr)
-        except ImportError as err:
-            raise UsageError(f"--executor {name}: not available here ({one_line(err, 200)})") from None
-    return entry
+    try:
+        return load_entry(EXECUTORS[name])
+    except ImportError as err:
+        raise UsageError(f"--executor {name}: not available here ({one_line(err, 200)})") from None
 
 
 def make_executor(name: str, device: str, workers: int | None, root: Path | None, address: str | None = None,

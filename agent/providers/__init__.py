@@ -13,9 +13,8 @@ Importing this package is cheap: the SDKs are imported when their provider is co
 
 from __future__ import annotations
 
-import importlib
-
 from kagent.errors import ConfigError, one_line
+from kagent.registry import load_entry
 
 from .base import Completion, Message, Provider, Role, estimate_tokens
 
@@ -52,14 +51,10 @@ def provider_class(name: str) -> type[Provider]:
     an unknown name or one whose module cannot be imported."""
     if name not in PROVIDERS:
         raise ConfigError(f"unknown provider {name!r} in --model: choose one of {', '.join(PROVIDERS)}")
-    entry = PROVIDERS[name]
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        try:
-            entry = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
-            raise ConfigError(f"--model {name}:...: provider {entry} cannot be loaded ({one_line(err, 200)})") from None
-    return entry
+    try:
+        return load_entry(PROVIDERS[name])
+    except ImportError as err:
+        raise ConfigError(f"--model {name}:...: provider {PROVIDERS[name]} cannot be loaded ({one_line(err, 200)})") from None
 
 
 def make_provider(spec: str, *, base_url: str | None = None, **kw) -> Provider:
