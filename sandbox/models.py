@@ -109,6 +109,7 @@ class OutputCheck(BaseModel):
     ok: bool
     input_sets: list[str] = []  # the input sets it checked, in order
     failed_input_set: str | None = None
+    reason: str | None = None  # the comparison's reason where an output was off (compare.Comparison)
     detail: str = ""
     max_abs_error: float | None = None
     max_rel_error: float | None = None

@@ -472,6 +472,12 @@ class Sandbox:
             return failed("rejected", "forged_result",
                           f"the reported timings add up to {claimed_s:.2f} s, more than the whole evaluation took ({elapsed:.2f} s)")
         check = self._verify(request, workdir, timeout_s, session.timed_blocks())
+        if not check.ok and check.reason == "precision_loss" and check.input_sets == verdict.input_sets:
+            # Close to right, judged against a reference where no candidate code ran: the
+            # worker's own reference ran under the candidate's thread count and float mode, so an
+            # honest kernel at the edge of the tolerance can pass there and fail here. Wrong, not forged.
+            return failed("incorrect", "precision_loss",
+                          f"wrong result on input set {check.failed_input_set} (judged by the verifier): {check.detail}")
         if not check.ok or check.input_sets != verdict.input_sets:
             where = f" on input set {check.failed_input_set}" if check.failed_input_set else ""
             return failed("rejected", "forged_result",

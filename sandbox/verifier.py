@@ -237,7 +237,7 @@ def _compare(saved: list[str], load, reference: Reference, timed_input, timed_bl
     def check(entry: str, expected) -> OutputCheck | None:
         result = cmp.compare(load(position[entry]), expected.ref, reference.tolerance_dtype, allow_tf32, gold=expected.gold)
         if not result.ok:
-            return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, detail=result.detail,
+            return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, reason=result.reason, detail=result.detail,
                                max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error)
         worst[:] = max(worst[0], result.max_abs_error or 0.0), max(worst[1], result.max_rel_error or 0.0)
         return None
