@@ -437,7 +437,7 @@ class Evaluation:
             worst_rel = max(worst_rel, result.max_rel_error or 0.0)
             self.primary_ok = self.primary_ok or name.startswith("seed:")
 
-        timing = self._time(reference, candidate)
+        timing = self._time(candidate)
         report = self.backend.static_report(request.device) if request.static_analysis else None
         if report:
             self.artifacts.resources = report.resources
@@ -459,7 +459,7 @@ class Evaluation:
                 raise Outcome("incorrect", "inconsistent_under_timing", f"the result of timed call {g} is wrong")
             del expected
 
-    def _check_inputs_followed(self, reference, candidate, inputs: list) -> None:
+    def _check_inputs_followed(self, candidate, inputs: list) -> None:
         """A cache keyed on the inputs' addresses could serve a set that comes back with new
         values in place (the timed calls' sets are new each time): give the warm-up set new
         values in place; the answer must follow."""
@@ -493,7 +493,7 @@ class Evaluation:
         return "\n".join(f"{e.key}: {getattr(e, key) / 1000:.3f} ms ({100 * getattr(e, key) / total:.0f}%), {e.count} call(s)"
                          for e in events[:top])
 
-    def _time(self, reference, candidate) -> dict:
+    def _time(self, candidate) -> dict:
         """Serve the parent's timing blocks (blocks.py), then check what the timed calls
         returned: the sampled outputs must not have changed since they returned and must be the
         reference's answer on their own inputs. The timing fields come from the parent."""
@@ -505,7 +505,7 @@ class Evaluation:
                       draw=lambda g: timed_set(self.task.get_inputs, request.seeds, g, self.device, upcast),
                       store=lambda g, copy: self._save_output(f"{TIMED_PREFIX}{g}", copy))
         launches.reset()
-        self.channel.write({"ring": len(ring), "meaningful": meaningful})
+        self.channel.write({"meaningful": meaningful})
         self._guarded("timed forward", serve, timer, self.channel.read, self.channel.write)
         if sum(launches.snapshot()[0].values()) < timer.calls + timer.warm_calls:
             raise _reject("kernel_not_launched", "the kernel was not launched on every timed call")
@@ -516,7 +516,7 @@ class Evaluation:
         # The first warm-up set kept for the in-place check (it needs the very tensors the
         # candidate was called on), the rest let go first; then one timed set at a time.
         del ring[1:], timer
-        self._check_inputs_followed(reference, candidate, ring[0])
+        self._check_inputs_followed(candidate, ring[0])
         ring.clear()
         self._check_timed()
         n = len(self.input_set_names)

@@ -4,7 +4,7 @@ classes and native hooks cannot reach the reference). The parent (blocks.py) dri
 processes in alternating blocks and timestamps each block with its own clock.
 
 Every timed call gets an input set of its own, drawn from the task's `get_inputs` under a seed
-the candidate cannot predict (one per call: `timed_seed`), prepared before its block starts
+the candidate cannot predict (one per call: `timed_set`), prepared before its block starts
 (outside the block's wall time, which the parent checks the claimed times against; a block
 holds at most `batch_calls` sets' worth of RING_BYTES): no input values are ever timed twice, so a cache keyed on the input object, its version counter, its
 address, sampled values or the whole contents (even one with an entry per set) never serves a
@@ -34,6 +34,7 @@ import torch
 
 from kagent.sandbox.blocks import FROM_WORKER, TO_WORKER
 from kagent.sandbox.compare import flatten, same_values
+from kagent.sandbox.task import nbytes
 
 L2_FLUSH_BYTES = 256 * 1024 * 1024  # larger than any current GPU's L2
 # A process's first ~0.1 s of calls run a few percent slower than the rest (measured on CPU:
@@ -69,29 +70,23 @@ class _Clock:
         return (time.perf_counter_ns() - began) / 1e6, out
 
 
-def ring_seeds(seeds: list[int], count: int) -> list[int]:
-    """Seeds of the ring's input sets: fixed by the request's seeds (so the verifier draws the
-    same sets), revealing none of them."""
-    return [int.from_bytes(hashlib.sha256(f"kagent timing ring {list(seeds)} {i}".encode()).digest()[:8], "little") >> 1
-            for i in range(count)]
-
-
-def timed_seed(seeds: list[int], call: int) -> int:
-    """The seed of global timed call `call`'s input set: fixed by the request's seeds (so the
-    verifier draws the same set to check its output), revealing none of them."""
-    return int.from_bytes(hashlib.sha256(f"kagent timed call {list(seeds)} {call}".encode()).digest()[:8], "little") >> 1
+def _seed(stream: str, seeds: list[int], index: int) -> int:
+    """Seed number `index` of a stream ("timing ring": the warm-up sets, "timed call": one per
+    timed call): fixed by the request's seeds (so the verifier draws the same sets), revealing
+    none of them."""
+    return int.from_bytes(hashlib.sha256(f"kagent {stream} {list(seeds)} {index}".encode()).digest()[:8], "little") >> 1
 
 
 def ring_set(get_inputs: Callable[[], list], seeds: list[int], index: int, device: torch.device,
              upcast_bf16: bool = False) -> list:
     """Input set `index` of the warm-up ring (the same values draw_ring gives it), drawn on its own."""
-    return draw_set(get_inputs, ring_seeds(seeds, index + 1)[index], device, upcast_bf16)
+    return draw_set(get_inputs, _seed("timing ring", seeds, index), device, upcast_bf16)
 
 
 def timed_set(get_inputs: Callable[[], list], seeds: list[int], call: int, device: torch.device,
               upcast_bf16: bool = False) -> list:
     """The input set of global timed call `call`, the same in the worker and the verifier."""
-    return draw_set(get_inputs, timed_seed(seeds, call), device, upcast_bf16)
+    return draw_set(get_inputs, _seed("timed call", seeds, call), device, upcast_bf16)
 
 
 def draw_set(get_inputs: Callable[[], list], seed: int, device: torch.device, upcast_bf16: bool = False) -> list:
@@ -123,15 +118,13 @@ def draw_ring(get_inputs: Callable[[], list], seeds: list[int], device: torch.de
 def batch_calls(first: list) -> int:
     """How many timed calls' input sets one block may prepare at once, given one set: as many as
     fit in RING_BYTES, at least one (blocks.py then makes more, smaller blocks)."""
-    nbytes = sum(x.numel() * x.element_size() for x in first if isinstance(x, torch.Tensor))
-    return max(1, RING_BYTES // max(nbytes, 1))
+    return max(1, RING_BYTES // max(nbytes(first), 1))
 
 
 def ring_length(first: list) -> int:
     """How many sets the warm-up ring has, given its first: RING_MIN..RING_MAX, as many as fit
     in RING_BYTES."""
-    nbytes = sum(x.numel() * x.element_size() for x in first if isinstance(x, torch.Tensor))
-    return max(RING_MIN, min(RING_MAX, RING_BYTES // max(nbytes, 1)))
+    return max(RING_MIN, min(RING_MAX, batch_calls(first)))
 
 
 @dataclass
