@@ -324,3 +324,35 @@ def test_honest_kernel_timing_is_plausible(evaluate):
     assert verdict.status == "correct", f"{verdict.reason}: {verdict.message}"
     assert verdict.ref_timing.runs == verdict.candidate_timing.runs >= 10
     assert verdict.speedup == pytest.approx(verdict.ref_timing.median_ms / verdict.candidate_timing.median_ms)
+
+
+# -- the parent's clock against the candidate's ------------------------------------------------
+
+def _blocks(per_call_ms: list[float], claimed_share: float, overhead_ms: float, disturbed: set[int]):
+    """16 blocks of 16 calls: each call truly takes per_call_ms[k] on the parent's clock, the
+    candidate's clock reports claimed_share of it; blocks in `disturbed` lose 20 ms to load."""
+    from kagent.sandbox.blocks import Block
+
+    blocks = []
+    for k, ms in enumerate(per_call_ms):
+        times = [ms * claimed_share] * 16
+        wall = 16 * (ms + overhead_ms) + (20.0 if k in disturbed else 0.0)
+        blocks.append(Block(times, wall))
+    return blocks
+
+
+def test_clock_check_tells_a_hooked_clock_from_a_loaded_machine():
+    """A loaded machine delays some blocks (the CI failure: 2.46 ms claimed, 21 ms seen, an
+    honest candidate); a hooked clock shrinks every block's claim."""
+    from kagent.sandbox.blocks import FORGED_SHARE, clock_share
+
+    reference = _blocks([0.5] * 16, 1.0, 0.01, disturbed={3, 12})
+    # Honest, with load bursts in 10 of 16 blocks: the quiet quarter clears it.
+    honest = _blocks([0.15] * 16, 1.0, 0.01, disturbed=set(range(10)))
+    assert clock_share(honest, reference) >= FORGED_SHARE
+    # A clock running at a fifth of the parent's, on a quiet or a loaded machine alike.
+    for disturbed in (set(), set(range(8))):
+        hooked = _blocks([2.0] * 16, 0.2, 0.01, disturbed=disturbed)
+        assert clock_share(hooked, reference) < FORGED_SHARE
+    # Blocks too short to tell (under the slack) are never called forged.
+    assert clock_share(_blocks([0.01] * 16, 0.0, 0.0, set()), reference) == 1.0
