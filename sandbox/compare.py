@@ -17,6 +17,15 @@ from the golden result (cancellation, long reductions), the bound grows with its
 kernel as accurate as the reference passes and one much worse does not (the fp64-golden check
 of torchtitan PR 4348 and FlashAttention's tests: error vs golden <= k x the reference's own).
 
+A long reduction's rounding error scales with its terms, not its result: a row of 100003 values
+whose sum cancels to ~18 carries an honest fp32 kernel's error of ~5e-4, while torch's cascade
+sum (the reference) is nearly exact, so neither `typical` nor the reference's own error bounds
+it. The bound therefore also grows by SENSITIVITY_RTOL x the answer's typical sensitivity to its
+inputs (reference.py: how far the float64 answer moves when every input moves by a relative
+step of random sign; ~||terms||_2 for a sum), where a float64 answer exists: accumulation at
+fp32's precision whatever the output dtype (fp16/bf16 kernels accumulate in fp32, as torch and
+cuBLAS do), while inputs rounded to bf16 or sums accumulated in fp16 stay far outside it.
+
 NaN and infinity positions must match the reference's exactly. Work is done in float64 chunks
 of CHUNK elements: the comparison never holds a float64 copy of a whole output.
 """
@@ -53,6 +62,9 @@ REFERENCE_ERROR_QUANTILE = 0.99
 # elements: honest kernels are near rtol; this catches answers wrong by more than atol allows
 # nowhere but in sum (all-zero or part-zero outputs smaller than atol).
 NORM_RTOL = 0.05
+# Accumulation error allowed, in units of the answer's sensitivity to its inputs (see above):
+# fp32's rtol, x4 for the spread of a three-draw estimate and a kernel's own summation order.
+SENSITIVITY_RTOL = 4e-5
 SAMPLE = 1 << 20  # elements the quantile is estimated on
 CHUNK = 1 << 20  # elements compared at a time
 
@@ -137,6 +149,8 @@ class _Tally:
         # Sums of squares over finite elements, for NORM_RTOL: the output's error, the answer,
         # and the reference's own error against the golden answer.
         self.err_sq = self.want_sq = self.ref_err_sq = 0.0
+        self.finite = 0  # elements in those sums
+        self.accumulation = 0.0  # the absolute error allowed every element for summation order
 
 
 def _typical(ref: torch.Tensor) -> float:
@@ -148,21 +162,25 @@ def _typical(ref: torch.Tensor) -> float:
     return r.median().item() if r.numel() else 0.0
 
 
-def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, widen: float, typical: float) -> None:
-    """Add one chunk of flat output `o`, reference `r` and golden `g` (or None) to `tally`."""
+def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, widen: float, typical: float,
+                 accumulation: float = 0.0) -> None:
+    """Add one chunk of flat output `o`, reference `r` and golden `g` (or None) to `tally`;
+    `accumulation` is the absolute error allowed every element for summation order."""
     o, r = o.cpu().double(), r.cpu().double()
     want = r if g is None else g.cpu().double()
     diff = (o - want).abs_()
-    allowed = want.abs().mul_(rtol * widen).add_((atol + rtol * typical) * widen)
+    floor = (atol + rtol * typical) * widen + accumulation
+    allowed = want.abs().mul_(rtol * widen).add_(floor)
     if g is not None:
         allowed.add_((r - want).abs_(), alpha=REFERENCE_ERROR_FACTOR)
     # A finite sum means no NaN or infinity anywhere: the common case, in as few passes as can be.
     if not (math.isfinite(diff.sum().item()) and math.isfinite(allowed.sum().item())):
-        diff, allowed, want = _special(o, r, want, (atol + rtol * typical) * widen, rtol * widen, g is not None)
+        diff, allowed, want = _special(o, r, want, floor, rtol * widen, g is not None)
     off = diff > allowed
     finite = diff.isfinite() & want.isfinite()
     tally.err_sq += diff.where(finite, 0.0).square().sum().item()
     tally.want_sq += want.where(finite, 0.0).square().sum().item()
+    tally.finite += int(finite.sum())
     if g is not None:
         ref_diff = (r - want).abs_()
         tally.ref_err_sq += ref_diff.where(finite & ref_diff.isfinite(), 0.0).square().sum().item()
@@ -203,16 +221,18 @@ def _special(o: torch.Tensor, r: torch.Tensor, want: torch.Tensor, atol: float, 
 
 
 def _compare_tensor(o: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None, dtype: torch.dtype,
-                    allow_tf32: bool) -> _Tally:
+                    allow_tf32: bool, sensitivity: float | None = None) -> _Tally:
     atol, rtol = tolerance(dtype, allow_tf32)
+    accumulation = SENSITIVITY_RTOL * sensitivity if g is not None and sensitivity and math.isfinite(sensitivity) else 0.0
     typical = _typical(r if g is None else g)
     widen = _reference_widening(r, g, atol + rtol * typical, rtol) if g is not None else 1.0
     fo, fr, fg = _flat(o), _flat(r), (None if g is None else _flat(g))
     tally = _Tally()
+    tally.accumulation = accumulation
     for start in range(0, fr.numel(), CHUNK):
         end = start + CHUNK
         _check_chunk(tally, start, fo[start:end], fr[start:end], None if fg is None else fg[start:end],
-                     atol, rtol, widen, typical)
+                     atol, rtol, widen, typical, accumulation)
     return tally
 
 
@@ -225,17 +245,20 @@ def _unravel(flat_index: int, shape: torch.Size) -> tuple[int, ...]:
 
 
 def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bool = False,
-            gold: list | None = None) -> Comparison:
+            gold: list | None = None, sensitivity: list | None = None) -> Comparison:
     """Judge `out` (a candidate's result, nested tensors/values) against `ref` (the reference's,
     same nesting). `gold`, when given, is flatten(ref)'s float64 counterpart (a tensor or None
-    per leaf): the answer errors are measured against. `tolerance_dtype` overrides the dtype
-    whose tolerance applies (a bf16 task checked in fp32 keeps bf16's bound)."""
+    per leaf): the answer errors are measured against; `sensitivity` (a float or None per
+    leaf, reference.Expected) widens each leaf's bound by SENSITIVITY_RTOL x it.
+    `tolerance_dtype` overrides the dtype whose tolerance applies (a bf16 task checked in fp32
+    keeps bf16's bound)."""
     outs, refs = flatten(out), flatten(ref)
     golds = gold if gold is not None else [None] * len(refs)
+    sensitivities = sensitivity if sensitivity is not None and len(sensitivity) == len(refs) else [None] * len(refs)
     if len(outs) != len(refs):
         return Comparison(False, "wrong_structure", f"returned {len(outs)} values, expected {len(refs)}")
     worst_abs, worst_rel = 0.0, 0.0
-    for i, (o, r, g) in enumerate(zip(outs, refs, golds)):
+    for i, (o, r, g, sens) in enumerate(zip(outs, refs, golds, sensitivities)):
         where = f"output {i}: " if len(refs) > 1 else ""
         if not isinstance(r, torch.Tensor):
             if o != r:
@@ -257,13 +280,14 @@ def compare(out, ref, tolerance_dtype: torch.dtype | None = None, allow_tf32: bo
         if g is not None and (not isinstance(g, torch.Tensor) or g.shape != r.shape):
             g = None
         dtype = tolerance_dtype or r.dtype
-        tally = _compare_tensor(o, r, g, dtype, allow_tf32)
+        tally = _compare_tensor(o, r, g, dtype, allow_tf32, sens)
         worst_abs, worst_rel = max(worst_abs, tally.max_abs), max(worst_rel, tally.max_rel)
         norm_error = math.sqrt(tally.err_sq / tally.want_sq) if tally.want_sq > 0 else 0.0
         # A kernel as accurate as the reference always passes: where the reference itself is
-        # that far off the golden answer in norm (pure rounding noise), so may the kernel be.
-        norm_allowed = max(NORM_RTOL, REFERENCE_ERROR_FACTOR * math.sqrt(tally.ref_err_sq / tally.want_sq)
-                           if tally.want_sq > 0 else 0.0)
+        # that far off the golden answer in norm (pure rounding noise), so may the kernel be;
+        # and where a sum cancels below its own accumulation error, so may its result.
+        norm_allowed = max(NORM_RTOL, REFERENCE_ERROR_FACTOR * math.sqrt(tally.ref_err_sq / tally.want_sq),
+                           tally.accumulation * math.sqrt(tally.finite / tally.want_sq)) if tally.want_sq > 0 else NORM_RTOL
         if not tally.bad and norm_error > norm_allowed:
             return Comparison(False, "mismatch", f"{where}every element within atol, but the output is {norm_error:.0%} off "
                               f"in norm (||got - want|| / ||want||, at most {norm_allowed:.0%}): it is smaller than atol, "

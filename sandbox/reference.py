@@ -37,13 +37,25 @@ LOW_PRECISION = (torch.float16, torch.bfloat16, torch.float32)  # judged against
 HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 4
 
 
+# The answer's sensitivity to its inputs (compare.py, SENSITIVITY_RTOL): the float64 model run
+# on inputs each scaled by (1 + SENSITIVITY_STEP x a random sign), SENSITIVITY_DRAWS times. The
+# step is small enough that no comparison or rounding in the model flips (a step function's
+# output moves only where an input sits within 1e-9 of its threshold), and 1e7 times float64's
+# rounding, which it therefore measures nothing of.
+SENSITIVITY_STEP = 2.0 ** -30
+SENSITIVITY_DRAWS = 3  # the spread of one draw is wide; three make a near-zero estimate ~1e-4 rare
+SENSITIVITY_SAMPLE = 1 << 16  # output elements the median is taken over (strided)
+
+
 @dataclass
 class Expected:
-    """The reference's answer to one input set: its output leaves in the task's dtype, and
-    their float64 counterparts (None where there is none: see Reference.expect)."""
+    """The reference's answer to one input set: its output leaves in the task's dtype, their
+    float64 counterparts and each one's typical sensitivity to its inputs (None where there is
+    none: see Reference.expect)."""
 
     ref: list
     gold: list | None
+    sensitivity: list | None = None
 
 
 @dataclass
@@ -69,31 +81,55 @@ class Reference:
         where the model cannot run in float64 or returns something else. Once the output dtypes
         are known the float64 run goes first: the float64 inputs and answer are then never held
         beside the reference's own answer (the peak of an evaluation's memory)."""
-        gold = self._golden(inputs) if self.low_precision and not self.gold_failed else None
+        sensitivity, gold = self._golden(inputs) if self.low_precision and not self.gold_failed else (None, None)
         ref = self.output(inputs)
         if self.low_precision is None:
             self.low_precision = any(isinstance(r, torch.Tensor) and r.dtype in LOW_PRECISION for r in ref)
-            gold = self._golden(inputs) if self.low_precision and not self.gold_failed else None
-        return Expected(ref, self._matched(gold, ref))
+            sensitivity, gold = self._golden(inputs) if self.low_precision and not self.gold_failed else (None, None)
+        gold = self._matched(gold, ref)
+        return Expected(ref, gold, sensitivity if gold is not None else None)
 
     def output(self, inputs: list) -> list:
         """The reference's own answer (flattened) on a copy of `inputs`."""
         with torch.no_grad():
             return flatten(self.model(*_clone(inputs)))
 
-    def _golden(self, inputs: list) -> list | None:
+    def _golden(self, inputs: list) -> tuple[list | None, list | None]:
+        """(sensitivity, gold): each output leaf's typical sensitivity (see `_sensitivity`) and
+        the float64 answer; (None, None) with a note where the model does not run in float64."""
         try:
             if self.gold_model is None:
                 self.gold_model = copy.deepcopy(self.model).double()
-            wide = [x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs]
-            with torch.no_grad():
-                gold = flatten(self.gold_model(*wide))
-            del wide
+            # The perturbed runs first, each let go but for a sample: the float64 answer is then
+            # the only float64 output ever held whole.
+            perturbed = [self._run_wide(inputs, draw) for draw in range(1, SENSITIVITY_DRAWS + 1)]
+            gold = self._run_wide(inputs, 0)
         except Exception as err:
             self.gold_failed, self.gold_model = True, None
             self.notes.append(f"judged against the reference in its own dtype: it does not run in float64 ({one_line(err, 120)})")
-            return None
-        return gold
+            return None, None
+        return _sensitivity(gold, perturbed), gold
+
+    def _run_wide(self, inputs: list, draw: int) -> list:
+        """The float64 model on float64 copies of `inputs`, scaled by (1 + SENSITIVITY_STEP x
+        a random sign) for draw > 0 (signs from a generator seeded by the private model seed
+        and the draw: the same in the worker and the verifier); draw 0 is the answer itself,
+        the others return only a strided sample of each output leaf."""
+        # A copy even of a float64 input (`.double()` would return the caller's tensor itself),
+        # contiguous so it can be scaled in place.
+        wide = [x.to(torch.float64, memory_format=torch.contiguous_format, copy=bool(draw))
+                if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs]
+        if draw:
+            signs = torch.Generator().manual_seed(self.model_seed + draw)
+            for x in wide:
+                if isinstance(x, torch.Tensor) and x.is_floating_point():
+                    for part in x.view(-1).split(1 << 20):  # chunks: no temporary of a whole input
+                        step = torch.randint(0, 2, part.shape, generator=signs, dtype=torch.float64, device="cpu")
+                        part.mul_(step.mul_(2 * SENSITIVITY_STEP).add_(1 - SENSITIVITY_STEP).to(part.device))
+        with torch.no_grad():
+            out = flatten(self.gold_model(*wide))
+        del wide
+        return out if not draw else [_sample(leaf) for leaf in out]
 
     def _matched(self, gold: list | None, ref: list) -> list | None:
         """The float64 answer per output leaf (None for leaves not in fp16/bf16/fp32), or None
@@ -106,6 +142,35 @@ class Reference:
             self.notes.append("judged against the reference in its own dtype: its float64 run returns other shapes")
             return None
         return [g if isinstance(r, torch.Tensor) and r.dtype in LOW_PRECISION else None for r, g in zip(ref, gold)]
+
+
+def _sample(leaf):
+    """A strided sample of at most SENSITIVITY_SAMPLE elements of a tensor leaf, on the CPU."""
+    if not isinstance(leaf, torch.Tensor) or not leaf.is_floating_point():
+        return None
+    flat = leaf.detach().reshape(-1)
+    return flat[:: max(1, flat.numel() // SENSITIVITY_SAMPLE)][:SENSITIVITY_SAMPLE].cpu().clone()
+
+
+def _sensitivity(gold: list, perturbed: list[list]) -> list:
+    """Per output leaf, how far the answer moves per unit of relative change in the inputs: the
+    median over sampled elements of rms over draws |y(x (1 + h s)) - y(x)| / h (h =
+    SENSITIVITY_STEP, s random signs). For a sum of terms a_i this is ~||a||_2, whatever the sum
+    comes to: the scale of a summation's rounding error (Higham, "Accuracy and Stability of
+    Numerical Algorithms", 2nd ed., ch. 4: the error of a computed sum is bounded in the
+    terms' magnitudes, not the result's), where a cancelling sum's result is near zero. None
+    for leaves that are not floating-point tensors."""
+    out = []
+    for k, leaf in enumerate(gold):
+        base = _sample(leaf)
+        samples = [p[k] if k < len(p) else None for p in perturbed]
+        if base is None or any(s is None or s.shape != base.shape for s in samples) or base.numel() == 0:
+            out.append(None)
+            continue
+        moved = torch.stack([(s - base).square() for s in samples]).mean(0).sqrt() / SENSITIVITY_STEP
+        moved = moved[moved.isfinite()]
+        out.append(moved.median().item() if moved.numel() else None)
+    return out
 
 
 def _memory_limit() -> int | None:

@@ -23,13 +23,16 @@ import os
 import platform
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel
 
 from kagent.sandbox.backends.cpp import build, cache_dir
-from kagent.sandbox.compare import tensors
+
+if TYPE_CHECKING:
+    import torch
+# torch is imported where it is used: the parent process (blocks.py reads SpeedOfLight) never
+# needs it, and importing it costs every CLI command ~1.2 s.
 
 # A kernel this much faster than the bound is not fast, it is wrong (a measurement or a cheat).
 # Not 1.0: the bound's peaks are measured with their own error (CPU probes, a busy machine) and
@@ -105,16 +108,19 @@ GPU_PEAKS: dict[str, DevicePeaks] = {
 }
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def _dtype_name(dtype: "torch.dtype") -> str:
+    import torch
+
     return {torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
-
-
 
 
 def workload(model: torch.nn.Module, inputs: list) -> Workload:
     """Run the reference once under FlopCounterMode and count what any kernel must move.
     `inputs` as the task's get_inputs() gives them (non-tensors ignored)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from kagent.sandbox.compare import tensors
 
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
@@ -176,6 +182,8 @@ def _measure_copy_gbs(nbytes: int) -> float:
     timing loop leaves them, over one thread and over all (small copies are faster alone)."""
     lib = _probe_library()
     n = max(1024, nbytes // 8)  # floats per buffer: n read + n written = nbytes
+    import torch
+
     src, dst = torch.ones(n), torch.empty(n)
     reps = max(20, min(PROBE_RUNS, int(1e9 // (8 * n))))  # best of many, as for the FMA peak
     best = min(lib.copy_seconds(src.data_ptr(), dst.data_ptr(), n, reps, threads) for threads in {1, os.cpu_count() or 1})
@@ -212,6 +220,8 @@ def device_peaks(device: str, nbytes: int) -> DevicePeaks | None:
     """Peaks for `device` ("cpu" or "cuda") and a task moving `nbytes`; None for a GPU the
     table does not know (the verdict then has no speed of light)."""
     if device == "cuda":
+        import torch
+
         return gpu_peaks(torch.cuda.get_device_name())
     return cpu_peaks(nbytes)
 

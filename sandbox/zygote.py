@@ -210,3 +210,5 @@ def main(root: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    sys.stdout.flush()
+    os._exit(0)  # torch's interpreter teardown takes ~0.5 s of CPU, and nothing is left to save
