@@ -43,7 +43,10 @@ HARNESS_INPUT_COPIES, HARNESS_OUTPUT_COPIES = 4, 4
 # output moves only where an input sits within 1e-9 of its threshold), and 1e7 times float64's
 # rounding, which it therefore measures nothing of.
 SENSITIVITY_STEP = 2.0 ** -30
-SENSITIVITY_DRAWS = 3  # the spread of one draw is wide; three make a near-zero estimate ~1e-4 rare
+# One draw's spread is wide (|N(0, s^2)|): three make a near-zero estimate of one element ~1e-4
+# rare; an output of SENSITIVITY_ELEMENTS or more has its median over elements for that.
+SENSITIVITY_DRAWS, SENSITIVITY_ELEMENTS = 3, 64
+HALF_NORMAL_MEDIAN = 0.6745  # median of |N(0, 1)|: one draw's median over elements, made ~s
 SENSITIVITY_SAMPLE = 1 << 16  # output elements the median is taken over (strided)
 
 
@@ -102,7 +105,9 @@ class Reference:
                 self.gold_model = copy.deepcopy(self.model).double()
             # The perturbed runs first, each let go but for a sample: the float64 answer is then
             # the only float64 output ever held whole.
-            perturbed = [self._run_wide(inputs, draw) for draw in range(1, SENSITIVITY_DRAWS + 1)]
+            perturbed = [self._run_wide(inputs, 1)]
+            if any(leaf is not None and leaf.numel() < SENSITIVITY_ELEMENTS for leaf in perturbed[0]):
+                perturbed += [self._run_wide(inputs, draw) for draw in range(2, SENSITIVITY_DRAWS + 1)]
             gold = self._run_wide(inputs, 0)
         except Exception as err:
             self.gold_failed, self.gold_model = True, None
@@ -155,7 +160,7 @@ def _sample(leaf):
 def _sensitivity(gold: list, perturbed: list[list]) -> list:
     """Per output leaf, how far the answer moves per unit of relative change in the inputs: the
     median over sampled elements of rms over draws |y(x (1 + h s)) - y(x)| / h (h =
-    SENSITIVITY_STEP, s random signs). For a sum of terms a_i this is ~||a||_2, whatever the sum
+    SENSITIVITY_STEP, s random signs; with one draw, over HALF_NORMAL_MEDIAN). For a sum of terms a_i this is ~||a||_2, whatever the sum
     comes to: the scale of a summation's rounding error (Higham, "Accuracy and Stability of
     Numerical Algorithms", 2nd ed., ch. 4: the error of a computed sum is bounded in the
     terms' magnitudes, not the result's), where a cancelling sum's result is near zero. None
@@ -169,7 +174,8 @@ def _sensitivity(gold: list, perturbed: list[list]) -> list:
             continue
         moved = torch.stack([(s - base).square() for s in samples]).mean(0).sqrt() / SENSITIVITY_STEP
         moved = moved[moved.isfinite()]
-        out.append(moved.median().item() if moved.numel() else None)
+        scale = 1.0 if len(samples) > 1 else 1 / HALF_NORMAL_MEDIAN
+        out.append(moved.median().item() * scale if moved.numel() else None)
     return out
 
 

@@ -533,6 +533,9 @@ def test_sensitivity_is_the_scale_of_the_terms_and_the_same_wherever_it_is_measu
     assert first.sensitivity == second.sensitivity
     assert 0.2 * 316 < first.sensitivity[0] < 3 * 316, first.sensitivity
     assert torch.equal(row, torch.randn(1, 100003, generator=torch.Generator().manual_seed(7)))  # inputs untouched
+    # Many rows: one draw, the median over the rows (sqrt(4096) = 64 per row).
+    rows = build_reference(request, validate=False).expect([torch.randn(300, 4096)])
+    assert 0.7 * 64 < rows.sensitivity[0] < 1.4 * 64, rows.sensitivity
 
 
 def test_lowered_precision_is_precision_loss_and_a_wrong_answer_is_not():
