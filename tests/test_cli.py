@@ -112,7 +112,10 @@ def test_timeout_bounds_the_evaluation(env, tmp_path):
     verdict = one_json_object(result.stdout)
     assert (verdict["status"], verdict["reason"]) == ("timeout", "timeout")
     assert "3 s" in verdict["message"]
-    assert wall < 15, f"kagent eval --timeout 3 took {wall:.1f} s"
+    # The evaluation itself is cut at 3 s; the command around it (imports, the sandbox's start)
+    # takes seconds more on a loaded machine, and the candidate would spin forever.
+    assert verdict["elapsed_s"] is not None and verdict["elapsed_s"] < 3 + 2, verdict["elapsed_s"]
+    assert wall < 45, f"kagent eval --timeout 3 took {wall:.1f} s"
 
 
 USAGE_CASES = ["missing_task", "malformed_task", "missing_candidate", "binary_candidate", "unknown_backend",
