@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from pydantic import BaseModel, ValidationError
+
+from kagent.errors import SandboxError, one_line
+from kagent.sandbox import messages as msg
 from kagent.sandbox import noise, sol
 from kagent.sandbox.models import EvalRequest, TimingStats, Verdict
 
@@ -148,17 +151,18 @@ def to_parent_clock(candidate: list[Block], reference: list[Block]) -> None:
 
 @dataclass
 class Session:
-    """One evaluation's timing, driven from the parent. `tell_verifier(message)` sends a job to
-    the verifier, `ask_verifier(message, wait_s, sent)` (sends it unless `sent` and) returns its
-    reply; `candidate_pids()` lists the candidate's processes; `verifier_pid` is the verifier's."""
+    """One evaluation's timing, driven from the parent. `tell_verifier(job)` sends a job
+    (messages.VerifierJob) to the verifier, `ask_verifier(job, wait_s, sent)` (sends it unless
+    `sent` and) returns its reply (messages.VerifierReply); `candidate_pids()` lists the
+    candidate's processes; `verifier_pid` is the verifier's."""
 
     workdir: str
     key: bytes
     sign: Callable[[bytes, str], str]
     request: EvalRequest
     job_id: str
-    tell_verifier: Callable[[dict], None]
-    ask_verifier: Callable[..., dict]
+    tell_verifier: Callable[[BaseModel], None]
+    ask_verifier: Callable[..., BaseModel]
     candidate_pids: Callable[[], list[int]]
     verifier_pid: int
     started: bool = False
@@ -192,8 +196,8 @@ class Session:
         the checks: the reply is read when timing starts."""
         self.tell_verifier(self._ring_job())
 
-    def _ring_job(self) -> dict:
-        return {"id": self.job_id, "op": "ring", "request": self.request.model_dump(mode="json")}
+    def _ring_job(self) -> msg.RingJob:
+        return msg.RingJob(id=self.job_id, request=self.request)
 
     def close(self) -> None:
         """Close the parent's ends of the FIFOs."""
@@ -202,36 +206,49 @@ class Session:
 
     # -- talking to each side ---------------------------------------------------------------
 
-    def _from_worker(self, deadline: float) -> dict | None:
-        """The worker's next message; None when it did not come by `deadline`, the
-        candidate's process is gone, or the worker gave up timing (its candidate failed)."""
+    def _from_worker(self, deadline: float, expected: type[BaseModel]) -> BaseModel | None:
+        """The worker's next message, an `expected` (a messages.WorkerReply); None when it did
+        not come by `deadline`, the candidate's process is gone, or the worker gave up timing
+        (its candidate failed). The worker runs candidate code: a message that is not signed
+        with the evaluation's key, or not an `expected`, is `forged_result`."""
         while True:
             message = self.messages.read(max(0.0, min(0.05, deadline - time.monotonic())))
             if message is not None:
                 break
             if time.monotonic() >= deadline or not self.candidate_pids():
                 return None
-        body, mac = message.get("body"), message.get("mac")
-        if not isinstance(body, str) or not isinstance(mac, str) or not secrets.compare_digest(mac, self.sign(self.key, body)):
+        try:
+            signed = msg.Signed.model_validate(message)
+        except ValidationError:
+            signed = None
+        if signed is None or not signed.valid(self.key, self.sign):
             raise Refused("forged_result", "a timing message from the worker carries no valid harness signature")
-        reply = json.loads(body)
-        if not isinstance(reply, dict):
-            raise Refused("forged_result", "a timing message from the worker is not an object")
-        return None if reply.get("aborted") else reply
+        try:
+            reply = msg.WORKER_REPLY.validate_python(json.loads(signed.body), strict=True)
+        except ValueError as err:
+            raise Refused("forged_result", f"a timing message from the worker is malformed: {one_line(err, 200)}") from None
+        if isinstance(reply, msg.Aborted):
+            return None
+        if not isinstance(reply, expected):
+            raise Refused("forged_result", f"the worker answered {expected.__name__} with {type(reply).__name__}")
+        return reply
 
-    def _ask_worker(self, message: dict, deadline: float) -> dict | None:
-        os.write(self.to_worker, (json.dumps(message) + "\n").encode())
-        return self._from_worker(deadline)
+    def _ask_worker(self, request: msg.Warmup | msg.Prepare | msg.Block, expected: type[BaseModel],
+                    deadline: float) -> BaseModel | None:
+        os.write(self.to_worker, (msg.dumps(request) + "\n").encode())
+        return self._from_worker(deadline, expected)
 
-    def _ask_reference(self, message: dict, deadline: float) -> dict:
-        return self.ask_verifier({"id": self.job_id, **message}, max(1.0, deadline - time.monotonic()))
+    def _ask_reference(self, job: BaseModel, expected: type[BaseModel], deadline: float) -> BaseModel:
+        """The verifier's reply to a timing job: trusted, so any other reply is kagent's bug."""
+        reply = self.ask_verifier(job, max(1.0, deadline - time.monotonic()))
+        if not isinstance(reply, expected):
+            raise SandboxError(f"the verifier answered {type(job).__name__} with {type(reply).__name__}")
+        return reply
 
-    def _times(self, reply: dict | None, calls: int) -> list[float] | None:
-        times = reply.get("times_ms") if reply else None
-        if reply is not None and not (isinstance(times, list) and len(times) == calls
-                                      and all(isinstance(t, (int, float)) and t >= 0 for t in times)):
+    def _times(self, reply: msg.Timed | None, calls: int) -> list[float] | None:
+        if reply is not None and len(reply.times_ms) != calls:
             raise Refused("forged_result", f"a timing block's reply is not {calls} per-call times")
-        return times
+        return reply.times_ms if reply is not None else None
 
     # -- the session --------------------------------------------------------------------------
 
@@ -242,41 +259,44 @@ class Session:
         if self.started or self.refused:
             return
         try:
-            hello = self._from_worker(time.monotonic())
+            hello = self._from_worker(time.monotonic(), msg.Hello)
             if hello is None:
                 return
             self.started = True
-            self.meaningful = bool(hello.get("meaningful"))
+            self.meaningful = hello.meaningful
             self._run(deadline)
         except Refused as refused:
             self.refused = refused
         finally:
             if self.started:
                 try:
-                    os.write(self.to_worker, b'{"op": "end"}\n')
+                    os.write(self.to_worker, (msg.dumps(msg.End()) + "\n").encode())
                 except OSError:
                     pass
 
     def _run(self, deadline: float) -> None:
         request = self.request
         ring = self.ask_verifier(self._ring_job(), max(1.0, deadline - time.monotonic()), True)
-        self.sol = sol.SpeedOfLight.model_validate(ring["sol"]) if ring.get("sol") else None
-        self.notes += [note for note in (ring.get("sol_note"), ring.get("compile_note")) if note]
-        self.time_compiled = bool(ring.get("compiled")) and self.meaningful
+        if not isinstance(ring, msg.Ring):
+            raise SandboxError(f"the verifier answered RingJob with {type(ring).__name__}")
+        self.sol = sol.SpeedOfLight.model_validate(ring.sol) if ring.sol else None
+        self.notes += [note for note in (ring.sol_note, ring.compile_note) if note]
+        self.time_compiled = ring.compiled and self.meaningful
         warmup = request.warmup if self.meaningful else 1
-        cand_warm = self._ask_worker({"op": "warmup", "calls": warmup}, deadline)
+        cand_warm = self._ask_worker(msg.Warmup(calls=warmup), msg.Warmed, deadline)
         if cand_warm is None:
             return
-        ref_warm = self._ask_reference({"op": "warmup", "calls": warmup}, deadline)
-        comp_warm = self._ask_reference({"op": "warmup", "calls": warmup, "side": "compiled"}, deadline) if self.time_compiled else {}
+        ref_warm = self._ask_reference(msg.WarmupJob(id=self.job_id, calls=warmup), msg.Warmed, deadline)
+        comp_warm = (self._ask_reference(msg.WarmupJob(id=self.job_id, calls=warmup, side="compiled"), msg.Warmed, deadline)
+                     if self.time_compiled else None)
         if self.meaningful:
-            pair_ms = float(ref_warm["warm_ms"]) + float(cand_warm.get("warm_ms", 0.0)) + float(comp_warm.get("warm_ms", 0.0))
+            pair_ms = ref_warm.warm_ms + cand_warm.warm_ms + (comp_warm.warm_ms if comp_warm else 0.0)
             runs = max(request.min_runs, min(request.max_runs, int(request.timing_budget_s * 1000 / max(pair_ms, 1e-3))))
         else:
             runs = 3
         # Each block's input sets are drawn before it and held until called: no more calls per
         # block than the verifier says fit in memory (timing.batch_calls), so more blocks.
-        batch = max(1, int(ring.get("batch") or runs))
+        batch = ring.batch
         count = max(min(BLOCKS, runs), -(-runs // batch))
         sizes = [runs // count + (k < runs % count) for k in range(count)]
         for attempt in range(2 if self.meaningful else 1):  # a noisy timing is re-timed once
@@ -336,21 +356,21 @@ class Session:
                 if side == "candidate":
                     # The last block's sampled output is checked and written to disk, and this
                     # block's input sets drawn, now: that time is no block's wall time.
-                    if self._ask_worker({"op": "prepare", "calls": calls}, deadline) is None:
+                    if self._ask_worker(msg.Prepare(calls=calls), msg.Prepared, deadline) is None:
                         return False
                     wait_quiet(verifier)  # trusted: a slow pool is not held against anyone
                     began = time.monotonic()
-                    times = self._times(self._ask_worker({"op": "block", "calls": calls}, deadline), calls)
+                    times = self._times(self._ask_worker(msg.Block(calls=calls), msg.Timed, deadline), calls)
                     if times is None:
                         return False
                     self.candidate.append(Block(times, (time.monotonic() - began) * 1000))
                 else:
-                    self._ask_reference({"op": "prepare", "calls": calls, "side": side}, deadline)
+                    self._ask_reference(msg.PrepareJob(id=self.job_id, calls=calls, side=side), msg.Prepared, deadline)
                     if not wait_quiet(self.candidate_pids):
                         raise Refused("background_work", "the candidate's process kept using CPU after its timed calls returned (work left running)")
                     cpu_before, ref_before = cpu_ms(self.candidate_pids()), cpu_ms(verifier())
                     began = time.monotonic()
-                    reply = self._ask_reference({"op": "block", "calls": calls, "side": side}, deadline)
+                    reply = self._ask_reference(msg.BlockJob(id=self.job_id, calls=calls, side=side), msg.Timed, deadline)
                     wall_ms = (time.monotonic() - began) * 1000
                     used_ms, ref_ms = cpu_ms(self.candidate_pids()) - cpu_before, cpu_ms(verifier()) - ref_before
                     # Against the CPU the reference itself got, not the wall time: on a loaded

@@ -46,7 +46,7 @@ from kagent.sandbox.models import Artifacts, EvalRequest, MemoryUse, Verdict
 from kagent.sandbox.reference import Expected, PeakMemory, Reference, _clone, build_reference
 from kagent.sandbox.task import DISTRIBUTION_SHIFT, SHAPE_VARIANT, InputsChanged, build_model, load_module, nbytes
 from kagent.sandbox.blocks import TIMED_PREFIX
-from kagent.sandbox.messages import SavedOutputs
+from kagent.sandbox.messages import Hello, SavedOutputs
 from kagent.sandbox.timing import Timer, WorkerChannel, draw_ring, serve, timed_set
 from kagent.sandbox.trace import ForwardTrace, traced_call
 
@@ -505,7 +505,7 @@ class Evaluation:
                       draw=lambda g: timed_set(self.task.get_inputs, request.seeds, g, self.device, upcast),
                       store=lambda g, copy: self._save_output(f"{TIMED_PREFIX}{g}", copy))
         launches.reset()
-        self.channel.write({"meaningful": meaningful})
+        self.channel.write(Hello(meaningful=meaningful))
         self._guarded("timed forward", serve, timer, self.channel.read, self.channel.write)
         if sum(launches.snapshot()[0].values()) < timer.calls + timer.warm_calls:
             raise _reject("kernel_not_launched", "the kernel was not launched on every timed call")

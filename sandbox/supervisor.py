@@ -29,8 +29,11 @@ import time
 import uuid
 from pathlib import Path
 
+from pydantic import BaseModel, ValidationError
+
 from kagent import errors
 from kagent.sandbox import blocks
+from kagent.sandbox import messages as msg
 from kagent.sandbox.models import EvalRequest, MemoryUse, OutputCheck, Verdict
 from kagent.sandbox.processes import _children, _Messages, _rss_mb, _signal_name, descendants, kill_tree, pid_alive
 from kagent.sandbox.zygote import LOG_FILE, OUTPUTS_FILE, RESULT_FILE, sign
@@ -177,12 +180,12 @@ class Sandbox:
         prefix = namespace_prefix() if self.namespaces else ()
         proc, self._messages = self._spawn([*prefix, *SERVER_PYTHON, "kagent.sandbox.zygote", str(self.root)], ZYGOTE_LOG)
         self._proc = proc  # now, not once ready: a close() meanwhile (Ctrl-C) must be able to end it
-        ready = self._messages.read(STARTUP_TIMEOUT_S)
-        if not ready or not ready.get("ready"):
+        ready = _parse(msg.Ready, self._messages.read(STARTUP_TIMEOUT_S))
+        if ready is None:
             proc.kill()
             proc.wait()
             raise errors.SandboxError(f"the sandbox worker failed to start: {self._last_log_line(ZYGOTE_LOG)}")
-        self.confined = bool(ready.get("confined"))
+        self.confined = ready.confined
         # Under `unshare --fork` the fork server is unshare's only child.
         kids = _children(proc.pid) if prefix else [proc.pid]
         self._zygote_pid = kids[0] if kids else proc.pid
@@ -231,8 +234,7 @@ class Sandbox:
         """Wait until the verifier is ready."""
         if self._verifier_ready:
             return
-        ready = self._verifier_messages.read(STARTUP_TIMEOUT_S)
-        if not ready or not ready.get("ready"):
+        if _parse(msg.Ready, self._verifier_messages.read(STARTUP_TIMEOUT_S)) is None:
             self._stop_verifier()
             raise errors.SandboxError(f"the verifier failed to start: {self._last_log_line(VERIFIER_LOG)}")
         self._verifier_ready = True
@@ -352,8 +354,7 @@ class Sandbox:
         task = (request.task_path, request.allow_tf32)
         if task not in self._compile_timed_out:
             try:
-                self._ask_verifier({"id": job_id, "op": "compile", "request": request.model_dump(mode="json")},
-                                   COMPILE_TIMEOUT_S)
+                self._ask_verifier(msg.CompileJob(id=job_id, request=request), COMPILE_TIMEOUT_S)
                 return request, None
             except errors.SandboxError:  # the verifier was stopped: it restarts for the timing
                 self._compile_timed_out.add(task)
@@ -364,16 +365,14 @@ class Sandbox:
 
     def _run_job(self, request, workdir, timeout_s, memory_mb, proc, key, job_id, session) -> Verdict:
         try:
-            proc.stdin.write((json.dumps({
-                "id": job_id, "request": request.model_dump(mode="json"), "workdir": str(workdir),
-                "key": key.hex(), "memory_mb": memory_mb,
-            }) + "\n").encode())
+            job = msg.ForkJob(id=job_id, request=request, workdir=str(workdir), key=key.hex(), memory_mb=memory_mb)
+            proc.stdin.write((msg.dumps(job) + "\n").encode())
             proc.stdin.flush()
         except OSError:
             self._stop()
             raise errors.SandboxError("the sandbox worker is gone") from None
-        started = self._messages.about(job_id, 30)
-        if not started or "pid" not in started:
+        started = _parse(msg.Forked, self._messages.about(job_id, 30))
+        if started is None:
             self._stop()
             raise errors.SandboxError("the sandbox worker did not start the evaluation")
         begun = time.monotonic()
@@ -387,6 +386,10 @@ class Sandbox:
                 session.poll(deadline)
             finished = self._messages.about(job_id, POLL_S)
             if finished is not None:
+                finished = _parse(msg.Exited, finished)
+                if finished is None:
+                    self._stop()
+                    raise errors.SandboxError("the sandbox worker sent a malformed end of evaluation")
                 break
             now = time.monotonic()
             if proc.poll() is not None:  # only a candidate kills the worker
@@ -398,7 +401,7 @@ class Sandbox:
                         pass
                 if proc.pid == self._zygote_pid:  # no PID namespace: pids are ours to kill
                     try:
-                        os.killpg(started["pid"], signal.SIGKILL)  # the candidate's own session
+                        os.killpg(started.pid, signal.SIGKILL)  # the candidate's own session
                     except (ProcessLookupError, PermissionError):
                         pass
                 self._stop()
@@ -420,9 +423,11 @@ class Sandbox:
         if self._zygote_pid is not None and not kill_tree(self._zygote_pid):
             self._stop(force=True)  # leftovers a kill cannot end: start clean next time
         elapsed = time.monotonic() - begun
-        return self._verdict(request, workdir, key, finished or {}, killed_for, timeout_s, memory_mb, elapsed, session)
+        return self._verdict(request, workdir, key, finished or msg.Exited(id=job_id), killed_for, timeout_s, memory_mb,
+                             elapsed, session)
 
-    def _verdict(self, request, workdir, key, finished, killed_for, timeout_s, memory_mb, elapsed, session) -> Verdict:
+    def _verdict(self, request, workdir, key, finished: msg.Exited, killed_for, timeout_s, memory_mb, elapsed,
+                 session) -> Verdict:
         log_path = workdir / LOG_FILE
         log_tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
 
@@ -439,28 +444,32 @@ class Sandbox:
         if killed_for == "worker_died":
             return failed("runtime_error", "crashed", "the sandbox worker died while running the candidate")
         result_path = workdir / RESULT_FILE
-        if finished.get("signal") == signal.SIGSYS:
+        if finished.signal == signal.SIGSYS:
             # The seccomp filter's signal (confine.ProcessFilter), fatal where the caller blocked
             # signals around the call, as glibc's posix_spawn (system, popen) does.
             return failed("rejected", "forbidden_call", "the candidate's process was killed by the OS (SIGSYS) for "
                                                         "creating a process from native code")
-        if finished.get("signal"):
-            name = _signal_name(finished["signal"])
+        if finished.signal:
+            name = _signal_name(finished.signal)
             return failed("runtime_error", "crashed", f"the candidate's process died with {name}")
         if not result_path.exists():
             return failed("runtime_error", "exited_early",
-                          f"the candidate's process exited (code {finished.get('exit_code')}) before a verdict")
+                          f"the candidate's process exited (code {finished.exit_code}) before a verdict")
         try:
-            signed = json.loads(result_path.read_text())
-            body, mac = signed["body"], signed["mac"]
-        except (ValueError, KeyError, TypeError):
+            signed = msg.Signed.model_validate(json.loads(result_path.read_text()))
+        except (ValueError, OSError):  # pydantic's ValidationError is a ValueError
             return failed("rejected", "forged_result", "the result file was not written by the harness")
-        if not isinstance(body, str) or not isinstance(mac, str) or not secrets.compare_digest(mac, sign(key, body)):
+        if not signed.valid(key, sign):
             return failed("rejected", "forged_result", "the result carries no valid harness signature")
-        payload = json.loads(body)
-        if "error" in payload:
-            raise errors.decode_error(payload)
-        verdict = Verdict.model_validate(payload["verdict"])
+        try:
+            result = msg.Result.model_validate(json.loads(signed.body))
+        except ValueError as err:  # signed with a key read from the candidate's memory
+            return failed("rejected", "forged_result", f"the signed result is malformed: {errors.one_line(err, 200)}")
+        if result.error is not None:
+            raise result.error.to_error()
+        if result.verdict is None:
+            return failed("rejected", "forged_result", "the signed result carries no verdict")
+        verdict = result.verdict
         if session.refused:  # seen from outside the candidate's process, whatever it claims
             return failed("rejected", session.refused.reason, session.refused.message)
         if verdict.status != "correct":
@@ -489,40 +498,51 @@ class Sandbox:
         verdict.max_abs_error, verdict.max_rel_error = check.max_abs_error, check.max_rel_error
         return verdict
 
-    def _tell_verifier(self, message: dict) -> None:
-        """Send one job to the verifier without waiting for its reply."""
+    def _tell_verifier(self, job: BaseModel) -> None:
+        """Send one job (a messages.VerifierJob) to the verifier without waiting for its reply."""
         self._start_verifier()
         self._verifier_started()
         try:
-            self._verifier.stdin.write((json.dumps(message) + "\n").encode())
+            self._verifier.stdin.write((msg.dumps(job) + "\n").encode())
         except OSError:
             self._stop_verifier()
             raise errors.SandboxError("the verifier is gone") from None
 
-    def _ask_verifier(self, message: dict, wait_s: float, sent: bool = False) -> dict:
-        """Send one job to the verifier (unless `sent` already) and return its reply. Raises
-        the error it reports."""
+    def _ask_verifier(self, job: BaseModel, wait_s: float, sent: bool = False) -> BaseModel:
+        """Send one job (a messages.VerifierJob) to the verifier (unless `sent` already) and
+        return its reply (a messages.VerifierReply of the same `op`). Raises the error it
+        reports; a reply that does not validate is kagent's own bug (SandboxError)."""
         if not sent:
-            self._tell_verifier(message)
+            self._tell_verifier(job)
         # A reply to an earlier job of the same evaluation nobody waited for (the reference
         # prepared for timing when the candidate then failed or forged its verdict) is stale.
-        expected = {"ring": "ring", "warmup": "warm_ms", "prepare": "prepared", "block": "times_ms",
-                    "compile": "compiled"}.get(message.get("op"), "check")
         deadline = time.monotonic() + wait_s
-        reply = self._verifier_messages.about(message["id"], wait_s)
-        while reply is not None and expected not in reply and "error" not in reply:
-            reply = self._verifier_messages.about(message["id"], max(0.0, deadline - time.monotonic()))
-        if reply is None:
-            self._stop_verifier()
-            raise errors.SandboxError(f"the verifier did not answer within {wait_s:g} s")
-        if "error" in reply:
-            raise errors.decode_error(reply)
-        return reply
+        while True:
+            message = self._verifier_messages.about(job.id, max(0.0, deadline - time.monotonic()))
+            if message is None:
+                self._stop_verifier()
+                raise errors.SandboxError(f"the verifier did not answer within {wait_s:g} s")
+            try:
+                reply = msg.VERIFIER_REPLY.validate_python({k: v for k, v in message.items() if k != "id"})
+            except ValidationError as err:
+                raise errors.SandboxError(f"the verifier sent a malformed reply: {errors.one_line(err, 300)}") from None
+            if isinstance(reply, msg.Failed):
+                raise reply.to_error()
+            if reply.op == job.op:
+                return reply
 
     def _verify(self, request: EvalRequest, workdir: Path, timeout_s: float, timed_blocks: list[list[int]]) -> OutputCheck:
         """The verifier's judgement of the outputs saved in `workdir`."""
-        reply = self._ask_verifier({
-            "id": workdir.name, "request": request.model_dump(mode="json"),
-            "outputs": str(workdir / OUTPUTS_FILE), "timed_blocks": timed_blocks,
-        }, max(timeout_s, VERIFY_MIN_TIMEOUT_S))
-        return OutputCheck.model_validate(reply["check"])
+        job = msg.CheckJob(id=workdir.name, request=request, outputs=str(workdir / OUTPUTS_FILE),
+                           timed_blocks=[tuple(block) for block in timed_blocks])
+        return self._ask_verifier(job, max(timeout_s, VERIFY_MIN_TIMEOUT_S)).check
+
+
+
+def _parse(model: type[BaseModel], message: dict | None) -> BaseModel | None:
+    """`message` (a line from a trusted server: the fork server, the verifier) as a `model`;
+    None when there is none or it does not validate."""
+    try:
+        return model.model_validate(message) if message is not None else None
+    except ValidationError:
+        return None

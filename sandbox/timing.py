@@ -33,6 +33,9 @@ from typing import Callable
 import torch
 
 from kagent.sandbox.blocks import FROM_WORKER, TO_WORKER
+from pydantic import BaseModel
+
+from kagent.sandbox import messages as msg
 from kagent.sandbox.compare import flatten, same_values
 from kagent.sandbox.task import nbytes
 
@@ -214,27 +217,25 @@ class Timer:
                 self.store(g, copy)
 
 
-def serve(timer: Timer, read: Callable[[], dict], write: Callable[[dict], None]) -> None:
-    """Answer the parent's timing requests until it says `end`:
-    {"op": "warmup", "calls": N} -> {"warm_ms": MS}; {"op": "prepare", "calls": N} ->
-    {"prepared": N} (the last block's sample settled and this block's input sets drawn, between
-    blocks: outside any block's wall time); {"op": "block", "calls": N} -> {"times_ms": [...]};
-    {"op": "end"} -> returns."""
+def serve(timer: Timer, read: Callable[[], BaseModel], write: Callable[[BaseModel], None]) -> None:
+    """Answer the parent's timing requests (messages.WorkerRequest) until it says `End`:
+    `Warmup` -> `Warmed`; `Prepare` -> `Prepared` (the last block's sample settled and this
+    block's input sets drawn, between blocks: outside any block's wall time); `Block` -> `Timed`."""
     while True:
         request = read()
-        op = request.get("op")
-        if op == "warmup":
-            write({"warm_ms": timer.warm_up(int(request.get("calls", 1)))})
-        elif op == "prepare":
-            write({"prepared": timer.prepare(int(request["calls"]))})
-        elif op == "block":
-            write({"times_ms": timer.block(int(request["calls"]))})
+        if isinstance(request, msg.Warmup):
+            write(msg.Warmed(warm_ms=timer.warm_up(request.calls)))
+        elif isinstance(request, msg.Prepare):
+            write(msg.Prepared(prepared=timer.prepare(request.calls)))
+        elif isinstance(request, msg.Block):
+            write(msg.Timed(times_ms=timer.block(request.calls)))
         else:
             return
 
 
 class WorkerChannel:
-    """The worker's end of the FIFOs: JSON lines, each signed with the evaluation's key."""
+    """The worker's end of the FIFOs: JSON lines, messages.WorkerRequest in, each reply
+    messages.Signed with the evaluation's key out."""
 
     def __init__(self, sign: Callable[[str], str]):
         self.sign = sign
@@ -243,21 +244,20 @@ class WorkerChannel:
         for name in (TO_WORKER, FROM_WORKER):  # candidate code cannot open them by name
             os.unlink(name)
 
-    def read(self) -> dict:
-        """The parent's next request; `end` once the parent is gone."""
+    def read(self) -> BaseModel:
+        """The parent's next request (a messages.WorkerRequest); `End` once the parent is gone."""
         line = self.inbox.readline()
-        return json.loads(line) if line else {"op": "end"}
+        return msg.WORKER_REQUEST.validate_python(json.loads(line)) if line else msg.End()
 
-    def write(self, message: dict) -> None:
-        """One signed line to the parent (see blocks.Session._from_worker)."""
-        body = json.dumps(message)
-        os.write(self.outbox, (json.dumps({"body": body, "mac": self.sign(body)}) + "\n").encode())
+    def write(self, message: BaseModel) -> None:
+        """One signed line to the parent (a messages.WorkerReply; see blocks.Session._from_worker)."""
+        os.write(self.outbox, (msg.dumps(msg.Signed.of(message, self.sign)) + "\n").encode())
 
     def close(self) -> None:
         """Tell the parent timing is over on this side (it may be waiting for a block that a
         failing candidate never finished), then close."""
         if self.inbox.closed:
             return
-        self.write({"aborted": True})
+        self.write(msg.Aborted())
         self.inbox.close()
         os.close(self.outbox)

@@ -22,16 +22,18 @@ It also compiles and times the reference under torch.compile (compiled.py) where
 asks for that baseline: compiled once per task, before the candidate's clock starts, and kept
 for the task's later evaluations (the first compiled model instance, on each evaluation's inputs).
 
-Protocol on stdin/stdout, one JSON object per line:
-  <- {"ready": true}
-  -> {"id": ID, "op": "compile", "request": {...}}  <- {"id": ID, "compiled": {"ok": B, "compile_s": S, "error": TEXT | null}}
-  -> {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- {"id": ID, "ring": N, "batch": CALLS, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null, "compiled": B, "compile_note": TEXT | null}
-  -> {"id": ID, "op": "warmup", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "warm_ms": MS}
-  -> {"id": ID, "op": "prepare", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "prepared": N}
-  -> {"id": ID, "op": "block", "calls": N, "side": "reference" | "compiled"}  <- {"id": ID, "times_ms": [...]}
-  -> {"id": ID, "request": {...EvalRequest}, "outputs": PATH, "timed_blocks": [[FIRST, END], ...]}
+Protocol on stdin/stdout, one JSON object per line (the models in messages.py; each reply
+carries its job's id and op):
+  <- Ready {"ready": true}
+  -> CompileJob {"id": ID, "op": "compile", "request": {...}}  <- Compiled {"compiled": {"ok": B, "compile_s": S, "error": TEXT | null}}
+  -> RingJob {"id": ID, "op": "ring", "request": {...EvalRequest}}  <- Ring {"ring": N, "batch": CALLS, "sol": {...SpeedOfLight} | null, "sol_note": TEXT | null, "compiled": B, "compile_note": TEXT | null}
+  -> WarmupJob {"id": ID, "op": "warmup", "calls": N, "side": "reference" | "compiled"}  <- Warmed {"warm_ms": MS}
+  -> PrepareJob {"id": ID, "op": "prepare", "calls": N, "side": ...}  <- Prepared {"prepared": N}
+  -> BlockJob {"id": ID, "op": "block", "calls": N, "side": ...}  <- Timed {"times_ms": [...]}
+  -> CheckJob {"id": ID, "op": "check", "request": {...EvalRequest}, "outputs": PATH, "timed_blocks": [[FIRST, END], ...]}
      (PATH: the worker's list of saved entries; their outputs beside it, messages.SavedOutputs)
-  <- {"id": ID, "check": {...OutputCheck}}  or  {"id": ID, "error": NAME, "message": TEXT}
+  <- Checked {"check": {...OutputCheck}}
+and to any job that raised: Failed {"op": "error", "error": NAME, "message": TEXT, "log": TEXT}.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel
 
 from kagent.sandbox import compare as cmp
 from kagent.sandbox import sol
@@ -53,6 +56,7 @@ from kagent.errors import ErrorMessage, KagentError, SandboxError, one_line
 from kagent.sandbox.blocks import TIMED_PREFIX
 from kagent.sandbox.compiled import CompiledReference, compile_reference
 from kagent.sandbox.reference import PeakMemory, Reference, build_reference
+from kagent.sandbox import messages as msg
 from kagent.sandbox.messages import SavedOutputs
 from kagent.sandbox.models import EvalRequest, OutputCheck
 from kagent.sandbox.timing import Timer, batch_calls, draw_ring, ring_set, timed_set
@@ -135,9 +139,9 @@ class _Timing:
                 timer.ring, timer.pending, timer.prepared = [], None, []
         self.ring = []
 
-    def side(self, job: dict) -> Timer:
+    def side(self, job: msg.WarmupJob | msg.PrepareJob | msg.BlockJob) -> Timer:
         """The timer a warm-up or block job names: the reference's (default) or the compiled one."""
-        if job.get("side") == "compiled":
+        if job.side == "compiled":
             if self.compiled_timer is None:
                 raise KagentError("no compiled reference to time")
             return self.compiled_timer
@@ -160,10 +164,10 @@ def _speed_of_light(reference: Reference, inputs: list, device: str) -> tuple[di
 _current: _Timing | None = None
 
 
-def _timing(job: dict) -> _Timing:
+def _timing(job: msg.RingJob) -> _Timing:
     global _current
-    if _current is None or _current.job_id != job["id"]:
-        _current = _Timing(job["id"], EvalRequest(**job["request"]))
+    if _current is None or _current.job_id != job.id:
+        _current = _Timing(job.id, job.request)
     return _current
 
 
@@ -272,50 +276,56 @@ def _warm_up() -> None:
         pass
 
 
-def _send(message: dict) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
+def _send(job_id: str, reply: BaseModel) -> None:
+    """One reply line (messages.VerifierReply), with its job's id beside its fields."""
+    sys.stdout.write(json.dumps(msg.envelope(job_id, reply)) + "\n")
     sys.stdout.flush()
 
 
-def main() -> None:
-    """The verifier process: reads jobs as JSON lines on stdin, answers each on stdout, until stdin
-    closes."""
+def _answer(job: msg.VerifierJob) -> BaseModel:
+    """The reply to one job (messages.VerifierReply)."""
     global _current
+    if isinstance(job, msg.CompileJob):
+        if get_backend(job.request.backend).timing_meaningful(job.request.device):
+            compiled = compiled_reference(job.request)
+        else:  # nothing is timed (the Triton interpreter): do not spend the compilation
+            compiled = CompiledReference(None, 0.0, "no timing on this device")
+        return msg.Compiled(compiled=msg.CompileResult(ok=compiled.forward is not None, compile_s=compiled.compile_s,
+                                                       error=compiled.error))
+    if isinstance(job, msg.RingJob):
+        timing = _timing(job)
+        return msg.Ring(ring=len(timing.ring), batch=batch_calls(timing.ring[0]), sol=timing.sol,
+                        sol_note=timing.sol_note, compiled=timing.compiled_timer is not None,
+                        compile_note=timing.compile_note)
+    if isinstance(job, msg.WarmupJob):
+        return msg.VerifierWarmed(warm_ms=_current.side(job).warm_up(job.calls))
+    if isinstance(job, msg.PrepareJob):
+        return msg.VerifierPrepared(prepared=_current.side(job).prepare(job.calls))
+    if isinstance(job, msg.BlockJob):
+        return msg.VerifierTimed(times_ms=_current.side(job).block(job.calls))
+    timing = _current if _current is not None and _current.job_id == job.id else None
+    check = verify(job.request, job.outputs, [list(block) for block in job.timed_blocks], timing)
+    _current = None  # the evaluation is over: its model and ring are not kept
+    return msg.Checked(check=check)
+
+
+def main() -> None:
+    """The verifier process: reads jobs (messages.VerifierJob) as JSON lines on stdin, answers
+    each on stdout, until stdin closes."""
     prctl(PR_SET_DUMPABLE, 0)  # no ptrace, no /proc/PID/mem for other processes of this user
     _warm_up()
-    _send({"ready": True})
+    sys.stdout.write(msg.dumps(msg.Ready()) + "\n")
+    sys.stdout.flush()
     for line in sys.stdin:
-        job = json.loads(line)
+        raw = json.loads(line)
+        job_id = str(raw.get("id", "")) if isinstance(raw, dict) else ""
         try:
-            op = job.get("op")
-            if op == "compile":
-                request = EvalRequest(**job["request"])
-                if get_backend(request.backend).timing_meaningful(request.device):
-                    compiled = compiled_reference(request)
-                else:  # nothing is timed (the Triton interpreter): do not spend the compilation
-                    compiled = CompiledReference(None, 0.0, "no timing on this device")
-                _send({"id": job["id"], "compiled": {"ok": compiled.forward is not None,
-                                                     "compile_s": compiled.compile_s, "error": compiled.error}})
-            elif op == "ring":
-                timing = _timing(job)
-                _send({"id": job["id"], "ring": len(timing.ring), "batch": batch_calls(timing.ring[0]),
-                       "sol": timing.sol, "sol_note": timing.sol_note,
-                       "compiled": timing.compiled_timer is not None, "compile_note": timing.compile_note})
-            elif op == "warmup":
-                _send({"id": job["id"], "warm_ms": _current.side(job).warm_up(int(job["calls"]))})
-            elif op == "prepare":
-                _send({"id": job["id"], "prepared": _current.side(job).prepare(int(job["calls"]))})
-            elif op == "block":
-                _send({"id": job["id"], "times_ms": _current.side(job).block(int(job["calls"]))})
-            else:
-                timing = _current if _current is not None and _current.job_id == job["id"] else None
-                check = verify(EvalRequest(**job["request"]), job["outputs"], job.get("timed_blocks", []), timing)
-                _current = None  # the evaluation is over: its model and ring are not kept
-                _send({"id": job["id"], "check": check.model_dump(mode="json")})
+            reply = _answer(msg.VERIFIER_JOB.validate_python(raw))
         except KagentError as err:
-            _send({"id": job["id"], **ErrorMessage.of(err).model_dump()})
-        except Exception as err:
-            _send({"id": job["id"], **ErrorMessage.of(SandboxError(f"the verifier failed: {one_line(err)}")).model_dump()})
+            reply = msg.Failed(**ErrorMessage.of(err).model_dump())
+        except Exception as err:  # a job that does not validate included: kagent's own bug
+            reply = msg.Failed(**ErrorMessage.of(SandboxError(f"the verifier failed: {one_line(err)}")).model_dump())
+        _send(job_id, reply)
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()
 

@@ -15,11 +15,12 @@ workdirs and the build cache, and each child drops every capability (confine.py)
 also builds and loads the seccomp filter a C++ evaluation installs (confine.ProcessFilter), so
 each child inherits code no candidate could have changed.
 
-Protocol on stdin/stdout, one JSON object per line:
-  <- {"ready": true, "confined": BOOL}
-  -> {"id": ID, "request": {...EvalRequest}, "workdir": DIR, "key": HEX, "memory_mb": N}
-  <- {"id": ID, "pid": PID}
-  <- {"id": ID, "exit_code": CODE | null, "signal": SIG | null}
+Protocol on stdin/stdout, one JSON object per line (the models in messages.py):
+  <- Ready {"ready": true, "confined": BOOL}
+  -> ForkJob {"id": ID, "request": {...EvalRequest}, "workdir": DIR, "key": HEX, "memory_mb": N}
+  <- Forked {"id": ID, "pid": PID}
+  <- Exited {"id": ID, "exit_code": CODE | null, "signal": SIG | null}
+and in the workdir, the result file: Signed {"body": Result JSON, "mac": HEX}.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ import sys
 import tempfile
 import traceback
 
+from pydantic import BaseModel
+
+from kagent.errors import ErrorMessage
 from kagent.sandbox import confine
+from kagent.sandbox.messages import Exited, ForkJob, Forked, Ready, Result, Signed, dumps
 from kagent.sandbox.confine import (PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, create_gpu_device_nodes, drop_privileges,
                              lock_filesystem, prctl)
 
@@ -48,15 +53,15 @@ def sign(key: bytes, body: str) -> str:
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 
-def _send(message: dict) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
+def _send(message: BaseModel) -> None:
+    sys.stdout.write(dumps(message) + "\n")
     sys.stdout.flush()
 
 
-def _child(job: dict) -> None:
+def _child(job: ForkJob, confined: bool) -> None:
     """Runs in the forked child; never returns."""
     os.setsid()
-    workdir = job["workdir"]
+    workdir = job.workdir
     log = os.open(os.path.join(workdir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -68,37 +73,35 @@ def _child(job: dict) -> None:
         os.environ[var] = os.path.join(workdir, sub)
     tempfile.tempdir = None  # cached by the server at import: make tempfile read TMPDIR again
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    request = job["request"]
-    if request["device"] == "cpu":  # CUDA reserves huge virtual ranges: there, the parent watches RSS
-        limit = job["memory_mb"] * 1024 * 1024
+    request = job.request
+    if request.device == "cpu":  # CUDA reserves huge virtual ranges: there, the parent watches RSS
+        limit = job.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     # Files too: the verifier reads what this process leaves behind.
-    file_limit = job["memory_mb"] * 1024 * 1024
+    file_limit = job.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-    if job["confined"]:
+    if confined:
         drop_privileges()
-    key = bytes.fromhex(job.pop("key"))
+    key, job.key = bytes.fromhex(job.key), ""
     try:
         import torch
 
-        from kagent.errors import ErrorMessage, KagentError
+        from kagent.errors import KagentError
         from kagent.sandbox.harness import Evaluation
-        from kagent.sandbox.models import EvalRequest
 
         try:
-            evaluation = Evaluation(EvalRequest(**request), lambda body: sign(key, body))
+            evaluation = Evaluation(request, lambda body: sign(key, body))
             verdict = evaluation.run()
             if verdict.status == "correct":
                 torch.save(evaluation.outputs, os.path.join(workdir, OUTPUTS_FILE))
-            payload = {"verdict": verdict.model_dump(mode="json")}
+            result = Result(verdict=verdict)
         except KagentError as err:
-            payload = ErrorMessage.of(err).model_dump()
+            result = Result(error=ErrorMessage.of(err))
     except BaseException:  # kagent's own failure: its traceback, never blamed on the candidate
-        payload = {"error": "SandboxError", "message": traceback.format_exc()[-2000:]}
-    body = json.dumps(payload)
+        result = Result(error=ErrorMessage(error="SandboxError", message=traceback.format_exc()[-2000:]))
     tmp = os.path.join(workdir, RESULT_FILE + ".tmp")
     with open(tmp, "w") as f:
-        json.dump({"body": body, "mac": sign(key, body)}, f)
+        f.write(dumps(Signed.of(result, lambda body: sign(key, body))))
     os.replace(tmp, os.path.join(workdir, RESULT_FILE))
     sys.stdout.flush()
     sys.stderr.flush()
@@ -116,11 +119,8 @@ def _reap(jobs: dict[int, str]) -> None:
             return
         job_id = jobs.pop(pid, None)
         if job_id is not None:
-            _send({
-                "id": job_id,
-                "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            })
+            _send(Exited(id=job_id, exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                         signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None))
 
 
 def _confine(root: str) -> bool:
@@ -180,7 +180,7 @@ def main(root: str) -> None:
 
     confined = _confine(root)
     jobs: dict[int, str] = {}  # pid -> job id
-    _send({"ready": True, "confined": confined})
+    _send(Ready(confined=confined))
     stdin_open = True
     pending = b""  # read from the raw fd: a buffered reader could hide a second job from select
     while stdin_open or jobs:
@@ -198,13 +198,12 @@ def main(root: str) -> None:
                             pass
         if b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
-            job = json.loads(line)
-            job["confined"] = confined
+            job = ForkJob.model_validate(json.loads(line))
             pid = os.fork()
             if pid == 0:
-                _child(job)
-            jobs[pid] = job["id"]
-            _send({"id": job["id"], "pid": pid})
+                _child(job, confined)
+            jobs[pid] = job.id
+            _send(Forked(id=job.id, pid=pid))
         _reap(jobs)
 
 
