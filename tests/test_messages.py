@@ -199,3 +199,70 @@ def test_an_unsigned_timing_reply_is_forged_result(tmp_path, line):
 def test_a_signed_body_that_is_not_an_object_is_forged_result(tmp_path, body):
     session = _run_session(tmp_path, [RawBody(body)])
     assert session.refused is not None and session.refused.reason == "forged_result", session.refused
+
+
+# -- the parent's clock against a worker claiming less than it took --------------------------------
+
+
+def _slow_claiming_worker(tmp_path, key: bytes, block_s: float, claim_ms: float) -> None:
+    """A worker answering the parent's requests as they come: each block takes `block_s` on
+    any clock but claims `claim_ms` per call (a clock hooked inside its process)."""
+    inbox = os.fdopen(os.open(tmp_path / blocks.TO_WORKER, os.O_RDONLY), "r")
+    out = os.open(tmp_path / blocks.FROM_WORKER, os.O_WRONLY)
+
+    def reply(model: BaseModel) -> None:
+        os.write(out, (json.dumps(msg.Signed.of(model, lambda body: sign(key, body)).model_dump()) + "\n").encode())
+
+    reply(msg.Hello(meaningful=True))
+    for line in inbox:
+        request = msg.WORKER_REQUEST.validate_json(line)
+        if isinstance(request, msg.Warmup):
+            reply(msg.Warmed(warm_ms=claim_ms))
+        elif isinstance(request, msg.Prepare):
+            reply(msg.Prepared(prepared=request.calls))
+        elif isinstance(request, msg.Block):
+            time.sleep(block_s)
+            reply(msg.Timed(times_ms=[claim_ms] * request.calls))
+        else:
+            break
+    os.close(out)
+
+
+@pytest.mark.parametrize("other_load, verdict", [(0.0, "forged_result"), (0.6, "parent's clock")])
+def test_a_short_clock_claim_is_forged_on_a_quiet_machine_and_replaced_on_a_loaded_one(tmp_path, monkeypatch, other_load, verdict):
+    """Blocks of 40 ms claimed as 8 x 0.1 ms. With the CPUs quiet that is a forged clock; with
+    other processes holding them (the machine's load is what is set here, read from
+    /proc/stat otherwise) a short claim proves nothing, and the candidate's times become the
+    parent's: never faster than the parent saw."""
+    import threading
+
+    from kagent.sandbox import noise
+
+    monkeypatch.setattr(blocks.noise, "assess", lambda *a: noise.Noise(spread=0.0, other_load=other_load,
+                                                                        noisy=other_load > noise.LOAD_LIMIT))
+    request = REQUEST.model_copy(update={"min_runs": 16, "max_runs": 16})
+    sleeper = subprocess.Popen(["sleep", "60"])  # a quiet stand-in for the candidate's and the verifier's processes
+    key = secrets.token_bytes(32)
+    session = blocks.Session(str(tmp_path), key, sign, request, "eval-1", lambda job: None, _verifier,
+                             lambda: [sleeper.pid], sleeper.pid)
+    session.open()
+    worker = threading.Thread(target=_slow_claiming_worker, args=(tmp_path, key, 0.04, 0.1), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 60
+    try:
+        while not (session.started or session.refused) and time.monotonic() < deadline:
+            session.poll(deadline)  # as the supervisor does: until the worker's hello comes
+            time.sleep(0.01)
+    finally:
+        session.close()
+        sleeper.kill()
+        sleeper.wait()
+    if verdict == "forged_result":
+        assert session.refused is not None and session.refused.reason == "forged_result", session.refused
+        assert "parent's clock" in session.refused.message
+    else:
+        assert session.refused is None and session.finished, session.refused
+        ref, cand = session._stats()
+        assert cand.median_ms > 3.0, cand  # 40 ms over 8 calls, not the 0.1 ms claimed
+        assert blocks.clock_share(session.candidate[session.kept_from[0]:], session.reference[session.kept_from[1]:]) >= blocks.FORGED_SHARE
+        assert any("parent's" in note for note in session.notes), session.notes
