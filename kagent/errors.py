@@ -80,13 +80,3 @@ class ErrorMessage(BaseModel):
         if issubclass(error_class, CompileError):
             return error_class(self.message, self.log)
         return error_class(self.message)
-
-
-def decode_error(payload: object) -> KagentError:
-    """The error in a reply object carrying ErrorMessage's fields ({"error", "message", ...});
-    a malformed one is a SandboxError naming what came."""
-    try:
-        message = ErrorMessage.model_validate({k: v for k, v in dict(payload).items() if k in ErrorMessage.model_fields})
-    except Exception:
-        return SandboxError(f"a sandbox process sent a malformed error: {one_line(payload, 200)}")
-    return message.to_error()

@@ -21,7 +21,6 @@ head counts) keep their values: changing them changes the operation, not its siz
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 import subprocess
@@ -31,7 +30,7 @@ from types import ModuleType
 
 from pydantic import BaseModel
 
-from kagent.errors import ErrorMessage, KagentError, TaskError, TaskTooLarge, decode_error
+from kagent.errors import ErrorMessage, KagentError, TaskError, TaskTooLarge
 
 MIN_SIZE = 16
 BATCH_FLOOR = 8
@@ -222,6 +221,14 @@ class TaskFacts(BaseModel):
     ops: list[str] = []
 
 
+class TaskFactsReply(BaseModel):
+    """The sizing process's one line on stdout: the task's facts, or the KagentError that
+    ended it (kagent.errors' one codec)."""
+
+    facts: TaskFacts | None = None
+    error: ErrorMessage | None = None
+
+
 def decide(path: str | Path, max_input_mb: int, memory_mb: int | None = None, device: str = "cpu") -> TaskFacts:
     """In a separate process with the sandbox's environment (no API keys: the task's code runs
     there): plan() the sizes, check the reference can judge a candidate at them
@@ -238,19 +245,19 @@ def decide(path: str | Path, max_input_mb: int, memory_mb: int | None = None, de
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=SERVER_CWD,
                               timeout=SIZING_TIMEOUT_S)
-        reply = json.loads(done.stdout.strip().splitlines()[-1])
+        reply = TaskFactsReply.model_validate_json(done.stdout.strip().splitlines()[-1])
     except subprocess.TimeoutExpired:
         raise TaskError(f"{path}: checking the task took longer than {SIZING_TIMEOUT_S:g} s") from None
-    except (ValueError, IndexError):
+    except (ValueError, IndexError):  # pydantic's ValidationError is a ValueError
         raise TaskError(f"{path}: checking the task failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}") from None
-    if "error" in reply:
-        raise decode_error(reply)
-    return TaskFacts.model_validate(reply["facts"])
+    if reply.error is not None or reply.facts is None:
+        raise reply.error.to_error() if reply.error else TaskError(f"{path}: checking the task returned no facts")
+    return reply.facts
 
 
 def main() -> None:
     """`python -m kagent.sandbox.sizes TASK MAX_INPUT_MB MEMORY_MB`: one JSON line on stdout,
-    {"facts": TaskFacts} or an ErrorMessage."""
+    a TaskFactsReply."""
     path, max_input_mb, memory_mb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     from kagent.sandbox.task import load_task, validate_task  # one-line errors for a task that does not import
     from kagent.sandbox.trace import reference_ops
@@ -259,10 +266,10 @@ def main() -> None:
         load_task(path)
         planned = plan(path, max_input_mb, memory_mb or None)
         validate_task(path, planned.scaled)
-        reply = {"facts": TaskFacts(sizes=planned, ops=reference_ops(path, planned.scaled)).model_dump(mode="json")}
+        reply = TaskFactsReply(facts=TaskFacts(sizes=planned, ops=reference_ops(path, planned.scaled)))
     except KagentError as err:
-        reply = ErrorMessage.of(err).model_dump()
-    print(json.dumps(reply))
+        reply = TaskFactsReply(error=ErrorMessage.of(err))
+    print(reply.model_dump_json())
 
 
 if __name__ == "__main__":

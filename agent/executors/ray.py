@@ -54,6 +54,7 @@ import ray
 from kagent import errors
 from kagent.sandbox import ENV_SECRET, Sandbox, pid_alive
 from kagent.sandbox import EvalRequest, Verdict
+from kagent.sandbox import messages as msg
 
 from kagent.agent.executors import Executor
 
@@ -203,7 +204,7 @@ def _json_text(path: str) -> str:
 
 def evaluate_on_worker(request_json: str, task: bytes | None, candidate: bytes | None, timeout_s: float) -> str:
     """The Ray task: write the files, evaluate them in this worker's warm sandbox, and return
-    {"verdict": ...} or {"error": CLASS, "message": ..., "log": ...} as JSON. Paths of the
+    the verdict or the KagentError that ended it as a `messages.Result`'s JSON. Paths of the
     temporary files are written back as the driver's paths, so verdicts and errors read the same
     as a local evaluation's. A file the driver could not read is left missing (None): the
     sandbox then reports it exactly as it would locally."""
@@ -221,22 +222,22 @@ def evaluate_on_worker(request_json: str, task: bytes | None, candidate: bytes |
         try:
             with _node_cpu() if request.device == "cpu" else nullcontext():
                 verdict = sandbox.evaluate(here, timeout_s=timeout_s)
-            payload: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
+            result = msg.Result(verdict=verdict)
         except errors.KagentError as err:
-            payload = errors.ErrorMessage.of(err).model_dump()
+            result = msg.Result(error=errors.ErrorMessage.of(err))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    text = json.dumps(payload)
+    text = msg.dumps(result)
     for worker_path, driver_path in ((candidate_path, request.candidate_path), (task_path, request.task_path)):
         text = text.replace(_json_text(str(worker_path)), _json_text(driver_path))
     return text
 
 
 def _decode(text: str) -> Verdict:
-    payload = json.loads(text)
-    if "error" in payload:
-        raise errors.decode_error(payload)
-    return Verdict.model_validate(payload["verdict"])
+    result = msg.Result.model_validate_json(text)
+    if result.error is not None or result.verdict is None:
+        raise result.error.to_error() if result.error else errors.SandboxError("a Ray worker returned neither a verdict nor an error")
+    return result.verdict
 
 
 def run_with_env(env: dict[str, str], task_fn: Callable[..., Any], *args: Any) -> Any:
