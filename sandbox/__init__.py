@@ -18,6 +18,7 @@ _EXPORTS = {
     "BackendName": "models",
     "DeviceName": "models",
     "EvalRequest": "models",
+    "Result": "messages",
     "Verdict": "models",
     "gpu_ready": "probes",
     "probe_gpu": "probes",
