@@ -18,7 +18,6 @@ _EXPORTS = {
     "BackendName": "models",
     "DeviceName": "models",
     "EvalRequest": "models",
-    "Result": "messages",
     "Verdict": "models",
     "gpu_ready": "probes",
     "probe_gpu": "probes",
@@ -30,8 +29,9 @@ _EXPORTS = {
     "pid_alive": "processes",
     "visible_gpus": "supervisor",
 }
-# Modules that are themselves part of the surface: the doctor's probes, the task-size planner.
-_MODULES = ("probes", "sizes")
+# Modules that are themselves part of the surface: the messages between processes (the Ray
+# executor's reply), the doctor's probes, the task-size planner.
+_MODULES = ("messages", "probes", "sizes")
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

@@ -117,18 +117,26 @@ class Block:
     wall_ms: float
 
 
+def harness_overhead_ms(reference: list[Block]) -> float:
+    """The harness's own time per call outside the timed calls (the loop, the pipe's wake-ups),
+    from the verifier's blocks, which run the same loop: the median of (wall - sum(times)) /
+    calls; 0 without blocks."""
+    if not reference:
+        return 0.0
+    return max(0.0, statistics.median((b.wall_ms - sum(b.times_ms)) / len(b.times_ms) for b in reference))
+
+
 def clock_share(candidate: list[Block], reference: list[Block]) -> float:
     """How much of what the parent's clock saw the candidate's blocks take its own per-call
-    times account for: per block, sum(times) / (wall - the harness's per-call overhead x calls
-    - FORGED_SLACK_MS), the overhead being the median over the reference's blocks (the same
-    loop in the verifier); the upper quartile over blocks. A clock hooked inside the
+    times account for: per block, sum(times) / (wall - harness_overhead_ms x calls -
+    FORGED_SLACK_MS); the upper quartile over blocks. A clock hooked inside the
     candidate's process lowers every block's share; load (a pipe wake-up delayed, the worker
     descheduled between calls) lowers some, so the upper quartile and not the median: a
     quarter of the blocks seen on a quiet machine clears an honest candidate. 1.0 where no
     block is long enough to tell."""
     if not candidate or not reference:
         return 1.0
-    overhead = max(0.0, statistics.median((b.wall_ms - sum(b.times_ms)) / len(b.times_ms) for b in reference))
+    overhead = harness_overhead_ms(reference)
     shares = []
     for block in candidate:
         seen = block.wall_ms - overhead * len(block.times_ms) - FORGED_SLACK_MS
@@ -139,9 +147,9 @@ def clock_share(candidate: list[Block], reference: list[Block]) -> float:
 
 def to_parent_clock(candidate: list[Block], reference: list[Block]) -> None:
     """Scale each candidate block's per-call times so that they add up to what the parent saw
-    it take, less the harness's per-call overhead (as in `clock_share`), keeping their spread;
-    an even split where it claimed nothing. In place."""
-    overhead = max(0.0, statistics.median((b.wall_ms - sum(b.times_ms)) / len(b.times_ms) for b in reference)) if reference else 0.0
+    it take, less harness_overhead_ms per call, keeping their spread; an even split where it
+    claimed nothing. In place."""
+    overhead = harness_overhead_ms(reference)
     for block in candidate:
         seen = max(0.0, block.wall_ms - overhead * len(block.times_ms))
         claimed = sum(block.times_ms)

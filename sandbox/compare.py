@@ -162,14 +162,12 @@ def _typical(ref: torch.Tensor) -> float:
     return r.median().item() if r.numel() else 0.0
 
 
-def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, widen: float, typical: float,
-                 accumulation: float = 0.0) -> None:
-    """Add one chunk of flat output `o`, reference `r` and golden `g` (or None) to `tally`;
-    `accumulation` is the absolute error allowed every element for summation order."""
+def _check_chunk(tally: _Tally, start: int, o, r, g, atol: float, rtol: float, widen: float, typical: float) -> None:
+    """Add one chunk of flat output `o`, reference `r` and golden `g` (or None) to `tally`."""
     o, r = o.cpu().double(), r.cpu().double()
     want = r if g is None else g.cpu().double()
     diff = (o - want).abs_()
-    floor = (atol + rtol * typical) * widen + accumulation
+    floor = (atol + rtol * typical) * widen + tally.accumulation
     allowed = want.abs().mul_(rtol * widen).add_(floor)
     if g is not None:
         allowed.add_((r - want).abs_(), alpha=REFERENCE_ERROR_FACTOR)
@@ -223,16 +221,16 @@ def _special(o: torch.Tensor, r: torch.Tensor, want: torch.Tensor, atol: float, 
 def _compare_tensor(o: torch.Tensor, r: torch.Tensor, g: torch.Tensor | None, dtype: torch.dtype,
                     allow_tf32: bool, sensitivity: float | None = None) -> _Tally:
     atol, rtol = tolerance(dtype, allow_tf32)
-    accumulation = SENSITIVITY_RTOL * sensitivity if g is not None and sensitivity and math.isfinite(sensitivity) else 0.0
     typical = _typical(r if g is None else g)
     widen = _reference_widening(r, g, atol + rtol * typical, rtol) if g is not None else 1.0
     fo, fr, fg = _flat(o), _flat(r), (None if g is None else _flat(g))
     tally = _Tally()
-    tally.accumulation = accumulation
+    if g is not None and sensitivity and math.isfinite(sensitivity):
+        tally.accumulation = SENSITIVITY_RTOL * sensitivity
     for start in range(0, fr.numel(), CHUNK):
         end = start + CHUNK
         _check_chunk(tally, start, fo[start:end], fr[start:end], None if fg is None else fg[start:end],
-                     atol, rtol, widen, typical, accumulation)
+                     atol, rtol, widen, typical)
     return tally
 
 

@@ -13,7 +13,7 @@ import torch
 
 from kagent.errors import TaskTooLarge, one_line
 from kagent.sandbox.backends import get_backend
-from kagent.sandbox.compare import flatten
+from kagent.sandbox.compare import Comparison, compare, flatten
 from kagent.sandbox.models import EvalRequest
 from kagent.sandbox.task import InputSets, Task, build_model, check_reference, init_inputs, input_sets, load_task, nbytes
 
@@ -59,6 +59,11 @@ class Expected:
     ref: list
     gold: list | None
     sensitivity: list | None = None
+
+    def judge(self, out, tolerance_dtype: torch.dtype | None, allow_tf32: bool) -> Comparison:
+        """`out` (flattened output leaves) against this answer: compare.compare with its
+        float64 counterpart and sensitivity."""
+        return compare(out, self.ref, tolerance_dtype, allow_tf32, gold=self.gold, sensitivity=self.sensitivity)
 
 
 @dataclass
@@ -160,8 +165,8 @@ def _sample(leaf):
 def _sensitivity(gold: list, perturbed: list[list]) -> list:
     """Per output leaf, how far the answer moves per unit of relative change in the inputs: the
     median over sampled elements of rms over draws |y(x (1 + h s)) - y(x)| / h (h =
-    SENSITIVITY_STEP, s random signs; with one draw, over HALF_NORMAL_MEDIAN). For a sum of terms a_i this is ~||a||_2, whatever the sum
-    comes to: the scale of a summation's rounding error (Higham, "Accuracy and Stability of
+    SENSITIVITY_STEP, s random signs; with one draw, over HALF_NORMAL_MEDIAN). For a sum of
+    terms a_i this is ~||a||_2, whatever the sum comes to: the scale of a summation's rounding error (Higham, "Accuracy and Stability of
     Numerical Algorithms", 2nd ed., ch. 4: the error of a computed sum is bounded in the
     terms' magnitudes, not the result's), where a cancelling sum's result is near zero. None
     for leaves that are not floating-point tensors."""

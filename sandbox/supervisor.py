@@ -538,7 +538,6 @@ class Sandbox:
         return self._ask_verifier(job, max(timeout_s, VERIFY_MIN_TIMEOUT_S)).check
 
 
-
 def _parse(model: type[BaseModel], message: dict | None) -> BaseModel | None:
     """`message` (a line from a trusted server: the fork server, the verifier) as a `model`;
     None when there is none or it does not validate."""

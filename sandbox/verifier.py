@@ -88,7 +88,7 @@ def compiled_reference(request: EvalRequest) -> CompiledReference:
     expected = reference.expect(first)
 
     def matches(output, want) -> bool:
-        return cmp.compare(cmp.flatten(output), want.ref, reference.tolerance_dtype, request.allow_tf32, gold=want.gold, sensitivity=want.sensitivity).ok
+        return want.judge(cmp.flatten(output), reference.tolerance_dtype, request.allow_tf32).ok
 
     _compiled[key] = compile_reference(reference.model, first, expected, matches)
     while len(_compiled) > COMPILED_KEPT:
@@ -240,7 +240,7 @@ def _compare(saved: list[str], load, reference: Reference, timed_input, timed_bl
     worst = [0.0, 0.0]
 
     def check(entry: str, expected) -> OutputCheck | None:
-        result = cmp.compare(load(position[entry]), expected.ref, reference.tolerance_dtype, allow_tf32, gold=expected.gold, sensitivity=expected.sensitivity)
+        result = expected.judge(load(position[entry]), reference.tolerance_dtype, allow_tf32)
         if not result.ok:
             return OutputCheck(ok=False, input_sets=names, failed_input_set=entry, reason=result.reason, detail=result.detail,
                                max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error)

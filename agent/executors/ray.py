@@ -53,7 +53,8 @@ import ray
 
 from kagent import errors
 from kagent.sandbox import ENV_SECRET, Sandbox, pid_alive
-from kagent.sandbox import EvalRequest, Result, Verdict
+from kagent.sandbox import EvalRequest, Verdict
+from kagent.sandbox import messages as msg
 
 from kagent.agent.executors import Executor
 
@@ -221,19 +222,19 @@ def evaluate_on_worker(request_json: str, task: bytes | None, candidate: bytes |
         try:
             with _node_cpu() if request.device == "cpu" else nullcontext():
                 verdict = sandbox.evaluate(here, timeout_s=timeout_s)
-            result = Result(verdict=verdict)
+            result = msg.Result(verdict=verdict)
         except errors.KagentError as err:
-            result = Result(error=errors.ErrorMessage.of(err))
+            result = msg.Result(error=errors.ErrorMessage.of(err))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    text = json.dumps(result.model_dump(mode="json"))  # infinities kept (pydantic's own JSON writes null)
+    text = msg.dumps(result)
     for worker_path, driver_path in ((candidate_path, request.candidate_path), (task_path, request.task_path)):
         text = text.replace(_json_text(str(worker_path)), _json_text(driver_path))
     return text
 
 
 def _decode(text: str) -> Verdict:
-    result = Result.model_validate(json.loads(text))  # json: an infinite error stays Infinity
+    result = msg.Result.model_validate(json.loads(text))  # json.loads: an infinite error stays Infinity
     if result.error is not None or result.verdict is None:
         raise result.error.to_error() if result.error else errors.SandboxError("a Ray worker returned neither a verdict nor an error")
     return result.verdict
